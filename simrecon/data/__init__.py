@@ -1,0 +1,9 @@
+"""Data layer: the drive-log model (format v1), its reader/validator/writer, and geometry helpers."""
+
+from .io import FORMAT_VERSION, LogError, Problem, load_log, log_to_json, parse_log, validate_log, write_log
+from .model import Actor, DriveLog, Frame, Intrinsics, LidarSweep, Track
+
+__all__ = [
+    "FORMAT_VERSION", "LogError", "Problem", "load_log", "log_to_json", "parse_log", "validate_log", "write_log",
+    "Actor", "DriveLog", "Frame", "Intrinsics", "LidarSweep", "Track",
+]
