@@ -1,0 +1,5 @@
+"""Synthetic street generator: a drive log with exact ground truth for views the log never recorded."""
+
+from .generate import REMOVED_ACTOR, SHIFTS, SynthConfig, count_units, generate
+
+__all__ = ["REMOVED_ACTOR", "SHIFTS", "SynthConfig", "count_units", "generate"]

@@ -1,0 +1,229 @@
+"""``simrecon synth``: write a synthetic drive log (OUT/log) and the ground truth it lacks (OUT/gt).
+
+Ground truth sets (each with ``cameras.json`` in the transforms.json frame schema):
+- ``ego_shift_left_1m``, ``ego_shift_right_1m``, ``ego_shift_left_2m``: the front camera with the ego path
+  moved along the vehicle's left axis;
+- ``actor_removed``: the front camera on the logged path with the moving actor ``car_0`` removed.
+Plus ``actors.json`` (exact boxes and parts), ``boxes/<id>.ply`` (tight box) and ``meshes/<id>.ply``
+(the true geometry), all in the actor's box frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from ..data.geometry import make_pose
+from ..data.io import atomic_write_text, write_log
+from ..data.lidar_io import write_points
+from ..data.model import Actor, DriveLog, Frame, LidarSweep, Track
+from .render import View, render_camera, render_lidar, world_at
+from .rig import CAMERAS, LIDAR_TO_VEHICLE, lidar_directions
+from .scene import SEMANTIC, Street, build_street
+
+Progress = Callable[[str], None]  # called once per finished unit of work with a short label
+REMOVED_ACTOR = "car_0"
+SHIFTS = {"ego_shift_left_1m": 1.0, "ego_shift_right_1m": -1.0, "ego_shift_left_2m": 2.0}
+
+
+@dataclass
+class SynthConfig:
+    """What to generate. The defaults render in well under a minute on two CPU cores."""
+
+    seconds: float = 2.0  # length of the drive
+    fps: float = 10.0  # camera and lidar rate
+    width: int = 480
+    height: int = 270
+    seed: int = 0
+    ego_speed: float = 8.0  # m/s
+    lidar_beams: int = 32
+    lidar_azimuths: int = 1024
+    ground_truth: bool = True
+
+    def check(self) -> None:
+        if not (0 < self.seconds <= 120):
+            raise ValueError(f"--seconds must be in (0, 120], got {self.seconds}")
+        if not (0 < self.fps <= 60):
+            raise ValueError(f"fps must be in (0, 60], got {self.fps}")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if not (16 <= v <= 4096):
+                raise ValueError(f"--{name} must be in [16, 4096], got {v}")
+        if self.seconds * self.fps < 2:
+            raise ValueError("the drive needs at least 2 timestamps: raise --seconds")
+
+
+def count_units(cfg: SynthConfig) -> int:
+    """How many progress steps ``generate`` reports (for a progress bar)."""
+    n = max(2, int(round(cfg.seconds * cfg.fps)))
+    per_t = len(CAMERAS) + 1 + ((len(SHIFTS) + 1) if cfg.ground_truth else 0)
+    return n * per_t
+
+
+def _save_png(path: Path, arr: np.ndarray) -> None:
+    Image.fromarray(arr).save(path, optimize=False, compress_level=1)
+
+
+def _save_view(root: Path, stem: str, view: View) -> dict:
+    """Write a GT view (rgb, depth, instance, semantic); returns its file paths relative to ``root``."""
+    paths = {
+        "file_path": f"images/{stem}.png",
+        "depth_file_path": f"depth/{stem}.npy",
+        "instance_file_path": f"instance/{stem}.png",
+        "semantic_file_path": f"semantic/{stem}.png",
+    }
+    _save_png(root / paths["file_path"], view.rgb)
+    np.save(root / paths["depth_file_path"], view.depth)
+    _save_png(root / paths["instance_file_path"], view.instance)
+    _save_png(root / paths["semantic_file_path"], view.semantic)
+    return paths
+
+
+def _box_mesh_ply(boxes: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """ASCII PLY of boxes given as (centre [3], half size [3]), 8 vertices and 12 triangles each."""
+    signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float)
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    verts, faces = [], []
+    for center, half in boxes:
+        base = len(verts)
+        verts.extend(center + signs * half)
+        for a, b, c, d in quads:  # outward-facing winding
+            faces.append((base + a, base + b, base + c))
+            faces.append((base + a, base + c, base + d))
+    lines = ["ply", "format ascii 1.0", f"element vertex {len(verts)}", "property float x", "property float y",
+             "property float z", f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]
+    lines += [f"{v[0]:.6f} {v[1]:.6f} {v[2]:.6f}" for v in verts]
+    lines += [f"3 {a} {b} {c}" for a, b, c in faces]
+    return "\n".join(lines) + "\n"
+
+
+def _log_actors(street: Street) -> list[Actor]:
+    out = []
+    for a in street.actors:
+        if a.static:
+            track = Track(a.times[:1], a.poses[:1])
+        else:
+            track = Track(a.times, a.poses)
+        out.append(Actor(a.id, a.cls, a.size.copy(), track, static=a.static))
+    return out
+
+
+def _write_gt_actors(gt: Path, street: Street) -> None:
+    (gt / "meshes").mkdir()
+    (gt / "boxes").mkdir()
+    entries = []
+    for k, a in enumerate(street.actors, start=1):
+        entries.append({
+            "id": a.id, "class": a.cls, "instance_id": k, "semantic_id": SEMANTIC[a.cls],
+            "size": a.size.tolist(), "static": a.static, "moving": a.id in street.moving_actor_ids,
+            "parts": [{"center": p.center.tolist(), "half_size": p.half.tolist()} for p in a.parts],
+            "mesh": f"meshes/{a.id}.ply", "box_mesh": f"boxes/{a.id}.ply",
+        })
+        (gt / "meshes" / f"{a.id}.ply").write_text(_box_mesh_ply([(p.center, p.half) for p in a.parts]))
+        (gt / "boxes" / f"{a.id}.ply").write_text(_box_mesh_ply([(np.zeros(3), a.size / 2)]))
+    doc = {"frame": "box frame: origin at the box centre, x forward, y left, z up, metres",
+           "semantic_classes": SEMANTIC, "actors": entries}
+    atomic_write_text(gt / "actors.json", json.dumps(doc, indent=1))
+
+
+def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> DriveLog:
+    tick = progress or (lambda _label: None)
+    street = build_street(cfg.seconds, cfg.fps, cfg.seed, cfg.ego_speed)
+    log_dir = root / "log"
+    for cam in CAMERAS:
+        (log_dir / "images" / cam.name).mkdir(parents=True)
+    (log_dir / "lidar").mkdir()
+    lidar_dirs = lidar_directions(cfg.lidar_beams, cfg.lidar_azimuths)
+    frames, sweeps = [], []
+    gt_frames: dict[str, list[dict]] = {name: [] for name in list(SHIFTS) + ["actor_removed"]}
+    if cfg.ground_truth:
+        for name in gt_frames:
+            for sub in ("images", "depth", "instance", "semantic"):
+                (root / "gt" / name / sub).mkdir(parents=True)
+    front = CAMERAS[0]
+    intr = {cam.name: cam.intrinsics(cfg.width, cfg.height) for cam in CAMERAS}
+    for k, (t, ego) in enumerate(zip(street.ego_times, street.ego_poses)):
+        world = world_at(street, float(t))
+        for cam in CAMERAS:
+            c2w = ego @ cam.camera_to_vehicle()
+            view = render_camera(world, c2w, intr[cam.name], cfg.seed)
+            rel = f"images/{cam.name}/{k:06d}.png"
+            _save_png(log_dir / rel, view.rgb)
+            frames.append(Frame(rel, c2w, intr[cam.name], cam.name, float(t)))
+            tick(f"camera {cam.name} t={t:.2f}s")
+        s2w = ego @ LIDAR_TO_VEHICLE
+        rel = f"lidar/{k:06d}.npy"
+        write_points(log_dir / rel, render_lidar(world, s2w, lidar_dirs, cfg.seed))
+        sweeps.append(LidarSweep(rel, s2w, float(t), "lidar"))
+        tick(f"lidar t={t:.2f}s")
+        if not cfg.ground_truth:
+            continue
+        for name, shift in SHIFTS.items():
+            c2w = ego @ make_pose(np.eye(3), np.array([0.0, shift, 0.0])) @ front.camera_to_vehicle()
+            paths = _save_view(root / "gt" / name, f"{k:06d}", render_camera(world, c2w, intr["front"], cfg.seed))
+            gt_frames[name].append({**paths, "camera": "front", "timestamp": float(t),
+                                    "transform_matrix": c2w.tolist()})
+            tick(f"gt {name} t={t:.2f}s")
+        removed = world_at(street, float(t), exclude=frozenset({REMOVED_ACTOR}))
+        c2w = ego @ front.camera_to_vehicle()
+        paths = _save_view(root / "gt" / "actor_removed", f"{k:06d}", render_camera(removed, c2w, intr["front"],
+                                                                                    cfg.seed))
+        gt_frames["actor_removed"].append({**paths, "camera": "front", "timestamp": float(t),
+                                           "transform_matrix": c2w.tolist()})
+        tick(f"gt actor_removed t={t:.2f}s")
+    ego_track = Track(street.ego_times, street.ego_poses)
+    log = DriveLog(log_dir, frames, sweeps, _log_actors(street), ego_track, 1, np.array([0.0, 0.0, 1.0]),
+                   {"source": "simrecon synth", "synth_config": asdict(cfg)})
+    write_log(log)
+    if cfg.ground_truth:
+        gt = root / "gt"
+        for name, entries in gt_frames.items():
+            desc = (f"front camera with the ego path shifted {SHIFTS[name]:+.1f} m along the vehicle's left axis"
+                    if name in SHIFTS else f"front camera on the logged path with actor {REMOVED_ACTOR} removed")
+            doc = {**intr["front"].to_json(), "description": desc,
+                   "depth": "float32 .npy, metres along the camera's view axis, inf where sky",
+                   "instance": "uint16 PNG: 0 background, k = actors.json entry with instance_id k",
+                   "semantic": "uint8 PNG, ids in actors.json semantic_classes",
+                   "frames": entries}
+            if name in SHIFTS:
+                doc["ego_shift_left_m"] = SHIFTS[name]
+            else:
+                doc["removed_actor"] = REMOVED_ACTOR
+            atomic_write_text(gt / name / "cameras.json", json.dumps(doc, indent=1))
+        _write_gt_actors(gt, street)
+    return log
+
+
+def generate(out: str | Path, cfg: SynthConfig | None = None, progress: Progress | None = None,
+             force: bool = False) -> Path:
+    """Generate the synthetic drive into ``out`` (built under a temporary name, renamed when complete).
+
+    Returns the log folder ``out/log``. An existing ``out`` is an error unless ``force``.
+    """
+    cfg = cfg or SynthConfig()
+    cfg.check()
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} already exists (use --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _generate_into(tmp, cfg, progress)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            shutil.rmtree(old)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "log"

@@ -1,0 +1,153 @@
+"""Render the synthetic street at a time from any camera or lidar: RGB, depth, instance and semantic ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.model import Intrinsics
+from .raycast import GROUND, Boxes, Hits, cast
+from .scene import SEMANTIC, Street
+from .shading import shade
+
+CHUNK = 1 << 14  # rays per batch: [CHUNK, boxes, 3] temporaries stay around 100 MB at any image size
+
+
+@dataclass
+class World:
+    """All boxes present at one time, with per-box material, colour, instance and semantic ids."""
+
+    boxes: Boxes
+    material: torch.Tensor  # [B]
+    color: torch.Tensor  # [B, 3]
+    instance: torch.Tensor  # [B] 0 = background, k = street.actors[k - 1]
+    semantic: torch.Tensor  # [B]
+
+
+def world_at(street: Street, t: float, exclude: frozenset[str] = frozenset()) -> World:
+    centers, rots, halves, mats, cols, inst, sem = [], [], [], [], [], [], []
+    for b in street.static:
+        c, s = np.cos(b.yaw), np.sin(b.yaw)
+        centers.append(b.center)
+        rots.append(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]))
+        halves.append(b.half)
+        mats.append(b.material)
+        cols.append(b.color)
+        inst.append(0)
+        sem.append(b.semantic)
+    for k, actor in enumerate(street.actors, start=1):
+        if actor.id in exclude:
+            continue
+        pose = actor.pose_at(t)
+        if pose is None:
+            continue
+        for part in actor.parts:
+            centers.append(pose[:3, :3] @ part.center + pose[:3, 3])
+            rots.append(pose[:3, :3])
+            halves.append(part.half)
+            mats.append(part.material)
+            cols.append(part.color)
+            inst.append(k)
+            sem.append(SEMANTIC[actor.cls])
+    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    boxes = Boxes(f(centers), f(rots), f(halves))
+    return World(boxes, torch.as_tensor(mats), f(cols), torch.as_tensor(inst), torch.as_tensor(sem))
+
+
+def trace(world: World, origins: np.ndarray, dirs: np.ndarray, seed: int) -> tuple[Hits, torch.Tensor, torch.Tensor]:
+    """Cast rays (origins [N, 3], unit dirs [N, 3]) in chunks; returns hits, colour [N, 3], albedo [N, 3]."""
+    o_all = torch.tensor(np.ascontiguousarray(origins), dtype=torch.float32)
+    d_all = torch.tensor(np.ascontiguousarray(dirs), dtype=torch.float32)
+    parts = []
+    for s in range(0, o_all.shape[0], CHUNK):
+        o, d = o_all[s:s + CHUNK], d_all[s:s + CHUNK]
+        hits = cast(o, d, world.boxes)
+        color, albedo = shade(hits, d, world.material, world.color, world.boxes.half, world.boxes.rotations, seed)
+        parts.append((hits, color, albedo))
+    hits = Hits(*(torch.cat([getattr(p[0], k) for p in parts]) for k in ("t", "prim", "point", "normal", "local")))
+    return hits, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
+
+
+@dataclass
+class View:
+    rgb: np.ndarray  # [H, W, 3] uint8
+    depth: np.ndarray  # [H, W] float32, metres along the view axis; inf where sky
+    instance: np.ndarray  # [H, W] uint16, 0 = background, k = street.actors[k - 1]
+    semantic: np.ndarray  # [H, W] uint8 (scene.SEMANTIC)
+
+
+def _subset(world: World, keep: torch.Tensor) -> World:
+    b = world.boxes
+    return World(Boxes(b.centers[keep], b.rotations[keep], b.half[keep]), world.material[keep],
+                 world.color[keep], world.instance[keep], world.semantic[keep])
+
+
+def _image_bounds(world: World, c2w: np.ndarray, intr: Intrinsics) -> torch.Tensor:
+    """Per box, its projection's bounds [B, 4] (u0, u1, v0, v1) in pixels; boxes that reach behind the
+    camera get unbounded extents, boxes fully behind it an empty range."""
+    b = world.boxes
+    signs = torch.tensor([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=torch.float32)
+    corners = b.centers[:, None] + torch.einsum("bij,bkj->bki", b.rotations, signs[None] * b.half[:, None])
+    w2c = torch.as_tensor(np.linalg.inv(c2w), dtype=torch.float32)
+    cam = corners @ w2c[:3, :3].T + w2c[:3, 3]  # [B, 8, 3] OpenGL: visible points have z < 0
+    depth = -cam[..., 2]
+    safe = depth.clamp(min=1e-6)
+    u = intr.fl_x * cam[..., 0] / safe + intr.cx
+    v = -intr.fl_y * cam[..., 1] / safe + intr.cy
+    bounds = torch.stack([u.amin(1), u.amax(1), v.amin(1), v.amax(1)], dim=1)
+    straddle = (depth <= 1e-6).any(1)
+    inf = float("inf")
+    bounds[straddle] = torch.tensor([-inf, inf, -inf, inf])
+    bounds[(depth <= 1e-6).all(1)] = torch.tensor([inf, -inf, inf, -inf])
+    return bounds
+
+
+TILE = 64  # pixels per tile side; each tile casts only against the boxes whose projection overlaps it
+
+
+def render_camera(world: World, c2w: np.ndarray, intr: Intrinsics, seed: int) -> View:
+    """Render a pinhole camera (c2w [4, 4], OpenGL axes) with one ray through each pixel centre."""
+    h, w = intr.h, intr.w
+    dirs_cam = intr.pixel_rays()  # [H, W, 3]
+    bounds = _image_bounds(world, c2w, intr)
+    rgb = np.zeros((h, w, 3), np.uint8)
+    depth = np.zeros((h, w), np.float32)
+    instance = np.zeros((h, w), np.uint16)
+    semantic = np.zeros((h, w), np.uint8)
+    for v0 in range(0, h, TILE):
+        for u0 in range(0, w, TILE):
+            v1, u1 = min(v0 + TILE, h), min(u0 + TILE, w)
+            keep = (bounds[:, 1] >= u0) & (bounds[:, 0] <= u1) & (bounds[:, 3] >= v0) & (bounds[:, 2] <= v1)
+            sub = _subset(world, keep)
+            d_cam = dirs_cam[v0:v1, u0:u1].reshape(-1, 3)
+            dirs = d_cam @ c2w[:3, :3].T
+            hits, color, _ = trace(sub, np.broadcast_to(c2w[:3, 3], dirs.shape), dirs, seed)
+            tile = (slice(v0, v1), slice(u0, u1))
+            # Ray length -> depth along the view axis.
+            depth[tile] = (hits.t.numpy() * -d_cam[:, 2]).reshape(v1 - v0, u1 - u0)
+            rgb[tile] = (color.numpy() * 255.0 + 0.5).astype(np.uint8).reshape(v1 - v0, u1 - u0, 3)
+            prim = hits.prim
+            on_box = prim >= 0
+            inst = torch.zeros_like(prim)
+            sem = torch.zeros_like(prim)
+            inst[on_box] = sub.instance[prim[on_box]]
+            sem[on_box] = sub.semantic[prim[on_box]]
+            sem[prim == GROUND] = SEMANTIC["road"]
+            instance[tile] = inst.numpy().reshape(v1 - v0, u1 - u0)
+            semantic[tile] = sem.numpy().reshape(v1 - v0, u1 - u0)
+    return View(rgb, depth, instance, semantic)
+
+
+def render_lidar(world: World, s2w: np.ndarray, dirs_sensor: np.ndarray, seed: int,
+                 max_range: float = 80.0) -> np.ndarray:
+    """Lidar returns [M, 4] float32 (x, y, z in the sensor frame, intensity in [0, 1])."""
+    dirs = dirs_sensor @ s2w[:3, :3].T
+    origins = np.broadcast_to(s2w[:3, 3], dirs.shape)
+    hits, _, albedo = trace(world, origins, dirs, seed)
+    keep = (hits.t < max_range).numpy()
+    rng = hits.t.numpy()[keep, None]
+    pts = dirs_sensor[keep] * rng
+    intensity = albedo.numpy()[keep].mean(axis=1, keepdims=True).clip(0.0, 1.0)
+    return np.concatenate([pts, intensity], axis=1).astype(np.float32)
