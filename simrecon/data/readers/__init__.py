@@ -1,0 +1,141 @@
+"""Dataset readers: convert public driving datasets into drive logs (format v1, docs/readers.md).
+
+Each format has one module with a ``read(src, cameras=None, frames=None, skip_missing=False)`` function
+that reads the source folder (nothing is written) and returns a :class:`Conversion`: the
+:class:`~simrecon.data.model.DriveLog` whose paths are relative to the future output folder, plus
+where each image and lidar sweep comes from. :func:`convert` writes that out atomically.
+
+    from simrecon.data.readers import convert, read
+    log = read("kitti-odometry", "KITTI_sequence_1").log          # pure: a DriveLog
+    convert("dgp", "scene_02", "out/scene_02", cameras=["CAMERA_01"], frames="0:2")
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..io import validate_log, write_log
+from ..lidar_io import write_points
+from ..model import DriveLog
+from ._common import Conversion, ReaderError, parse_frames
+
+# format name -> module (imported only when used, so optional dependencies stay optional)
+FORMATS: dict[str, str] = {
+    "nerfstudio": "nerfstudio",
+    "kitti-odometry": "kitti_odometry",
+    "kitti-tracking": "kitti_tracking",
+    "dgp": "dgp",
+    "nuscenes": "nuscenes",
+    "waymo": "waymo",
+    "argoverse2": "argoverse2",
+}
+
+__all__ = ["FORMATS", "Conversion", "ReaderError", "convert", "known_formats", "read", "read_log"]
+
+
+def known_formats() -> list[str]:
+    return [f for f in FORMATS if _module_exists(FORMATS[f])]
+
+
+def _module_exists(name: str) -> bool:
+    return (Path(__file__).parent / f"{name}.py").is_file()
+
+
+def _reader(fmt: str):
+    key = fmt.strip().lower().replace("_", "-")
+    if key not in FORMATS or not _module_exists(FORMATS[key]):
+        raise ReaderError(fmt, "format", f"unknown format; known formats: {', '.join(known_formats())}")
+    return importlib.import_module(f"{__name__}.{FORMATS[key]}").read
+
+
+def read(fmt: str, src: str | Path, cameras: Iterable[str] | None = None, frames: str | slice | None = None,
+         skip_missing: bool = False) -> Conversion:
+    """Read ``src`` in format ``fmt``; returns the Conversion (log + file sources). Writes nothing."""
+    reader = _reader(fmt)
+    src_path = Path(src)
+    sel = parse_frames(frames)
+    cams = list(cameras) if cameras is not None else None
+    return reader(src_path, cameras=cams, frames=sel, skip_missing=skip_missing)
+
+
+def read_log(fmt: str, src: str | Path, **kwargs) -> DriveLog:
+    """Just the DriveLog of :func:`read` (paths relative to a future output folder)."""
+    return read(fmt, src, **kwargs).log
+
+
+def _place_image(source, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if callable(source):  # images stored inside a container (Waymo): a loader of the encoded bytes
+        source = source()
+    if isinstance(source, (bytes, bytearray)):
+        target.write_bytes(source)
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def write_conversion(conv: Conversion, out: str | Path, overwrite: bool = False,
+                     progress: Callable[[int, int, str], None] | None = None) -> DriveLog:
+    """Write ``conv`` to ``out`` atomically (build ``out.tmp-<pid>``, validate, rename); returns the loaded log."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ReaderError(out, "", "output folder already exists (use --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    total = len(conv.images) + len(conv.lidar)
+    done = 0
+    try:
+        tmp.mkdir()
+        for rel, source in conv.images.items():
+            _place_image(source, tmp / rel)
+            done += 1
+            if progress:
+                progress(done, total, rel)
+        for rel, loader in conv.lidar.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_points(target, loader())
+            done += 1
+            if progress:
+                progress(done, total, rel)
+        log = conv.log
+        log.root = tmp
+        write_log(log, tmp)
+        loaded, problems = validate_log(tmp)
+        if problems:
+            lines = "; ".join(str(p).replace(str(tmp), str(out)) for p in problems[:5])
+            raise ReaderError(out, "", f"converted log does not validate ({len(problems)} problem(s)): {lines}")
+        if out.exists():
+            old = out.with_name(f"{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    assert loaded is not None
+    loaded.root = out
+    log.root = out
+    return loaded
+
+
+def convert(fmt: str, src: str | Path, out: str | Path, cameras: Iterable[str] | None = None,
+            frames: str | slice | None = None, skip_missing: bool = False, overwrite: bool = False,
+            progress: Callable[[int, int, str], None] | None = None) -> DriveLog:
+    """Convert ``src`` (format ``fmt``) into the drive log folder ``out``; returns the validated log.
+
+    Images are hard-linked when possible (else copied) into ``out/images/...``, lidar is written as
+    float32 [N, 4] ``.npy`` in the sensor frame into ``out/lidar/...``. ``out`` appears only once complete.
+    """
+    conv = read(fmt, src, cameras=cameras, frames=frames, skip_missing=skip_missing)
+    return write_conversion(conv, out, overwrite=overwrite, progress=progress)

@@ -1,0 +1,175 @@
+"""Argoverse 2 sensor dataset: one log folder (``<split>/<log_id>/``). Needs ``pyarrow`` for the feather files.
+
+Files used: ``calibration/egovehicle_SE3_sensor.feather`` (sensor_name, qw qx qy qz, tx_m ty_m tz_m:
+sensor-to-ego), ``calibration/intrinsics.feather`` (sensor_name, fx_px fy_px cx_px cy_px, k1 k2 k3,
+height_px width_px), ``city_SE3_egovehicle.feather`` (timestamp_ns, qw..tz_m: ego-to-city),
+``sensors/cameras/<camera>/<timestamp_ns>.jpg``, ``sensors/lidar/<timestamp_ns>.feather`` (x y z
+intensity(uint8) laser_number offset_ns, points in the ego frame) and ``annotations.feather``
+(timestamp_ns, track_uuid, category, length_m width_m height_m, qw..tz_m: box-to-ego at the sweep time).
+
+Cameras are OpenCV (cx + 0.5), posed with the ego pose at the image timestamp (exact entry when the
+pose table has it, interpolated otherwise). Lidar sweeps are stored in the ego frame (sensor = ego).
+``--frames`` selects lidar sweeps (10 Hz); camera images within half a sweep period of the selected
+sweeps are kept. The world is the city frame (z up) shifted to the first ego position.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..geometry import make_pose, opencv_to_opengl
+from ..model import Frame, LidarSweep, Track
+from ._common import (
+    ActorBuilder,
+    Conversion,
+    ReaderError,
+    build_actors,
+    check_cameras,
+    finish_log,
+    make_track,
+    map_class,
+    opencv_intrinsics,
+    quat_to_rotation,
+    select_indices,
+)
+
+
+def _feather(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    try:
+        import pyarrow.feather as feather
+    except ImportError:
+        raise ReaderError(path, "", "reading Argoverse 2 .feather files needs pyarrow: pip install pyarrow") from None
+    if not path.is_file():
+        raise ReaderError(path, "", "file does not exist")
+    try:
+        table = feather.read_table(path)
+    except Exception as exc:  # pyarrow raises its own error types
+        raise ReaderError(path, "", f"not a readable feather file ({exc})") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ReaderError(path, missing[0], f"missing column (have: {', '.join(table.column_names)})")
+    return {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+
+
+def _poses(t: dict[str, np.ndarray], i: int, path: Path) -> np.ndarray:
+    q = [t[k][i] for k in ("qw", "qx", "qy", "qz")]
+    return make_pose(quat_to_rotation(q, path, f"row {i}.qw"), np.array([t[k][i] for k in ("tx_m", "ty_m", "tz_m")],
+                                                                       float))
+
+
+_POSE_COLS = ("qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
+
+
+def _lidar_loader(path: Path):
+    def load() -> np.ndarray:
+        t = _feather(path, ("x", "y", "z", "intensity"))
+        out = np.zeros((len(t["x"]), 4), np.float32)
+        out[:, 0], out[:, 1], out[:, 2] = t["x"], t["y"], t["z"]
+        out[:, 3] = np.clip(t["intensity"].astype(np.float32) / 255.0, 0.0, 1.0)
+        return out
+
+    return load
+
+
+def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
+         skip_missing: bool = False) -> Conversion:
+    if not (src / "city_SE3_egovehicle.feather").is_file():
+        raise ReaderError(src, "city_SE3_egovehicle.feather", "expected an Argoverse 2 sensor log folder")
+    calib_path = src / "calibration" / "egovehicle_SE3_sensor.feather"
+    intr_path = src / "calibration" / "intrinsics.feather"
+    pose_path = src / "city_SE3_egovehicle.feather"
+    ext = _feather(calib_path, ("sensor_name",) + _POSE_COLS)
+    intr = _feather(intr_path, ("sensor_name", "fx_px", "fy_px", "cx_px", "cy_px", "height_px", "width_px"))
+    ego_tab = _feather(pose_path, ("timestamp_ns",) + _POSE_COLS)
+    ego_ns = ego_tab["timestamp_ns"].astype(np.int64)
+    order = np.argsort(ego_ns)
+    ego_all = {int(ego_ns[i]): _poses(ego_tab, int(i), pose_path) for i in order}
+    ego_track = Track(np.array([(k - int(ego_ns.min())) / 1e9 for k in ego_all]), np.stack(list(ego_all.values())))
+    ns0 = int(ego_ns.min())
+
+    def ego_at(ns: int, where: str) -> np.ndarray:
+        if ns in ego_all:
+            return ego_all[ns]
+        pose = ego_track.pose_at((ns - ns0) / 1e9)
+        if pose is None:
+            raise ReaderError(pose_path, "timestamp_ns", f"no ego pose around {where} ({ns})")
+        return pose
+
+    sensor_to_ego = {str(n): _poses(ext, i, calib_path) for i, n in enumerate(ext["sensor_name"])}
+    cam_root = src / "sensors" / "cameras"
+    available = sorted(p.name for p in cam_root.iterdir() if p.is_dir()) if cam_root.is_dir() else []
+    cams = check_cameras(cameras, available, cam_root)
+
+    sweeps_ns = sorted(int(p.stem) for p in (src / "sensors" / "lidar").glob("*.feather"))
+    warnings: list[str] = []
+    if sweeps_ns:
+        sel = [sweeps_ns[i] for i in select_indices(len(sweeps_ns), frames)]
+        if not sel:
+            raise ReaderError(src / "sensors" / "lidar", "frames", f"the selection is empty ({len(sweeps_ns)} sweeps)")
+        lo, hi = sel[0] - 50_000_000, sel[-1] + 50_000_000
+    else:
+        sel, lo, hi = [], None, None
+
+    out_frames: list[Frame] = []
+    images: dict[str, Path] = {}
+    for cam in cams:
+        if cam not in sensor_to_ego:
+            raise ReaderError(calib_path, "sensor_name", f"no extrinsic for camera {cam}")
+        rows = [i for i, n in enumerate(intr["sensor_name"]) if str(n) == cam]
+        if not rows:
+            raise ReaderError(intr_path, "sensor_name", f"no intrinsics for camera {cam}")
+        r = rows[0]
+        dist = {k: float(intr[k][r]) for k in ("k1", "k2", "k3") if k in intr}
+        K = opencv_intrinsics(intr["fx_px"][r], intr["fy_px"][r], intr["cx_px"][r], intr["cy_px"][r],
+                              int(intr["width_px"][r]), int(intr["height_px"][r]), **dist)
+        files = sorted(cam_root.joinpath(cam).glob("*.jpg"), key=lambda p: int(p.stem))
+        if lo is None:
+            files = files[frames]
+        for p in files:
+            ns = int(p.stem)
+            if lo is not None and not lo <= ns <= hi:
+                continue
+            rel = f"images/{cam}/{p.name}"
+            images[rel] = p
+            c2w = opencv_to_opengl(ego_at(ns, str(p)) @ sensor_to_ego[cam])
+            out_frames.append(Frame(rel, c2w, K, cam, (ns - ns0) / 1e9))
+
+    sweeps: list[LidarSweep] = []
+    lidar_files = {}
+    ego_t, ego_p = [], []
+    for ns in sel:
+        path = src / "sensors" / "lidar" / f"{ns}.feather"
+        rel = f"lidar/lidar/{ns}.npy"
+        pose = ego_at(ns, str(path))
+        lidar_files[rel] = _lidar_loader(path)
+        sweeps.append(LidarSweep(rel, pose, (ns - ns0) / 1e9, "lidar"))
+        ego_t.append((ns - ns0) / 1e9)
+        ego_p.append(pose)
+    if not ego_t:
+        ego_t = [f.timestamp for f in out_frames]
+        ego_p = [ego_at(int(round(t * 1e9)) + ns0, "frame") for t in ego_t]
+
+    actors: dict[str, ActorBuilder] = {}
+    ann_path = src / "annotations.feather"
+    if ann_path.is_file():
+        ann = _feather(ann_path, ("timestamp_ns", "track_uuid", "category", "length_m", "width_m", "height_m")
+                       + _POSE_COLS)
+        keep = set(sel)
+        for i in range(len(ann["timestamp_ns"])):
+            ns = int(ann["timestamp_ns"][i])
+            if ns not in keep:
+                continue
+            size = np.array([ann["length_m"][i], ann["width_m"][i], ann["height_m"][i]], float)
+            cat = str(ann["category"][i])
+            b = actors.setdefault(str(ann["track_uuid"][i]), ActorBuilder(map_class(cat.replace("_", " ")), size, cat))
+            b.add((ns - ns0) / 1e9, ego_at(ns, str(ann_path)) @ _poses(ann, i, ann_path), size)
+    ego = make_track(ego_t, ego_p)
+    t0 = min([f.timestamp for f in out_frames] + ego_t) if out_frames else 0.0
+    log = finish_log("argoverse2", src, out_frames, sweeps, build_actors(actors), ego,
+                     offset=ego.poses[0, :3, 3].copy(), t0=t0, extra={"log_id": src.name, "time_origin_ns": ns0})
+    conv = Conversion(log, images, lidar_files)
+    for w in warnings:
+        conv.warn(w)
+    return conv

@@ -1,0 +1,283 @@
+"""TRI DGP scenes (DDAD and other SynchronizedScene JSON logs).
+
+Layout: ``<scene>/scene_<sha1>.json`` with ``samples`` (each: ``calibration_key``, ``datum_keys``) and
+``data`` (datums by ``key``: ``datum.image`` / ``datum.point_cloud`` with ``filename``, ``pose`` =
+sensor-to-world as ``rotation {qw,qx,qy,qz}`` + ``translation {x,y,z}``, ``annotations`` by annotation
+type id: ``"0"`` 2D boxes, ``"1"`` 3D boxes); ``calibration/<key>.json`` (parallel ``names``,
+``intrinsics {fx,fy,cx,cy,skew[,k1..]}``, ``extrinsics`` = sensor-to-vehicle); ``ontology/<sha1>.json``
+(class ``items`` with ``id``/``name``); ``point_cloud/<LIDAR>/<ts>.npz`` (key ``data`` [N, >=3],
+columns in ``point_format``); ``bounding_box_3d/<LIDAR>/<ts>.json`` (boxes in that sensor's frame:
+``box.pose`` centre, ``length``/``width``/``height`` along box x/y/z, ``instance_id``).
+
+Cameras are OpenCV (x right, y down, z forward); each image datum's own pose is used. The ego pose is
+the LIDAR datum pose times the inverse LIDAR extrinsic (identity in DDAD). The world is shifted so that
+the first ego position is the origin (axes unchanged, z up); the shift is recorded in ``source``.
+``--frames`` selects samples. SRC may be a scene folder, a scene JSON, or a dataset folder with a
+single scene.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..geometry import invert_pose, opencv_to_opengl
+from ..model import Frame, LidarSweep
+from ._common import (
+    ActorBuilder,
+    Conversion,
+    ReaderError,
+    build_actors,
+    check_cameras,
+    finish_log,
+    get,
+    make_track,
+    map_class,
+    number,
+    pose_from_quat,
+    read_json,
+    select_indices,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _find_scene(src: Path) -> Path:
+    if src.is_file():
+        return src
+    if not src.is_dir():
+        raise ReaderError(src, "", "source does not exist")
+    scenes = sorted(src.glob("scene_*.json"))
+    scenes = [s for s in scenes if not s.name.startswith("scene_dataset")]
+    if len(scenes) == 1:
+        return scenes[0]
+    if len(scenes) > 1:
+        raise ReaderError(src, "", f"expected one scene JSON, found {len(scenes)}: pass one of "
+                                   f"{', '.join(s.name for s in scenes)}")
+    index = sorted(src.glob("scene_dataset*.json"))
+    if index:
+        data = read_json(index[0])
+        names = sorted({f for split in (data.get("scene_splits") or {}).values() if isinstance(split, dict)
+                        for f in split.get("filenames", [])})
+        if len(names) == 1:
+            return src / names[0]
+        raise ReaderError(index[0], "scene_splits", f"expected one scene, the dataset has {len(names)}: convert one "
+                                                    f"scene folder ({', '.join(str(Path(n).parent) for n in names)})")
+    raise ReaderError(src, "scene_*.json", "expected a DGP scene JSON in this folder")
+
+
+def _micros(datum: dict, file: Path, where: str) -> int:
+    """Datum time in integer microseconds (from ``id.timestamp``; file-name microseconds as fallback)."""
+    ts = (datum.get("id") or {}).get("timestamp")
+    if isinstance(ts, str) and ts:
+        text = ts[:-1] + "+00:00" if ts.endswith("Z") else ts
+        try:
+            dt = datetime.fromisoformat(text)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+            delta = dt - _EPOCH
+            return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        except ValueError:
+            pass
+    for kind in ("image", "point_cloud"):
+        name = ((datum.get("datum") or {}).get(kind) or {}).get("filename")
+        if isinstance(name, str) and Path(name).stem.isdigit():
+            return int(Path(name).stem)
+    raise ReaderError(file, f"{where}.id.timestamp", f"expected an ISO time such as 2020-01-01T00:00:00.000000Z, "
+                                                     f"got {ts!r}")
+
+
+def _intrinsics(calib: dict, idx: int, file: Path, w: int, h: int, warnings: list[str]):
+    from ._common import opencv_intrinsics
+
+    intr = get(calib, "intrinsics", file, "")
+    if not isinstance(intr, list) or idx >= len(intr):
+        raise ReaderError(file, "intrinsics", "expected a list parallel to names")
+    k = intr[idx]
+    where = f"intrinsics[{idx}]"
+    fx, fy, cx, cy = (number(k, key, file, where) for key in ("fx", "fy", "cx", "cy"))
+    if fx <= 0 or fy <= 0:
+        raise ReaderError(file, f"{where}.fx", f"expected positive focal lengths, got {fx}, {fy}")
+    if abs(float(k.get("skew", 0.0) or 0.0)) > 1e-6:
+        warnings.append(f"{file}: {where}.skew: non-zero skew {k['skew']} ignored")
+    dist = {key: float(k[key]) for key in ("k1", "k2", "k3", "p1", "p2") if isinstance(k.get(key), (int, float))}
+    if k.get("fisheye"):
+        raise ReaderError(file, f"{where}.fisheye", "fisheye DGP cameras are not supported")
+    return opencv_intrinsics(fx, fy, cx, cy, w, h, **dist)
+
+
+def _load_points(path: Path, point_format: list[str]):
+    def load() -> np.ndarray:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "data" not in z.files:
+                    raise ReaderError(path, "data", f"expected the point array under key 'data', got {z.files}")
+                data = np.asarray(z["data"], dtype=np.float64)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ReaderError):
+                raise
+            raise ReaderError(path, "", f"not a readable .npz ({exc})") from None
+        fmt = [str(x).upper() for x in point_format] or ["X", "Y", "Z", "INTENSITY"][: data.shape[1]]
+        if data.ndim != 2 or data.shape[1] < 3 or not {"X", "Y", "Z"} <= set(fmt[: data.shape[1]]):
+            raise ReaderError(path, "data", f"expected [N, >=3] with columns X, Y, Z, got {data.shape} {fmt}")
+        cols = [fmt.index(c) for c in ("X", "Y", "Z")]
+        out = np.zeros((len(data), 4), np.float32)
+        out[:, :3] = data[:, cols]
+        if "INTENSITY" in fmt and fmt.index("INTENSITY") < data.shape[1]:
+            inten = data[:, fmt.index("INTENSITY")]
+            if inten.size and np.nanmax(inten) > 1.0:
+                inten = inten / 255.0
+            out[:, 3] = np.clip(inten, 0.0, 1.0)
+        return out
+
+    return load
+
+
+def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
+         skip_missing: bool = False) -> Conversion:
+    file = _find_scene(src)
+    root = file.parent
+    scene = read_json(file)
+    samples = get(scene, "samples", file, "", list)
+    data = get(scene, "data", file, "", list)
+    if not samples:
+        raise ReaderError(file, "samples", "expected a non-empty list of samples")
+    by_key: dict[str, tuple[int, dict]] = {}
+    for i, d in enumerate(data):
+        by_key[str(get(d, "key", file, f"data[{i}]"))] = (i, d)
+
+    # ontology for 3D boxes (annotation type "1")
+    classes: dict[int, str] = {}
+    onto_key = (scene.get("ontologies") or {}).get("1")
+    if onto_key:
+        onto_file = root / "ontology" / f"{onto_key}.json"
+        if onto_file.is_file():
+            for j, item in enumerate(get(read_json(onto_file), "items", onto_file, "", list)):
+                classes[int(number(item, "id", onto_file, f"items[{j}]"))] = str(item.get("name", "other"))
+
+    # cameras available in the scene, in first-seen order
+    names: list[str] = []
+    for _, d in by_key.values():
+        if "image" in (d.get("datum") or {}):
+            name = (d.get("id") or {}).get("name")
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    keep = set(check_cameras(cameras, sorted(names), file))
+    indices = select_indices(len(samples), frames)
+    if not indices:
+        raise ReaderError(file, "frames", f"the selection is empty (the scene has {len(samples)} samples)")
+
+    warnings: list[str] = []
+    calib_cache: dict[str, tuple[Path, dict]] = {}
+    frames_out: list[tuple[int, Frame]] = []
+    sweeps: list[tuple[int, LidarSweep]] = []
+    images: dict[str, Path | bytes] = {}
+    lidar_files = {}
+    ego_t: list[int] = []
+    ego_p: list[np.ndarray] = []
+    actors: dict[str, ActorBuilder] = {}
+    box_entries: list[tuple[str, int, np.ndarray, np.ndarray, str]] = []
+
+    for s in indices:
+        sample = samples[s]
+        sw = f"samples[{s}]"
+        ckey = str(get(sample, "calibration_key", file, sw))
+        if ckey not in calib_cache:
+            cfile = root / "calibration" / f"{ckey}.json"
+            calib_cache[ckey] = (cfile, read_json(cfile))
+        cfile, calib = calib_cache[ckey]
+        cnames = get(calib, "names", cfile, "", list)
+        extr = get(calib, "extrinsics", cfile, "", list)
+        lidar_done = False
+        for dkey in get(sample, "datum_keys", file, sw, list):
+            if str(dkey) not in by_key:
+                raise ReaderError(file, f"{sw}.datum_keys", f"datum {dkey!r} is not in data")
+            di, d = by_key[str(dkey)]
+            where = f"data[{di}]"
+            name = get(get(d, "id", file, where), "name", file, f"{where}.id", str)
+            body = get(d, "datum", file, where, dict)
+            t_us = _micros(d, file, where)
+            if "image" in body:
+                if name not in keep:
+                    continue
+                img = body["image"]
+                iw = f"{where}.datum.image"
+                rel_src = get(img, "filename", file, iw, str)
+                path = root / rel_src
+                if not path.is_file():
+                    if skip_missing:
+                        warnings.append(f"{file}: {iw}.filename: image {rel_src!r} does not exist, skipped")
+                        continue
+                    raise ReaderError(file, f"{iw}.filename",
+                                      f"image {rel_src!r} does not exist (use --skip-missing to skip it)")
+                if name not in cnames:
+                    raise ReaderError(cfile, "names", f"expected calibration for {name}, have {', '.join(cnames)}")
+                w = int(number(img, "width", file, iw))
+                h = int(number(img, "height", file, iw))
+                intr = _intrinsics(calib, cnames.index(name), cfile, w, h, warnings)
+                pose = get(img, "pose", file, iw, dict)
+                s2w = pose_from_quat(get(pose, "rotation", file, f"{iw}.pose", dict),
+                                     get(pose, "translation", file, f"{iw}.pose", dict), file, f"{iw}.pose")
+                rel = f"images/{name}/{path.name}"
+                images[rel] = path
+                frames_out.append((t_us, Frame(rel, opencv_to_opengl(s2w), intr, name, 0.0)))
+            elif "point_cloud" in body:
+                pc = body["point_cloud"]
+                pw = f"{where}.datum.point_cloud"
+                pose = get(pc, "pose", file, pw, dict)
+                s2w = pose_from_quat(get(pose, "rotation", file, f"{pw}.pose", dict),
+                                     get(pose, "translation", file, f"{pw}.pose", dict), file, f"{pw}.pose")
+                rel_src = get(pc, "filename", file, pw, str)
+                path = root / rel_src
+                if not path.is_file():
+                    raise ReaderError(file, f"{pw}.filename", f"point cloud {rel_src!r} does not exist")
+                rel = f"lidar/{name}/{path.stem}.npy"
+                lidar_files[rel] = _load_points(path, list(pc.get("point_format") or []))
+                sweeps.append((t_us, LidarSweep(rel, s2w, 0.0, name)))
+                if not lidar_done:  # ego from the first lidar of the sample
+                    lidar_done = True
+                    v_from_s = np.eye(4)
+                    if name in cnames:
+                        ci = cnames.index(name)
+                        e = extr[ci]
+                        v_from_s = pose_from_quat(get(e, "rotation", cfile, f"extrinsics[{ci}]", dict),
+                                                  get(e, "translation", cfile, f"extrinsics[{ci}]", dict), cfile,
+                                                  f"extrinsics[{ci}]")
+                    ego_t.append(t_us)
+                    ego_p.append(s2w @ invert_pose(v_from_s))
+                    ann = (pc.get("annotations") or {}).get("1")
+                    if ann:
+                        bfile = root / ann
+                        boxes = get(read_json(bfile), "annotations", bfile, "", list)
+                        for j, b in enumerate(boxes):
+                            bw = f"annotations[{j}]"
+                            box = get(b, "box", bfile, bw, dict)
+                            bp = get(box, "pose", bfile, f"{bw}.box", dict)
+                            local = pose_from_quat(get(bp, "rotation", bfile, f"{bw}.box.pose", dict),
+                                                   get(bp, "translation", bfile, f"{bw}.box.pose", dict), bfile,
+                                                   f"{bw}.box.pose")
+                            size = np.array([number(box, k, bfile, f"{bw}.box") for k in ("length", "width", "height")])
+                            iid = str(get(b, "instance_id", bfile, bw))
+                            cname = classes.get(int(b.get("class_id", -1)), f"class_{b.get('class_id')}")
+                            box_entries.append((iid, t_us, s2w @ local, size, cname))
+    if not frames_out:
+        raise ReaderError(file, "samples", "no camera image to convert (check --cameras / --frames)")
+    all_t = [t for t, _ in frames_out] + [t for t, _ in sweeps] + ego_t
+    t0 = min(all_t)
+    for t, f in frames_out:
+        f.timestamp = (t - t0) / 1e6
+    for t, sw_ in sweeps:
+        sw_.timestamp = (t - t0) / 1e6
+    for iid, t, pose, size, cname in box_entries:
+        b = actors.setdefault(iid, ActorBuilder(map_class(cname), size, cname))
+        b.add((t - t0) / 1e6, pose, size)
+    ego = make_track([(t - t0) / 1e6 for t in ego_t], ego_p)
+    offset = (ego.poses[0, :3, 3] if ego is not None else frames_out[0][1].c2w[:3, 3]).copy()
+    log = finish_log("dgp", file, [f for _, f in frames_out], [s for _, s in sweeps], build_actors(actors), ego,
+                     offset=offset, extra={"time_offset": t0 / 1e6})
+    conv = Conversion(log, images, lidar_files)
+    for w in warnings:
+        conv.warn(w)
+    return conv

@@ -1,0 +1,415 @@
+"""Waymo Open Dataset v1 (perception) segments: one ``.tfrecord`` of ``Frame`` protos, read without TensorFlow.
+
+TFRecord framing (uint64 length, masked CRC32C of the length, payload, masked CRC32C of the payload)
+is parsed here; the length CRC is checked, the payload CRC is not (pure-Python CRC over gigabytes is
+slow). The protobuf messages are decoded by a small wire-format reader that knows only the fields used,
+with the field numbers of ``waymo_open_dataset/dataset.proto`` and ``label.proto``:
+
+Frame: context=1, timestamp_micros=2, pose=3 (Transform), images=4, lasers=5, laser_labels=6.
+Context: name=1, camera_calibrations=2, laser_calibrations=3.
+CameraCalibration: name=1, intrinsic=2 [f_u, f_v, c_u, c_v, k1, k2, p1, p2, k3], extrinsic=3 (camera to
+vehicle), width=4, height=5.  LaserCalibration: name=1, beam_inclinations=2, beam_inclination_min=3,
+beam_inclination_max=4, extrinsic=5 (lidar to vehicle).  Transform: transform=1 (16 doubles, row-major).
+CameraImage: name=1, image=2 (JPEG), pose=3 (vehicle to world at pose_timestamp), pose_timestamp=5.
+Laser: name=1, ri_return1=2.  RangeImage: range_image_compressed=2 (zlib MatrixFloat [H, W, 4]:
+range, intensity, elongation, no-label-zone).  MatrixFloat: data=1 (packed floats), shape=2 (dims=1).
+Label: box=1, type=3, id=4; Box: center_x=1, center_y=2, center_z=3, width=4, length=5, height=6, heading=7.
+
+Cameras use Waymo's camera frame (x forward, y left, z up), turned here to OpenGL axes; intrinsics
+follow OpenCV (cx + 0.5). Range images become points in each lidar's own frame (the beam geometry of
+the Waymo devkit: per-row inclinations, reversed; column azimuths corrected by the extrinsic's yaw).
+The per-pixel ego-motion correction of the TOP lidar (range_image_pose) is not applied: points use the
+frame pose. Intensity is squashed into [0, 1] with tanh. Only the first return is converted.
+Boxes (vehicle frame at the frame pose) become actors by label id. The world is Waymo's global frame
+(z up) shifted so the first ego position is the origin.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..geometry import make_pose
+from ..model import Frame, LidarSweep
+from ._common import (
+    ActorBuilder,
+    Conversion,
+    ReaderError,
+    build_actors,
+    check_cameras,
+    finish_log,
+    make_track,
+    opencv_intrinsics,
+    select_indices,
+    yaw_pose,
+)
+
+CAMERA_NAMES = {1: "FRONT", 2: "FRONT_LEFT", 3: "FRONT_RIGHT", 4: "SIDE_LEFT", 5: "SIDE_RIGHT", 6: "REAR_LEFT",
+                7: "REAR", 8: "REAR_RIGHT"}
+LASER_NAMES = {1: "TOP", 2: "FRONT", 3: "SIDE_LEFT", 4: "SIDE_RIGHT", 5: "REAR"}
+LABEL_TYPES = {0: "unknown", 1: "vehicle", 2: "pedestrian", 3: "sign", 4: "cyclist"}
+# Waymo camera axes (x forward, y left, z up) -> OpenGL camera axes (x right, y up, looking along -z)
+WAYMO_CAM_TO_GL = make_pose(np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.zeros(3))
+
+
+# -- TFRecord -------------------------------------------------------------------------------------------
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def masked_crc(data: bytes) -> int:
+    c = crc32c(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord_index(path: Path) -> list[tuple[int, int]]:
+    """(payload offset, length) of each record; checks the framing and the length CRC."""
+    out = []
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        pos = 0
+        while pos < size:
+            head = fh.read(12)
+            if len(head) < 12:
+                raise ReaderError(path, f"record {len(out)}", "truncated TFRecord header")
+            (length,) = struct.unpack("<Q", head[:8])
+            (crc,) = struct.unpack("<I", head[8:])
+            if crc != masked_crc(head[:8]):
+                raise ReaderError(path, f"record {len(out)}", "length CRC mismatch: not a TFRecord file")
+            if pos + 12 + length + 4 > size:
+                raise ReaderError(path, f"record {len(out)}", f"truncated record (needs {length} bytes)")
+            out.append((pos + 12, length))
+            pos += 12 + length + 4
+            fh.seek(pos)
+    return out
+
+
+def read_record(path: Path, offset: int, length: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(length)
+
+
+# -- protobuf wire format -------------------------------------------------------------------------------
+
+class Message:
+    """The fields of one protobuf message: number -> list of raw values (int for varint/fixed, bytes for LEN)."""
+
+    def __init__(self, buf: bytes, where: str = "message"):
+        self.fields: dict[int, list] = {}
+        self.where = where
+        mv = memoryview(buf)
+        pos, n = 0, len(buf)
+        try:
+            while pos < n:
+                key, pos = _varint(mv, pos)
+                num, wire = key >> 3, key & 7
+                if wire == 0:
+                    val, pos = _varint(mv, pos)
+                elif wire == 1:
+                    val = bytes(mv[pos:pos + 8])
+                    pos += 8
+                elif wire == 2:
+                    ln, pos = _varint(mv, pos)
+                    val = mv[pos:pos + ln]
+                    pos += ln
+                elif wire == 5:
+                    val = bytes(mv[pos:pos + 4])
+                    pos += 4
+                else:
+                    raise ValueError(f"unsupported wire type {wire}")
+                if pos > n:
+                    raise ValueError("field runs past the end")
+                self.fields.setdefault(num, []).append((wire, val))
+        except (ValueError, IndexError) as exc:
+            raise ReaderError(where, "", f"malformed protobuf ({exc})") from None
+
+    def has(self, num: int) -> bool:
+        return num in self.fields
+
+    def message(self, num: int, name: str) -> "Message | None":
+        vals = self.fields.get(num)
+        return Message(bytes(vals[-1][1]), f"{self.where}.{name}") if vals else None
+
+    def messages(self, num: int, name: str) -> list["Message"]:
+        return [Message(bytes(v), f"{self.where}.{name}[{i}]") for i, (_, v) in enumerate(self.fields.get(num, []))]
+
+    def bytes_(self, num: int) -> bytes | None:
+        vals = self.fields.get(num)
+        return bytes(vals[-1][1]) if vals else None
+
+    def string(self, num: int) -> str | None:
+        b = self.bytes_(num)
+        return b.decode("utf-8", "replace") if b is not None else None
+
+    def int_(self, num: int, default: int | None = None) -> int | None:
+        vals = self.fields.get(num)
+        if not vals:
+            return default
+        wire, v = vals[-1]
+        if wire == 0:
+            return v - (1 << 64) if v >= 1 << 63 else v
+        if wire == 1:
+            return struct.unpack("<q", v)[0]
+        return struct.unpack("<i", v)[0]
+
+    def doubles(self, num: int) -> np.ndarray:
+        """Repeated double (packed or not)."""
+        out = []
+        for wire, v in self.fields.get(num, []):
+            if wire == 2:
+                out.append(np.frombuffer(bytes(v), "<f8"))
+            elif wire == 1:
+                out.append(np.frombuffer(v, "<f8"))
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def double(self, num: int, default: float | None = None) -> float | None:
+        vals = self.doubles(num)
+        return float(vals[-1]) if len(vals) else default
+
+    def floats(self, num: int) -> np.ndarray:
+        out = []
+        for wire, v in self.fields.get(num, []):
+            if wire == 2:
+                out.append(np.frombuffer(bytes(v), "<f4"))
+            elif wire == 5:
+                out.append(np.frombuffer(v, "<f4"))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def ints(self, num: int) -> list[int]:
+        out = []
+        for wire, v in self.fields.get(num, []):
+            if wire == 2:
+                mv, pos = memoryview(bytes(v)), 0
+                while pos < len(mv):
+                    x, pos = _varint(mv, pos)
+                    out.append(x)
+            elif wire == 0:
+                out.append(v)
+        return out
+
+
+def _varint(mv: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = mv[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def transform(msg: Message | None, where: str, path: Path) -> np.ndarray:
+    if msg is None:
+        raise ReaderError(path, where, "missing required Transform")
+    vals = msg.doubles(1)
+    if vals.shape != (16,):
+        raise ReaderError(path, f"{where}.transform", f"expected 16 doubles (row-major 4x4), got {len(vals)}")
+    m = vals.reshape(4, 4)
+    m[3] = [0, 0, 0, 1]
+    return m
+
+
+# -- lidar ----------------------------------------------------------------------------------------------
+
+def range_image_points(ri: np.ndarray, extrinsic: np.ndarray, inclinations: np.ndarray) -> np.ndarray:
+    """Range image [H, W, >=2] -> float32 [N, 4] points (x, y, z, intensity in [0, 1]) in the lidar frame."""
+    h, w = ri.shape[:2]
+    incl = inclinations[::-1]  # row 0 is the highest beam
+    az_correction = math.atan2(extrinsic[1, 0], extrinsic[0, 0])
+    ratios = (np.arange(w, 0, -1, dtype=np.float64) - 0.5) / w
+    azimuth = (ratios * 2.0 - 1.0) * math.pi - az_correction
+    rng = ri[..., 0].astype(np.float64)
+    valid = rng > 0
+    cos_i, sin_i = np.cos(incl)[:, None], np.sin(incl)[:, None]
+    x = rng * cos_i * np.cos(azimuth)[None, :]
+    y = rng * cos_i * np.sin(azimuth)[None, :]
+    z = rng * sin_i * np.ones((1, w))
+    out = np.zeros((int(valid.sum()), 4), np.float32)
+    out[:, 0], out[:, 1], out[:, 2] = x[valid], y[valid], z[valid]
+    out[:, 3] = np.tanh(np.maximum(ri[..., 1][valid], 0.0))
+    return out
+
+
+def _laser_loader(path: Path, offset: int, length: int, laser_index: int, extrinsic: np.ndarray,
+                  inclinations: np.ndarray) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        frame = Message(read_record(path, offset, length), f"{path.name}:frame")
+        laser = frame.messages(5, "lasers")[laser_index]
+        ri_msg = laser.message(2, "ri_return1")
+        comp = ri_msg.bytes_(2) if ri_msg is not None else None
+        if not comp:
+            return np.zeros((0, 4), np.float32)
+        try:
+            mat = Message(zlib.decompress(comp), f"{laser.where}.range_image")
+        except zlib.error as exc:
+            raise ReaderError(path, f"{laser.where}.ri_return1.range_image_compressed",
+                              f"expected zlib data ({exc})") from None
+        data = mat.floats(1)
+        dims = mat.message(2, "shape").ints(1) if mat.has(2) else []
+        if len(dims) != 3 or int(np.prod(dims)) != data.size:
+            raise ReaderError(path, f"{laser.where}.range_image.shape", f"expected [H, W, 4] dims, got {dims}")
+        ri = data.reshape(dims)
+        incl = inclinations
+        if incl.size != dims[0]:
+            lo, hi = incl[0], incl[-1]  # (min, max) given instead of per-beam values
+            incl = (0.5 + np.arange(dims[0])) / dims[0] * (hi - lo) + lo
+        return range_image_points(ri, extrinsic, incl)
+
+    return load
+
+
+def _image_loader(path: Path, offset: int, length: int, image_index: int) -> Callable[[], bytes]:
+    def load() -> bytes:
+        frame = Message(read_record(path, offset, length), f"{path.name}:frame")
+        return frame.messages(4, "images")[image_index].bytes_(2) or b""
+
+    return load
+
+
+# -- reader ---------------------------------------------------------------------------------------------
+
+def _find(src: Path) -> Path:
+    if src.is_file():
+        return src
+    files = sorted(src.glob("*.tfrecord")) if src.is_dir() else []
+    if len(files) == 1:
+        return files[0]
+    if not src.exists():
+        raise ReaderError(src, "", "source does not exist")
+    raise ReaderError(src, "", f"expected one segment .tfrecord, found {len(files)}"
+                               + (f": pass one of {', '.join(f.name for f in files[:5])}" if files else ""))
+
+
+def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
+         skip_missing: bool = False) -> Conversion:
+    path = _find(src)
+    index = tfrecord_index(path)
+    if not index:
+        raise ReaderError(path, "", "no record in the file")
+    first = Message(read_record(path, *index[0]), f"{path.name}:record 0")
+    ctx = first.message(1, "context")
+    if ctx is None:
+        raise ReaderError(path, "record 0.context", "missing required Context (is this a v1 Frame segment?)")
+    cams: dict[str, tuple[int, np.ndarray, object]] = {}
+    for i, cc in enumerate(ctx.messages(2, "camera_calibrations")):
+        where = f"context.camera_calibrations[{i}]"
+        name = CAMERA_NAMES.get(cc.int_(1, 0) or 0, f"CAMERA_{cc.int_(1, 0)}")
+        k = cc.doubles(2)
+        if len(k) < 4:
+            raise ReaderError(path, f"{where}.intrinsic", f"expected [f_u, f_v, c_u, c_v, k1, k2, p1, p2, k3], "
+                                                         f"got {len(k)} values")
+        k = np.concatenate([k, np.zeros(max(0, 9 - len(k)))])
+        w, h = cc.int_(4), cc.int_(5)
+        if not w or not h:
+            raise ReaderError(path, f"{where}.width", "expected positive width and height")
+        intr = opencv_intrinsics(k[0], k[1], k[2], k[3], w, h, k1=k[4], k2=k[5], p1=k[6], p2=k[7], k3=k[8])
+        cams[name] = (cc.int_(1, 0), transform(cc.message(3, "extrinsic"), f"{where}.extrinsic", path), intr)
+    lasers: dict[int, tuple[str, np.ndarray, np.ndarray]] = {}
+    for i, lc in enumerate(ctx.messages(3, "laser_calibrations")):
+        where = f"context.laser_calibrations[{i}]"
+        lid = lc.int_(1, 0) or 0
+        incl = lc.doubles(2)
+        if incl.size == 0:
+            lo, hi = lc.double(3), lc.double(4)
+            if lo is None or hi is None:
+                raise ReaderError(path, f"{where}.beam_inclination_min", "expected beam_inclinations or min/max")
+            incl = np.array([lo, hi])
+        lasers[lid] = (LASER_NAMES.get(lid, f"LIDAR_{lid}"), transform(lc.message(5, "extrinsic"),
+                                                                      f"{where}.extrinsic", path), incl)
+    keep = set(check_cameras(cameras, list(cams), path))
+    indices = select_indices(len(index), frames)
+    if not indices:
+        raise ReaderError(path, "frames", f"the selection is empty ({len(index)} frames)")
+
+    out_frames: list[Frame] = []
+    sweeps: list[LidarSweep] = []
+    images: dict[str, object] = {}
+    lidar_files = {}
+    ego_t, ego_p = [], []
+    actors: dict[str, ActorBuilder] = {}
+    warnings: list[str] = []
+    for fi in indices:
+        off, ln = index[fi]
+        fr = Message(read_record(path, off, ln), f"{path.name}:frame {fi}")
+        where = f"frame {fi}"
+        t_us = fr.int_(2)
+        if t_us is None:
+            raise ReaderError(path, f"{where}.timestamp_micros", "missing required key")
+        t = t_us / 1e6
+        pose = transform(fr.message(3, "pose"), f"{where}.pose", path)
+        ego_t.append(t)
+        ego_p.append(pose)
+        for ii, im in enumerate(fr.messages(4, "images")):
+            cid = im.int_(1, 0)
+            name = CAMERA_NAMES.get(cid, f"CAMERA_{cid}")
+            if name not in keep:
+                continue
+            if name not in cams:
+                raise ReaderError(path, f"{where}.images[{ii}].name", f"no calibration for camera {name}")
+            if not im.has(2):
+                if skip_missing:
+                    warnings.append(f"{path}: {where}.images[{ii}].image: empty, skipped")
+                    continue
+                raise ReaderError(path, f"{where}.images[{ii}].image", "expected JPEG bytes, the field is empty "
+                                                                       "(use --skip-missing to skip it)")
+            _, extr, intr = cams[name]
+            im_pose = transform(im.message(3, "pose"), f"{where}.images[{ii}].pose", path) if im.has(3) else pose
+            ts = im.double(5, t)
+            rel = f"images/{name}/{fi:06d}.jpg"
+            images[rel] = _image_loader(path, off, ln, ii)
+            out_frames.append(Frame(rel, im_pose @ extr @ WAYMO_CAM_TO_GL, intr, name, ts))
+        for li, laser in enumerate(fr.messages(5, "lasers")):
+            lid = laser.int_(1, 0)
+            if lid not in lasers or not laser.has(2):
+                continue
+            lname, extr, incl = lasers[lid]
+            rel = f"lidar/{lname}/{fi:06d}.npy"
+            lidar_files[rel] = _laser_loader(path, off, ln, li, extr, incl)
+            sweeps.append(LidarSweep(rel, pose @ extr, t, lname))
+        for bi, lab in enumerate(fr.messages(6, "laser_labels")):
+            box = lab.message(1, "box")
+            lab_id = lab.string(4)
+            if box is None or not lab_id:
+                raise ReaderError(path, f"{where}.laser_labels[{bi}]", "expected box and id")
+            cx, cy, cz = (box.double(k, 0.0) for k in (1, 2, 3))
+            size = np.array([box.double(5, 0.0), box.double(4, 0.0), box.double(6, 0.0)])
+            typ = LABEL_TYPES.get(lab.int_(3, 0) or 0, "unknown")
+            if typ == "sign":
+                continue  # signs are static scenery, not actors
+            cls = {"vehicle": "car", "unknown": "other"}.get(typ, typ)
+            b = actors.setdefault(lab_id, ActorBuilder(cls, size, typ))
+            b.add(t, pose @ yaw_pose(cx, cy, cz, box.double(7, 0.0)), size)
+    ego = make_track(ego_t, ego_p)
+    t0 = min([f.timestamp for f in out_frames] + ego_t)
+    log = finish_log("waymo", path, out_frames, sweeps, build_actors(actors), ego, offset=ego.poses[0, :3, 3].copy(),
+                     t0=t0, extra={"segment": ctx.string(1) or path.stem})
+    conv = Conversion(log, images, lidar_files)
+    for w in warnings:
+        conv.warn(w)
+    return conv
