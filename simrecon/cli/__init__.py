@@ -1,0 +1,1 @@
+"""The ``simrecon`` command line (nothing in the library imports it)."""
