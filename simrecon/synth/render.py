@@ -9,7 +9,7 @@ import torch
 
 from ..data.model import Intrinsics
 from .raycast import GROUND, Boxes, Hits, cast
-from .scene import SEMANTIC, Street
+from .scene import SEMANTIC, Street, SynthActor
 from .shading import shade
 
 CHUNK = 1 << 14  # rays per batch: [CHUNK, boxes, 3] temporaries stay around 100 MB at any image size
@@ -26,7 +26,8 @@ class World:
     semantic: torch.Tensor  # [B]
 
 
-def world_at(street: Street, t: float, exclude: frozenset[str] = frozenset()) -> World:
+def world_with(street: Street, placed: list[tuple[SynthActor, np.ndarray, int]]) -> World:
+    """The static street plus each (actor, box-to-world pose, instance id) in ``placed``."""
     centers, rots, halves, mats, cols, inst, sem = [], [], [], [], [], [], []
     for b in street.static:
         c, s = np.cos(b.yaw), np.sin(b.yaw)
@@ -37,12 +38,7 @@ def world_at(street: Street, t: float, exclude: frozenset[str] = frozenset()) ->
         cols.append(b.color)
         inst.append(0)
         sem.append(b.semantic)
-    for k, actor in enumerate(street.actors, start=1):
-        if actor.id in exclude:
-            continue
-        pose = actor.pose_at(t)
-        if pose is None:
-            continue
+    for actor, pose, k in placed:
         for part in actor.parts:
             centers.append(pose[:3, :3] @ part.center + pose[:3, 3])
             rots.append(pose[:3, :3])
@@ -54,6 +50,16 @@ def world_at(street: Street, t: float, exclude: frozenset[str] = frozenset()) ->
     f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     boxes = Boxes(f(centers), f(rots), f(halves))
     return World(boxes, torch.as_tensor(mats), f(cols), torch.as_tensor(inst), torch.as_tensor(sem))
+
+
+def world_at(street: Street, t: float, exclude: frozenset[str] = frozenset()) -> World:
+    """The street at time ``t`` as logged; instance k is ``street.actors[k - 1]``."""
+    placed = []
+    for k, actor in enumerate(street.actors, start=1):
+        pose = actor.pose_at(t) if actor.id not in exclude else None
+        if pose is not None:
+            placed.append((actor, pose, k))
+    return world_with(street, placed)
 
 
 def trace(world: World, origins: np.ndarray, dirs: np.ndarray, seed: int) -> tuple[Hits, torch.Tensor, torch.Tensor]:
