@@ -441,3 +441,107 @@ def write_argoverse2(log: Path, n: int = 2, w: int = 64, h: int = 40) -> Path:
     ann["timestamp_ns"] = np.array(ann["timestamp_ns"], np.int64)
     save(log / "annotations.feather", {**ann, **pose_cols(boxes)})
     return log
+
+
+# -- PandaSet -------------------------------------------------------------------------------------------
+
+PANDA_K = {"front_camera": (500.0, 505.0, 31.5, 19.5), "left_camera": (300.0, 302.0, 32.0, 20.0)}
+# camera axes (OpenCV) in the vehicle frame (x forward, y left, z up)
+PANDA_CAM_IN_VEHICLE = {
+    "front_camera": make_pose(R_VEH_CAM, np.array([1.5, 0.0, 1.6])),
+    # looking left: image right = vehicle forward, image down = vehicle down, optical axis = vehicle left
+    "left_camera": make_pose(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]), np.array([0.5, 0.9, 1.6])),
+}
+# PandaSet does not publish its lidar axes; any rotation must work: a quarter turn about z here
+PANDA_LIDAR_IN_VEHICLE = make_pose(rot_z(math.pi / 2), np.array([0.0, 0.0, 1.9]))
+PANDA_BOX_VEHICLE = np.array([14.0, -1.5, 0.8])  # the car's centre in the vehicle frame of every frame
+PANDA_BOX_HEADING = 0.1  # the car's heading relative to the vehicle (about z)
+PANDA_T0 = 1557540783.6
+
+
+def panda_vehicle(i: int) -> np.ndarray:
+    return make_pose(rot_z(0.4 + 0.02 * i), np.array([-50.0 + 1.5 * i, 20.0, 3.0]))
+
+
+def _panda_pose(pose: np.ndarray) -> dict:
+    q = matrix_to_quat(pose[:3, :3])
+    t = pose[:3, 3]
+    return {"position": {"x": float(t[0]), "y": float(t[1]), "z": float(t[2])},
+            "heading": {"w": float(q[0]), "x": float(q[1]), "y": float(q[2]), "z": float(q[3])}}
+
+
+def pickle_frame(path: Path, columns: dict) -> None:
+    """A DataFrame as PandaSet ships it (object strings, pickled, gzip-compressed)."""
+    import gzip
+    import pickle
+
+    import pandas as pd
+
+    def series(values):
+        text = any(v is None or isinstance(v, str) for v in values)
+        return pd.Series(values, dtype=object) if text else pd.Series(values)
+
+    df = pd.DataFrame({k: series(v) for k, v in columns.items()})
+    df.columns = pd.Index(list(df.columns), dtype=object)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as fh:
+        pickle.dump(df, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def panda_car_world(i: int) -> tuple[np.ndarray, float]:
+    """World centre and PandaSet yaw of the car at frame ``i`` (yaw 0 = length side along world +y)."""
+    veh = panda_vehicle(i)
+    centre = veh[:3, :3] @ PANDA_BOX_VEHICLE + veh[:3, 3]
+    heading = 0.4 + 0.02 * i + PANDA_BOX_HEADING  # world yaw of the car's forward axis (from +x)
+    return centre, heading - math.pi / 2
+
+
+def write_pandaset(seq: Path, n: int = 2, w: int = 64, h: int = 40, cuboids: bool = True) -> Path:
+    """One sequence: front_camera + left_camera, lidar (world points, Pandar64 + PandarGT), cuboids, meta."""
+    seq.mkdir(parents=True, exist_ok=True)
+    for cam, (fx, fy, cx, cy) in PANDA_K.items():
+        folder = seq / "camera" / cam
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            write_image(folder / f"{i:02d}.jpg", w, h, seed=i)
+        (folder / "intrinsics.json").write_text(json.dumps({"fx": fx, "fy": fy, "cx": cx, "cy": cy}))
+        (folder / "poses.json").write_text(json.dumps(
+            [_panda_pose(panda_vehicle(i) @ PANDA_CAM_IN_VEHICLE[cam]) for i in range(n)]))
+        (folder / "timestamps.json").write_text(json.dumps([PANDA_T0 + 0.1 * i for i in range(n)]))
+    lidar = seq / "lidar"
+    lidar.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        centre, _ = panda_car_world(i)
+        veh = panda_vehicle(i)
+        ground = veh[:3, :3] @ np.array([6.0, 2.0, 0.0]) + veh[:3, 3]
+        gt_point = veh[:3, :3] @ np.array([30.0, 0.0, 0.5]) + veh[:3, 3]
+        pts = np.array([centre, ground, gt_point])
+        pickle_frame(lidar / f"{i:02d}.pkl.gz", {
+            "x": pts[:, 0].tolist(), "y": pts[:, 1].tolist(), "z": pts[:, 2].tolist(), "i": [51.0, 255.0, 10.0],
+            "t": [PANDA_T0 + 0.1 * i + 0.05 + k * 1e-4 for k in range(3)], "d": [0, 0, 1]})
+    (lidar / "poses.json").write_text(json.dumps([_panda_pose(panda_vehicle(i) @ PANDA_LIDAR_IN_VEHICLE)
+                                                  for i in range(n)]))
+    (lidar / "timestamps.json").write_text(json.dumps([PANDA_T0 + 0.1 * i + 0.05 for i in range(n)]))
+    if cuboids:
+        for i in range(n):
+            centre, yaw = panda_car_world(i)
+            cone = panda_vehicle(0)[:3, :3] @ np.array([8.0, 4.0, 0.3]) + panda_vehicle(0)[:3, 3]
+            rows = [  # car, its PandarGT sibling (dropped), a stationary cone
+                ("car-uuid", "Car", yaw, False, centre, (1.9, 4.5, 1.6), -1, None, "Moving"),
+                ("car-gt-uuid", "Car", yaw, False, centre + 0.2, (1.9, 4.5, 1.6), 1, "car-uuid", "Moving"),
+                ("cone-uuid", "Cones", 0.0, True, cone, (0.4, 0.4, 0.6), -1, None, None),
+            ]
+            pickle_frame(seq / "annotations" / "cuboids" / f"{i:02d}.pkl.gz", {
+                "uuid": [r[0] for r in rows], "label": [r[1] for r in rows], "yaw": [r[2] for r in rows],
+                "stationary": [r[3] for r in rows], "camera_used": [0, -1, -1],
+                "position.x": [r[4][0] for r in rows], "position.y": [r[4][1] for r in rows],
+                "position.z": [r[4][2] for r in rows],
+                "dimensions.x": [r[5][0] for r in rows], "dimensions.y": [r[5][1] for r in rows],
+                "dimensions.z": [r[5][2] for r in rows],
+                "attributes.object_motion": [r[8] for r in rows], "cuboids.sibling_id": [r[7] for r in rows],
+                "cuboids.sensor_id": [r[6] for r in rows]})
+    (seq / "meta").mkdir(exist_ok=True)
+    (seq / "meta" / "timestamps.json").write_text(json.dumps([PANDA_T0 + 0.1 * i + 0.05 for i in range(n)]))
+    (seq / "meta" / "gps.json").write_text(json.dumps([{"lat": 37.77 + 1e-5 * i, "long": -122.41, "height": 2.0,
+                                                         "xvel": 1.0, "yvel": 0.5} for i in range(n)]))
+    return seq

@@ -1,4 +1,4 @@
-"""``simrecon convert FORMAT SRC OUT``: turn a dataset folder into a drive log (docs/readers.md).
+"""``simrecon convert FORMAT SRC OUT``: turn a dataset folder into a drive log (docs/datasets.md).
 
 The typer wiring lives in the CLI app; this module only does the work. Bad input raises
 ``ReaderError`` / ``ValueError`` with a one-line message (the app maps them to exit code 2).
@@ -10,7 +10,14 @@ import logging
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from simrecon.data.model import DriveLog
 from simrecon.data.readers import ReaderError, read, write_conversion
@@ -43,25 +50,32 @@ def convert_command(format: str, src: Path, out: Path, cameras: list[str] | None
     old_propagate = logger.propagate
     logger.propagate = False
     try:
-        with console.status(f"reading {format} {src}"):
+        if console.is_terminal:
+            with console.status(f"reading {format} {src}"):
+                conv = read(format, src, cameras=_split_cameras(cameras), frames=frames, skip_missing=skip_missing)
+        else:
             conv = read(format, src, cameras=_split_cameras(cameras), frames=frames, skip_missing=skip_missing)
     finally:
         logger.removeHandler(handler)
         logger.propagate = old_propagate
     for w in conv.warnings[:20]:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False, markup=True)
+        console.print(Text.assemble(("warning: ", "yellow"), w), highlight=False, soft_wrap=True)
     if len(conv.warnings) > 20:
-        console.print(f"[yellow]warning:[/] ... and {len(conv.warnings) - 20} more")
+        console.print(Text.assemble(("warning: ", "yellow"), f"... and {len(conv.warnings) - 20} more"),
+                      soft_wrap=True)
     total = len(conv.images) + len(conv.lidar)
-    with Progress(TextColumn("[bold]converting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=console, transient=True) as progress:
-        task = progress.add_task("", total=max(total, 1))
+    if console.is_terminal:
+        with Progress(TextColumn("[bold]converting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.description}"), console=console, transient=True) as progress:
+            task = progress.add_task("", total=max(total, 1))
 
-        def step(done: int, _total: int, rel: str) -> None:
-            progress.update(task, completed=done, description=rel)
+            def step(done: int, _total: int, rel: str) -> None:
+                progress.update(task, completed=done, description=rel)
 
-        log = write_conversion(conv, out, overwrite=force, progress=step)
-    console.print(f"wrote {out}: {log.summary()}", highlight=False)
+            log = write_conversion(conv, out, overwrite=force, progress=step)
+    else:  # logs and pipes: no progress bar, no stray blank lines
+        log = write_conversion(conv, out, overwrite=force)
+    console.print(f"wrote {out}: {log.summary()}", highlight=False, markup=False, soft_wrap=True)
     return log
 
 

@@ -1,4 +1,4 @@
-"""Dataset readers: convert public driving datasets into drive logs (format v1, docs/readers.md).
+"""Dataset readers: convert public driving datasets into drive logs (format v1, docs/datasets.md).
 
 Each format has one module with a ``read(src, cameras=None, frames=None, skip_missing=False)`` function
 that reads the source folder (nothing is written) and returns a :class:`Conversion`: the
@@ -31,6 +31,7 @@ FORMATS: dict[str, str] = {
     "dgp": "dgp",
     "nuscenes": "nuscenes",
     "waymo": "waymo",
+    "pandaset": "pandaset",
     "argoverse2": "argoverse2",
 }
 
@@ -80,6 +81,16 @@ def _place_image(source, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _load_sweep(loader: Callable[[], object], rel: str):
+    """Run a sweep loader; a failure that is not already a ReaderError becomes one line naming the sweep."""
+    try:
+        return loader()
+    except ReaderError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as exc:
+        raise ReaderError(rel, "", f"cannot read the source of this sweep ({type(exc).__name__}: {exc})") from None
+
+
 def write_conversion(conv: Conversion, out: str | Path, overwrite: bool = False,
                      progress: Callable[[int, int, str], None] | None = None) -> DriveLog:
     """Write ``conv`` to ``out`` atomically (build ``out.tmp-<pid>``, validate, rename); returns the loaded log."""
@@ -102,7 +113,7 @@ def write_conversion(conv: Conversion, out: str | Path, overwrite: bool = False,
         for rel, loader in conv.lidar.items():
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_points(target, loader())
+            write_points(target, _load_sweep(loader, rel))
             done += 1
             if progress:
                 progress(done, total, rel)

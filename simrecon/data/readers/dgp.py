@@ -18,6 +18,8 @@ single scene.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -103,6 +105,11 @@ def _intrinsics(calib: dict, idx: int, file: Path, w: int, h: int, warnings: lis
     if abs(float(k.get("skew", 0.0) or 0.0)) > 1e-6:
         warnings.append(f"{file}: {where}.skew: non-zero skew {k['skew']} ignored")
     dist = {key: float(k[key]) for key in ("k1", "k2", "k3", "p1", "p2") if isinstance(k.get(key), (int, float))}
+    extra = [key for key in ("k4", "k5", "k6", "s1", "s2", "s3", "s4", "taux", "tauy")
+             if isinstance(k.get(key), (int, float)) and k[key]]
+    if extra:
+        warnings.append(f"{file}: {where}.{extra[0]}: distortion terms {', '.join(extra)} are not representable "
+                        "(drive-log OPENCV has k1 k2 k3 p1 p2) and are ignored")
     if k.get("fisheye"):
         raise ReaderError(file, f"{where}.fisheye", "fisheye DGP cameras are not supported")
     return opencv_intrinsics(fx, fy, cx, cy, w, h, **dist)
@@ -112,13 +119,15 @@ def _load_points(path: Path, point_format: list[str]):
     def load() -> np.ndarray:
         try:
             with np.load(path, allow_pickle=False) as z:
+                if not hasattr(z, "files"):
+                    raise ReaderError(path, "", "expected an .npz archive, got a single .npy array")
                 if "data" not in z.files:
                     raise ReaderError(path, "data", f"expected the point array under key 'data', got {z.files}")
                 data = np.asarray(z["data"], dtype=np.float64)
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, ReaderError):
-                raise
-            raise ReaderError(path, "", f"not a readable .npz ({exc})") from None
+        except ReaderError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ReaderError(path, "", f"not a readable .npz ({type(exc).__name__}: {exc})") from None
         fmt = [str(x).upper() for x in point_format] or ["X", "Y", "Z", "INTENSITY"][: data.shape[1]]
         if data.ndim != 2 or data.shape[1] < 3 or not {"X", "Y", "Z"} <= set(fmt[: data.shape[1]]):
             raise ReaderError(path, "data", f"expected [N, >=3] with columns X, Y, Z, got {data.shape} {fmt}")

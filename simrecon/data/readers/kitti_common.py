@@ -67,6 +67,27 @@ def require(calib: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
     return calib[key]
 
 
+def check_rotation(m: np.ndarray, path: Path, fld: str) -> None:
+    """Refuse a 3x3 / 3x4 / 4x4 whose rotation part is not (close to) a proper rotation.
+
+    KITTI text files round to 6-7 digits, so small errors are expected (and cleaned by ``clean_pose``);
+    a zero or mirrored matrix would otherwise be silently replaced by some rotation.
+    """
+    rot = np.asarray(m, dtype=np.float64)[:3, :3]
+    err = float(np.abs(rot @ rot.T - np.eye(3)).max())
+    det = float(np.linalg.det(rot))
+    if err > 1e-2 or det < 0.9:
+        raise ReaderError(path, fld, f"expected a rotation (orthonormal, det +1) in the first 3 columns, got "
+                                     f"orthonormality error {err:.2g} and det {det:.3g}")
+
+
+def require_pose(calib: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
+    """Calibration entry ``key`` (3x3 or 3x4 rigid transform) as a clean 4x4, refusing non-rotations."""
+    m = require(calib, key, path)
+    check_rotation(m, path, key)
+    return clean_pose(homogeneous(m))
+
+
 def homogeneous(m: np.ndarray) -> np.ndarray:
     """3x4 or 3x3 -> 4x4."""
     out = np.eye(4)
@@ -96,6 +117,7 @@ def read_poses(path: Path) -> np.ndarray:
     out = np.tile(np.eye(4), (len(lines), 1, 1))
     for i, line in enumerate(lines):
         out[i, :3, :] = floats(line, 12, path, f"line {i + 1}").reshape(3, 4)
+        check_rotation(out[i], path, f"line {i + 1}")
     if not len(out):
         raise ReaderError(path, "", "expected one 3x4 pose per line, the file is empty")
     return out
@@ -103,11 +125,19 @@ def read_poses(path: Path) -> np.ndarray:
 
 def read_velodyne(path: Path) -> np.ndarray:
     """KITTI velodyne .bin: float32 [N, 4] x, y, z, reflectance (0..1) in the velodyne frame."""
-    raw = np.fromfile(path, dtype=np.float32)
-    if raw.size % 4:
-        raise ReaderError(path, "points", f"expected float32 x,y,z,reflectance records, got {raw.size} floats "
-                                          "(not a multiple of 4)")
-    pts = raw.reshape(-1, 4).copy()
+    try:
+        size = path.stat().st_size
+        raw = np.fromfile(path, dtype="<f4")
+    except OSError as exc:
+        raise ReaderError(path, "", f"cannot read: {exc}") from None
+    if size % 16:
+        raise ReaderError(path, "points", f"expected float32 x,y,z,reflectance records of 16 bytes, got {size} "
+                                          f"bytes ({size // 16} records and {size % 16} bytes): the file is "
+                                          "truncated or not a velodyne scan")
+    pts = raw.reshape(-1, 4).astype(np.float32)
+    if not np.all(np.isfinite(pts)):
+        raise ReaderError(path, "points", f"expected finite values, got NaN or inf in record "
+                                          f"{int(np.flatnonzero(~np.isfinite(pts).all(axis=1))[0])}")
     pts[:, 3] = np.clip(pts[:, 3], 0.0, 1.0)
     return pts
 

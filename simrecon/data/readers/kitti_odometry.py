@@ -18,8 +18,25 @@ import numpy as np
 
 from ..geometry import opencv_to_opengl
 from ..model import Frame, LidarSweep, Track
-from ._common import Conversion, ReaderError, check_cameras, finish_log, floats, image_size, select_indices
-from .kitti_common import clean_pose, homogeneous, projection_camera, read_calib, read_poses, read_velodyne, require
+from ._common import (
+    Conversion,
+    ReaderError,
+    check_cameras,
+    finish_log,
+    floats,
+    image_size,
+    select_indices,
+)
+from .kitti_common import (
+    clean_pose,
+    homogeneous,
+    projection_camera,
+    read_calib,
+    read_poses,
+    read_velodyne,
+    require,
+    require_pose,
+)
 
 # camera-0 axes (x right, y down, z forward) -> world (x forward, y left, z up)
 R_WORLD_FROM_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -104,8 +121,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
         if "Tr" not in calib:
             warnings.append(f"{calib_path}: Tr: missing (velodyne -> camera 0), velodyne/ not converted")
         else:
-            cam0_from_velo = homogeneous(calib["Tr"])
-            cam0_from_velo[:3, :3] = clean_pose(cam0_from_velo)[:3, :3]
+            cam0_from_velo = require_pose(calib, "Tr", calib_path)
             for i in indices:
                 b = velo / f"{i:06d}.bin"
                 if not b.is_file():

@@ -35,25 +35,50 @@ from ._common import (
     map_class,
     select_indices,
 )
-from .kitti_common import clean_pose, homogeneous, projection_camera, read_calib, read_velodyne, require
+from .kitti_common import (
+    projection_camera,
+    read_calib,
+    read_velodyne,
+    require,
+    require_pose,
+)
 
 CAMERAS = {"image_02": "P2", "image_03": "P3", "image_00": "P0", "image_01": "P1"}
 EARTH_RADIUS = 6378137.0
 
 
+SEQUENCE_DIRS = ("calib", "oxts", "label_02", "image_02", "image_03", "image_00", "image_01", "velodyne")
+
+
+def _is_split(path: Path) -> bool:
+    return path.is_dir() and any((path / d).is_dir() for d in SEQUENCE_DIRS)
+
+
+def _sequences(split: Path) -> list[str]:
+    """Sequence names found in any of the split's folders (calib/<seq>.txt, image_02/<seq>/, ...)."""
+    names: set[str] = set()
+    for d in ("calib", "oxts", "label_02"):
+        names |= {p.stem for p in (split / d).glob("*.txt")}
+    for d in ("image_02", "image_03", "image_00", "image_01", "velodyne"):
+        if (split / d).is_dir():
+            names |= {p.name for p in (split / d).iterdir() if p.is_dir()}
+    return sorted(names)
+
+
 def _locate(src: Path) -> tuple[Path, str]:
-    if src.is_dir() and (src / "calib").is_dir():
-        seqs = sorted(p.stem for p in (src / "calib").glob("*.txt"))
+    if _is_split(src):
+        seqs = _sequences(src)
         if len(seqs) == 1:
             return src, seqs[0]
+        if not seqs:
+            raise ReaderError(src / "calib", "", "expected a KITTI tracking split folder with calib/<seq>.txt, "
+                                                 "oxts/<seq>.txt and image_02/<seq>/")
         raise ReaderError(src, "calib", f"expected one sequence, found {len(seqs)}: pass {src}/<sequence> "
                                         f"({', '.join(seqs[:10])}{'...' if len(seqs) > 10 else ''})")
-    split = src.parent
-    if (split / "calib" / f"{src.name}.txt").is_file():
-        return split, src.name
-    # SRC may also be <split>/image_02/<seq>
-    if (split.parent / "calib" / f"{src.name}.txt").is_file():
-        return split.parent, src.name
+    # SRC = <split>/<seq> (need not exist) or <split>/image_02/<seq>
+    for split in (src.parent, src.parent.parent):
+        if _is_split(split) and src.name in _sequences(split):
+            return split, src.name
     raise ReaderError(src, "", "expected a KITTI tracking split folder (calib/, oxts/, image_02/, ...) "
                                "or <split>/<sequence>")
 
@@ -114,10 +139,9 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
     calib = read_calib(calib_path)
     imu2w = oxts_poses(split / "oxts" / f"{seq}.txt")
     n = len(imu2w)
-    R_rect = homogeneous(require(calib, "R_rect", calib_path))
-    velo_from_imu = clean_pose(homogeneous(require(calib, "Tr_imu_velo", calib_path)))
-    cam_from_velo = clean_pose(homogeneous(require(calib, "Tr_velo_cam", calib_path)))
-    R_rect = clean_pose(R_rect)
+    R_rect = require_pose(calib, "R_rect", calib_path)
+    velo_from_imu = require_pose(calib, "Tr_imu_velo", calib_path)
+    cam_from_velo = require_pose(calib, "Tr_velo_cam", calib_path)
     imu_from_rect = invert_pose(velo_from_imu) @ invert_pose(cam_from_velo) @ invert_pose(R_rect)
     imu_from_velo = invert_pose(velo_from_imu)
 

@@ -89,11 +89,16 @@ def _pose(rec: dict, path: Path, where: str) -> np.ndarray:
 
 def _load_pcd_bin(path: Path):
     def load() -> np.ndarray:
-        raw = np.fromfile(path, dtype=np.float32)
-        if raw.size % 5:
-            raise ReaderError(path, "points", f"expected float32 records of 5 (x, y, z, intensity, ring), got "
-                                              f"{raw.size} floats")
-        pts = raw.reshape(-1, 5)[:, :4].copy()
+        try:
+            size = path.stat().st_size
+            raw = np.fromfile(path, dtype="<f4")
+        except OSError as exc:
+            raise ReaderError(path, "", f"cannot read: {exc}") from None
+        if size % 20:
+            raise ReaderError(path, "points", f"expected float32 records of 5 (x, y, z, intensity, ring) = 20 bytes, "
+                                              f"got {size} bytes ({size // 20} records and {size % 20} bytes): "
+                                              "the file is truncated")
+        pts = raw.reshape(-1, 5)[:, :4].astype(np.float32)
         pts[:, 3] = np.clip(pts[:, 3] / 255.0, 0.0, 1.0)
         return pts
 
