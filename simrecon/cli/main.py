@@ -21,7 +21,7 @@ app = typer.Typer(
         "Turn drive logs into editable 3D scenes and render camera data that was never recorded.\n\n"
         "Start with:  simrecon demo            (synthetic street, validation, HTML report)\n\n"
         "Then:  simrecon synth OUT  ->  simrecon validate OUT/log  ->  simrecon info OUT/log\n\n"
-        "Real data:  simrecon convert kitti-odometry SRC OUT   (docs/readers.md)"
+        "Real data:  simrecon convert kitti-odometry SRC OUT   (docs/datasets.md)"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -101,8 +101,8 @@ def synth(
 @app.command()
 def convert(
     format: str = typer.Argument(..., help="nerfstudio, kitti-odometry, kitti-tracking, dgp, nuscenes, waymo, "
-                                           "argoverse2."),
-    src: Path = typer.Argument(..., help="The dataset folder (see docs/readers.md for each layout)."),
+                                           "argoverse2, pandaset."),
+    src: Path = typer.Argument(..., help="The dataset folder (see docs/datasets.md for each layout)."),
     out_dir: Path = typer.Argument(..., metavar="OUT", help="Output drive-log folder (must not exist)."),
     cameras: Optional[list[str]] = typer.Option(None, "--cameras", help="Only these cameras (repeat or a,b,c)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame range START:END (Python slice)."),
@@ -112,9 +112,67 @@ def convert(
     """Convert a public dataset into a drive log (written atomically, validated)."""
     from .convert_cmd import convert_command
 
-    if not src.exists():
-        raise UserError(f"{src}: no such file or folder")
     convert_command(format, src, out_dir, cameras, frames, skip_missing, force, console=err)
+
+
+@app.command()
+def reconstruct(
+    log: Optional[Path] = typer.Argument(None, help="Drive-log folder to reconstruct (not needed with --resume)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Scene folder to write (scene.json, model.pt, ...)."),
+    preset: str = typer.Option("fast", "--preset", help="fast (CPU, 10 min), default, quality; tiny for smoke tests."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Stop after N steps (default: the preset's)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after M minutes (default: the preset's)."),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="every:N (default every:8), none, or a file "
+                                                                  "listing image paths to hold out."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the scene in -o from its last checkpoint."),
+) -> None:
+    """Train a neural scene from a drive log (background, sky, appearance, one field per actor).
+
+    Training stops at the step or time budget, whichever comes first; Ctrl-C or SIGTERM writes a
+    checkpoint that --resume continues. Under torchrun it trains on several processes (DDP).
+    See docs/reconstruction.md.
+    """
+    from .scene_cmds import reconstruct_command
+
+    if log is not None and not log.exists():
+        raise UserError(f"{log}: no such file or folder")
+    reconstruct_command(log, output, preset, steps, minutes, holdout, device, resume, err)
+
+
+@app.command("eval")
+def eval_(
+    scene: Path = typer.Argument(..., help="Scene folder written by reconstruct."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """PSNR / SSIM on the held-out frames, depth error against lidar; writes SCENE/eval.json."""
+    from .scene_cmds import eval_command
+
+    eval_command(_existing_log(scene), device, out, err)
+
+
+@app.command()
+def render(
+    scene: Path = typer.Argument(..., help="Scene folder written by reconstruct."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    poses: Optional[Path] = typer.Option(None, "--poses", help="Cameras to render, in the drive-log frame "
+                                                              "schema (frames with transform_matrix, "
+                                                              "intrinsics, timestamp; no images)."),
+    trajectory: bool = typer.Option(False, "--trajectory", help="Render the logged path of one camera as an "
+                                                                "mp4 (and frames)."),
+    camera: Optional[str] = typer.Option(None, "--camera", help="With --trajectory: which camera."),
+    shift_left: float = typer.Option(0.0, "--shift-left", help="With --trajectory: move the ego this many "
+                                                               "metres to its left (negative: right)."),
+    outputs: str = typer.Option("rgb,depth", "--outputs", help="Comma list of rgb, depth, instance."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
+) -> None:
+    """Render a scene from cameras that were never there: a pose file or the (shifted) logged path."""
+    from .scene_cmds import render_command
+
+    path = render_command(_existing_log(scene), poses, output, outputs, trajectory, camera, shift_left, device,
+                          force, err)
+    out.print(f"wrote {path}", highlight=False)
 
 
 @app.command("build-kernels")
@@ -145,6 +203,7 @@ def demo(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     from ..data import LogError
+    from ..train.trainer import TrainingDiverged, TrainingInterrupted
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("PIL").setLevel(logging.WARNING)
@@ -156,13 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
         return 130
+    except (TrainingDiverged, TrainingInterrupted) as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return 2 if isinstance(exc, TrainingDiverged) else 130
     except LogError as exc:
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False, soft_wrap=True)
         err.print(f"error: {len(exc.problems)} problem(s) in the drive log", highlight=False)
         return 2
-    except (UserError, ValueError, FileExistsError, FileNotFoundError, NotADirectoryError, PermissionError,
-            IsADirectoryError) as exc:
+    except (UserError, ValueError, KeyError, FileExistsError, FileNotFoundError, NotADirectoryError,
+            PermissionError, IsADirectoryError) as exc:
+        if isinstance(exc, KeyError):
+            exc = exc.args[0] if exc.args else exc
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
     except Exception as exc:

@@ -1,0 +1,104 @@
+"""CLI glue for reconstruct / eval / render: progress bars and tables around the library calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..data.io import atomic_write_text
+from .progress import bar
+
+
+def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: int | None, minutes: float | None,
+                        holdout: str | None, device: str, resume: bool, console: Console) -> Path:
+    from ..train import TrainingInterrupted, preset, reconstruct  # noqa: F401  (re-raised to main)
+
+    if not resume and log is None:
+        raise ValueError("LOG is required (or --resume with -o SCENE)")
+    if resume and not (out / "scene.json").is_file():
+        raise ValueError(f"--resume: {out} is not a scene folder (no scene.json)")
+    cfg = preset(preset_name)
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {steps}")
+        cfg.steps = steps
+    if minutes is not None:
+        if minutes <= 0:
+            raise ValueError(f"--minutes must be > 0, got {minutes}")
+        cfg.minutes = minutes
+    if holdout is not None:
+        cfg.holdout = holdout
+    cfg.device = device
+    columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("", total=1.0, info="loading log")
+
+        def on_log(rec: dict) -> None:
+            frac = max(rec["step"] / rec["budget_steps"], rec["time"] / rec["budget_s"])
+            progress.update(task, completed=min(frac, 1.0),
+                            info=f"step {rec['step']}  loss {rec['loss']:.4f}  PSNR {rec['psnr']:.2f}  "
+                                 f"{rec['rays_per_s'] / 1000:.1f}k rays/s")
+
+        result = reconstruct(log if log is not None else Path(), out, cfg, resume=resume, on_log=on_log)
+        progress.update(task, completed=1.0)
+    console.print(f"scene written to {result.scene_dir} ({result.step} steps, {result.elapsed / 60:.1f} min)",
+                  highlight=False)
+    return result.scene_dir
+
+
+def eval_command(scene_dir: Path, device: str, out: Console, err: Console) -> dict:
+    from ..scene import load_scene
+    from ..scene.evaluate import evaluate
+
+    scene = load_scene(scene_dir, device=device)
+    with bar(err) as progress:
+        task = progress.add_task("", total=max(len(scene.info.holdout), 1), what="eval")
+        result = evaluate(scene, on_frame=lambda i, n: progress.update(task, completed=i))
+    table = Table("frame", "camera", "PSNR", "SSIM", title=f"Held-out frames of {scene_dir}")
+    for f in result["frames"]:
+        table.add_row(f["file_path"], f["camera"], f"{f['psnr']:.2f}", f"{f['ssim']:.4f}")
+    out.print(table)
+    if result["num_frames"]:
+        out.print(f"mean PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f}"
+                  + (f", actor pixels PSNR {result['psnr_actor_pixels']:.2f} dB" if "psnr_actor_pixels" in result
+                     else ""), highlight=False)
+    else:
+        out.print("no held-out frames (the scene was trained with --holdout none)")
+    if "lidar_depth" in result:
+        d = result["lidar_depth"]
+        out.print(f"lidar depth error: mean {d['mean_abs_m']:.3f} m, median {d['median_abs_m']:.3f} m, "
+                  f"{100 * d['within_10cm']:.1f}% within 10 cm ({d['points']} returns"
+                  f"{', held-out sweeps' if d['held_out_sweeps'] else ', training sweeps'})", highlight=False)
+    atomic_write_text(scene_dir / "eval.json", json.dumps(result, indent=1))
+    out.print(f"wrote {scene_dir / 'eval.json'}", highlight=False)
+    return result
+
+
+def render_command(scene_dir: Path, poses: Path | None, out_dir: Path, outputs: str, trajectory_flag: bool,
+                   camera: str | None, shift_left: float, device: str, force: bool, console: Console) -> Path:
+    import shutil
+
+    from ..scene import load_scene
+    from ..scene.render_frames import read_poses, render_frames, trajectory
+
+    if (poses is None) == (not trajectory_flag):
+        raise ValueError("give exactly one of --poses FRAMES.json or --trajectory")
+    kinds = tuple(k.strip() for k in outputs.split(",") if k.strip())
+    frames = read_poses(poses) if poses is not None else None
+    scene = load_scene(scene_dir, device=device)
+    if frames is None:
+        frames = trajectory(scene, camera, shift_left)
+    if out_dir.exists():
+        if not force:
+            raise FileExistsError(f"{out_dir} already exists (use --force to replace it)")
+        shutil.rmtree(out_dir)
+    with bar(console) as progress:
+        task = progress.add_task("", total=len(frames), what="render")
+        render_frames(scene, frames, out_dir, kinds, video=trajectory_flag,
+                      on_frame=lambda i, n: progress.update(task, completed=i))
+    return out_dir

@@ -1,0 +1,52 @@
+"""The static background: hash grid over contracted space -> density and view-dependent colour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..encoding import HashGridEncoding
+from .contraction import SceneBox
+from .mlp import mlp, run_mlp, trunc_exp
+from .sh import SH_DIM, sh_encode
+
+
+@dataclass
+class BackgroundFieldConfig:
+    num_levels: int = 16
+    features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_resolution: int = 16
+    max_resolution: int = 2048  # over the contracted cube: ~box size / (max_resolution / 4) per cell inside
+    hidden: int = 64
+    geo_features: int = 15
+    color_layers: int = 2
+    appearance_dim: int = 8  # per-camera (and optionally per-frame) appearance code
+    density_bias: float = -3.0  # start nearly transparent (per normalised unit): avoids floaters at the cameras
+    low_precision: bool = True  # bf16 MLPs on CPU
+    backend: str = "auto"
+
+
+class BackgroundField(nn.Module):
+    def __init__(self, cfg: BackgroundFieldConfig, box: SceneBox, num_appearance: int):
+        super().__init__()
+        self.cfg = cfg
+        self.box = box
+        self.grid = HashGridEncoding(cfg.num_levels, cfg.features_per_level, cfg.log2_hashmap_size,
+                                     cfg.base_resolution, cfg.max_resolution, backend=cfg.backend)
+        self.density_net = mlp(self.grid.output_dim, cfg.hidden, 1, 1 + cfg.geo_features)
+        self.color_net = mlp(cfg.geo_features + SH_DIM + cfg.appearance_dim, cfg.hidden, cfg.color_layers, 3)
+        self.appearance = nn.Embedding(max(num_appearance, 1), cfg.appearance_dim)
+        nn.init.zeros_(self.appearance.weight)
+
+    def density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World points [N, 3] -> density [N] and geometry features [N, G]."""
+        h = run_mlp(self.density_net, self.grid(self.box.contract(x)), self.cfg.low_precision)
+        return trunc_exp(h[:, 0] + self.cfg.density_bias), h[:, 1:]
+
+    def color(self, geo: torch.Tensor, dirs: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        """Geometry features [N, G], unit view directions [N, 3], appearance ids [N] -> RGB [N, 3]."""
+        inp = torch.cat([geo, sh_encode(dirs), self.appearance(appearance)], dim=-1)
+        return torch.sigmoid(run_mlp(self.color_net, inp, self.cfg.low_precision))

@@ -1,0 +1,38 @@
+"""Proposal density: a small hash grid that only says where the surfaces are, to place samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..encoding import HashGridEncoding
+from .contraction import SceneBox
+from .mlp import mlp, run_mlp, trunc_exp
+
+
+@dataclass
+class ProposalFieldConfig:
+    num_levels: int = 5
+    features_per_level: int = 2
+    log2_hashmap_size: int = 17
+    base_resolution: int = 16
+    max_resolution: int = 256
+    hidden: int = 16
+    density_bias: float = -3.0
+    backend: str = "auto"
+
+
+class ProposalField(nn.Module):
+    def __init__(self, cfg: ProposalFieldConfig, box: SceneBox):
+        super().__init__()
+        self.cfg = cfg
+        self.box = box
+        self.grid = HashGridEncoding(cfg.num_levels, cfg.features_per_level, cfg.log2_hashmap_size,
+                                     cfg.base_resolution, cfg.max_resolution, backend=cfg.backend)
+        self.net = mlp(self.grid.output_dim, cfg.hidden, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """World points [N, 3] -> density [N]."""
+        return trunc_exp(run_mlp(self.net, self.grid(self.box.contract(x)), False)[:, 0] + self.cfg.density_bias)

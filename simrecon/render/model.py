@@ -1,0 +1,214 @@
+"""The scene model: background + proposal + sky + one field per actor, rendered by volume compositing.
+
+Distances along rays are sampled in normalised units (world / ``scale``, the scene box's mean half
+extent), so densities, near planes and the initial transparency mean the same in metres or in the
+arbitrary units of a hand-held capture.
+
+Actors: a ray that crosses an actor's box (posed by its track at the ray's time, or by an explicit
+placement) gets ``actor_samples`` samples inside the box from that actor's field; background density
+inside present actor boxes is forced to zero, so moving cars cannot smear into the background. All
+samples are merged by distance and composited together, then the sky fills what is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.model import Actor
+from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundFieldConfig, ProposalField,
+                      ProposalFieldConfig, SceneBox, SkyField)
+from .composite import alpha_weights, interlevel_loss
+from .poses import TrackTensor, pose_tensor
+from .rays import Rays
+from .samplers import box_intervals, pdf_bins, spaced_bins, spacing
+
+
+@dataclass
+class SceneModelConfig:
+    background: BackgroundFieldConfig = field(default_factory=BackgroundFieldConfig)
+    proposal: ProposalFieldConfig = field(default_factory=ProposalFieldConfig)
+    actor: ActorFieldConfig = field(default_factory=ActorFieldConfig)
+    proposal_samples: int = 64
+    samples: int = 32
+    actor_samples: int = 16
+    max_actors_per_ray: int = 2
+    far: float = 1000.0  # normalised distance: effectively infinity after contraction
+    actors: bool = True  # model tracked actors with their own fields
+
+
+@dataclass
+class Layout:
+    """Where actors are for a batch of rays: per placement its field, pose and presence."""
+
+    field_index: list[int]  # [P] index into SceneModel.actor_fields
+    rot: list[torch.Tensor]  # [P] of [R|1, 3, 3] box-to-world rotation
+    trans: list[torch.Tensor]  # [P] of [R|1, 3]
+    present: list[torch.Tensor]  # [P] of [R] bool
+
+
+class SceneModel(nn.Module):
+    def __init__(self, cfg: SceneModelConfig, box: SceneBox, actors: list[Actor], num_appearance: int):
+        super().__init__()
+        self.cfg = cfg
+        self.box = box
+        self.scale = float(np.mean(box.half))
+        self.background = BackgroundField(cfg.background, box, num_appearance)
+        self.proposal = ProposalField(cfg.proposal, box)
+        self.sky = SkyField(appearance_dim=cfg.background.appearance_dim, num_appearance=num_appearance)
+        actors = actors if cfg.actors else []
+        self.actor_ids = [a.id for a in actors]
+        self.actor_fields = nn.ModuleList([ActorField(cfg.actor, a.size) for a in actors])
+        self.tracks = nn.ModuleList([TrackTensor(a.track, a.static) for a in actors])
+
+    # -- actor layouts ----------------------------------------------------------------------------------
+    def logged_layout(self, times: torch.Tensor) -> Layout:
+        """Every actor at its logged pose at each ray's time (training and replay)."""
+        lay = Layout([], [], [], [])
+        for i, track in enumerate(self.tracks):
+            rot, trans, present = track.at(times)
+            if not bool(present.any()):
+                continue
+            lay.field_index.append(i)
+            lay.rot.append(rot)
+            lay.trans.append(trans)
+            lay.present.append(present)
+        return lay
+
+    def fixed_layout(self, placements: list[tuple[int, np.ndarray]], num_rays: int, device) -> Layout:
+        """Explicit (field index, box-to-world pose [4, 4]) placements, the same for all rays."""
+        lay = Layout([], [], [], [])
+        for idx, pose in placements:
+            rot, trans = pose_tensor(pose, device)
+            lay.field_index.append(idx)
+            lay.rot.append(rot)
+            lay.trans.append(trans)
+            lay.present.append(torch.ones(num_rays, dtype=torch.bool, device=device))
+        return lay
+
+    # -- rendering ----------------------------------------------------------------------------------------
+    def forward(self, rays: Rays, layout: Layout | None = None, stratified: bool = False,
+                rgb_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Render rays. Returns depth [R] (world distance along the ray), acc [R], instance [R]
+        (0 background, k = layout placement k - 1), rgb for the rows ``rgb_rows`` [R] (bool; None: all),
+        and loss terms when training. Colour is the costly part: lidar rays skip it."""
+        cfg = self.cfg
+        r = len(rays)
+        s = self.scale
+        o, d = rays.origins, rays.dirs
+        if layout is None:
+            layout = self.logged_layout(rays.times) if len(self.tracks) else Layout([], [], [], [])
+        near = rays.near / s
+        # Proposal pass: where is the background's mass?
+        pbins = spaced_bins(near, cfg.far, cfg.proposal_samples, stratified)  # [R, Np + 1]
+        pmid = (pbins[:, 1:] + pbins[:, :-1]) / 2
+        px = o[:, None] + d[:, None] * (pmid * s)[..., None]
+        psigma = self.proposal(px.reshape(-1, 3)).view(r, -1)
+        pg = spacing(pbins)
+        pw = alpha_weights(psigma, pg[:, 1:] - pg[:, :-1])
+        bins = pdf_bins(pbins, pw, cfg.samples, stratified)  # [R, Ns + 1]
+        mid = (bins[:, 1:] + bins[:, :-1]) / 2
+        g = spacing(bins)
+        delta = g[:, 1:] - g[:, :-1]
+        x = o[:, None] + d[:, None] * (mid * s)[..., None]
+        sigma_bg, geo = self.background.density(x.reshape(-1, 3))
+        sigma_bg = sigma_bg.view(r, -1)
+
+        # Actors: nearest K boxes each ray crosses.
+        k_max = cfg.max_actors_per_ray
+        na = cfg.actor_samples
+        placements = len(layout.field_index)
+        sigma_parts, delta_parts, mid_parts, rgb_parts = [sigma_bg], [delta], [mid], []
+        slot_owner = None
+        if placements:
+            t_in_all, t_out_all, local = [], [], []
+            for p in range(placements):
+                half = self.actor_fields[layout.field_index[p]].half_size
+                t_in, t_out, hit, o_l, d_l = box_intervals(o, d, layout.rot[p], layout.trans[p], half)
+                hit = hit & layout.present[p]
+                t_in_all.append(torch.where(hit, t_in / s, torch.full_like(t_in, float("inf"))))
+                t_out_all.append(t_out / s)
+                local.append((o_l, d_l))
+            t_in_all = torch.stack(t_in_all, 1)  # [R, P]
+            t_out_all = torch.stack(t_out_all, 1)
+            k = min(k_max, placements)
+            slot_tin, slot_p = torch.topk(t_in_all, k, dim=1, largest=False)  # [R, K]
+            slot_valid = torch.isfinite(slot_tin)
+            slot_tout = t_out_all.gather(1, slot_p)
+            slot_tin = torch.where(slot_valid, slot_tin, torch.zeros_like(slot_tin))
+            slot_tout = torch.where(slot_valid, slot_tout, torch.zeros_like(slot_tout))
+            # The background is empty where a present actor's box is.
+            for j in range(k):
+                inside = slot_valid[:, j:j + 1] & (mid >= slot_tin[:, j:j + 1]) & (mid <= slot_tout[:, j:j + 1])
+                sigma_bg = sigma_bg * ~inside
+            sigma_parts[0] = sigma_bg
+            u = torch.linspace(0, 1, na + 1, device=o.device)
+            if stratified:
+                u = (u + (torch.rand(r, k, na + 1, device=o.device) - 0.5) / na).clamp(0, 1).sort(-1).values
+            edges = slot_tin[..., None] + (slot_tout - slot_tin)[..., None] * u  # [R, K, Na + 1]
+            amid = (edges[..., 1:] + edges[..., :-1]) / 2  # [R, K, Na]
+            ag = spacing(edges)
+            adelta = ag[..., 1:] - ag[..., :-1]
+            asigma = torch.zeros(r, k, na, device=o.device)
+            argb = torch.zeros(r, k, na, 3, device=o.device)
+            for p in range(placements):
+                sel = (slot_p == p) & slot_valid  # [R, K]
+                if not bool(sel.any()):
+                    continue
+                rows, slots = sel.nonzero(as_tuple=True)
+                o_l, d_l = local[p]
+                xl = o_l[rows, None] + d_l[rows, None] * (amid[rows, slots] * s)[..., None]  # [M, Na, 3]
+                dl = d_l[rows, None].expand(-1, na, 3)
+                sig, col = self.actor_fields[layout.field_index[p]](xl.reshape(-1, 3), dl.reshape(-1, 3))
+                asigma = asigma.index_put((rows, slots), sig.view(-1, na))
+                argb = argb.index_put((rows, slots), col.view(-1, na, 3))
+            asigma = asigma * slot_valid[..., None]
+            sigma_parts.append(asigma.reshape(r, -1))
+            delta_parts.append(adelta.reshape(r, -1))
+            mid_parts.append(amid.reshape(r, -1))
+            rgb_parts.append(argb.reshape(r, -1, 3))
+            slot_owner = slot_p
+
+        all_mid = torch.cat(mid_parts, 1)
+        order = all_mid.argsort(dim=1)
+        mid_s = all_mid.gather(1, order)
+        sig_s = torch.cat(sigma_parts, 1).gather(1, order)
+        del_s = torch.cat(delta_parts, 1).gather(1, order)
+        w = alpha_weights(sig_s, del_s)  # [R, S]
+        acc = w.sum(-1)
+        out: dict[str, torch.Tensor] = {
+            "acc": acc,
+            "depth": (w * mid_s).sum(-1) / acc.clamp(min=1e-6) * s,
+            "weights": w,
+            "mids": mid_s * s,
+        }
+        owner = torch.zeros_like(all_mid, dtype=torch.long)  # 0 background, j + 1 slot j
+        if slot_owner is not None:
+            owner[:, cfg.samples:] = (torch.arange(slot_owner.shape[1], device=o.device) + 1).repeat_interleave(na)
+        owner_w = torch.zeros(r, 1 + (slot_owner.shape[1] if slot_owner is not None else 0), device=o.device)
+        owner_w = owner_w.scatter_add(1, owner.gather(1, order), w.detach())
+        best = owner_w.argmax(1)
+        instance = torch.zeros(r, dtype=torch.long, device=o.device)
+        if slot_owner is not None:
+            is_actor = (best > 0) & (owner_w.gather(1, best[:, None])[:, 0] > 0.5 * acc.detach().clamp(min=1e-6))
+            instance = torch.where(is_actor, slot_owner.gather(1, (best - 1).clamp(min=0)[:, None])[:, 0] + 1,
+                                   instance)
+        out["instance"] = instance
+        out["actor_acc"] = owner_w[:, 1:].sum(-1)
+        rows = torch.arange(r, device=o.device) if rgb_rows is None else rgb_rows.nonzero()[:, 0]
+        if len(rows):
+            nr = len(rows)
+            bg_rgb = self.background.color(geo.view(r, -1, geo.shape[-1])[rows].reshape(-1, geo.shape[-1]),
+                                           d[rows, None].expand(-1, cfg.samples, 3).reshape(-1, 3),
+                                           rays.appearance[rows, None].expand(-1, cfg.samples).reshape(-1))
+            rgb_all = torch.cat([bg_rgb.view(nr, -1, 3)] + [p[rows] for p in rgb_parts], 1)
+            rgb_s = rgb_all.gather(1, order[rows, :, None].expand(-1, -1, 3))
+            sky = self.sky(d[rows], rays.appearance[rows])
+            out["rgb"] = (w[rows, :, None] * rgb_s).sum(1) + (1 - acc[rows])[:, None] * sky
+        if self.training:
+            w_bg = alpha_weights(sigma_bg, delta)
+            out["interlevel"] = interlevel_loss(bins, w_bg, pbins, pw)
+        return out

@@ -1,0 +1,85 @@
+"""A reconstructed scene folder as a RenderableScene (the contract in simrecon.data.scene_api)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..data.io import load_log
+from ..data.model import DriveLog, Intrinsics
+from ..data.scene_api import OUTPUTS, ActorPlacement, RenderOutput
+from ..render import SceneModel
+from ..render.image import ImageOutput, render_image
+from ..train.checkpoint import load_checkpoint
+from ..train.config import TrainConfig
+from ..train.scene_file import MODEL_FILE, SceneInfo, read_scene_info
+from ..train.trainer import resolve_device
+
+
+class NeuralScene:
+    """A trained SceneModel with the drive log it came from."""
+
+    def __init__(self, scene_dir: Path, info: SceneInfo, model: SceneModel, log: DriveLog):
+        self.scene_dir = Path(scene_dir)
+        self.info = info
+        self.model = model
+        self._log = log
+
+    @property
+    def log(self) -> DriveLog:
+        return self._log
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def appearance_for(self, camera: str) -> int:
+        """Appearance code of a logged camera; new cameras borrow the first camera's."""
+        names = self.info.camera_names
+        return names.index(camera) if camera in names else 0
+
+    def field_index(self, actor_id: str) -> int:
+        try:
+            return self.info.actors.index(actor_id)
+        except ValueError:
+            known = ", ".join(self.info.actors) or "none"
+            raise KeyError(f"no actor {actor_id!r} in scene {self.scene_dir} (actors: {known})") from None
+
+    def render_image(self, c2w: np.ndarray, intr: Intrinsics, time: float, camera: str = "",
+                     placements: Mapping[str, ActorPlacement] | None = None, chunk: int = 8192) -> ImageOutput:
+        """Render one camera; ``placements`` None draws the actors as logged at ``time``."""
+        placed = None
+        if placements is not None:
+            placed = [(self.field_index(p.source), np.asarray(p.pose, dtype=float)) for p in placements.values()]
+        return render_image(self.model, c2w, intr, time, self.appearance_for(camera), self.info.near, placed,
+                            chunk=chunk)
+
+    def render(self, c2w: np.ndarray, intrinsics: Intrinsics, time: float,
+               placements: Mapping[str, ActorPlacement], outputs: Sequence[str] = OUTPUTS) -> RenderOutput:
+        img = self.render_image(c2w, intrinsics, time, placements=placements)
+        return RenderOutput(
+            rgb=img.rgb if "rgb" in outputs else None,
+            depth=img.depth if "depth" in outputs else None,
+            instance=img.instance if "instance" in outputs else None,
+            instance_names=list(placements),
+        )
+
+
+def load_scene(scene_dir: str | Path, device: str = "auto") -> NeuralScene:
+    """Open a scene folder written by ``simrecon reconstruct``."""
+    scene_dir = Path(scene_dir)
+    info = read_scene_info(scene_dir)
+    weights = scene_dir / MODEL_FILE
+    if not weights.is_file():
+        raise ValueError(f"{scene_dir}: no {MODEL_FILE} (training never finished a step; --resume continues it)")
+    log = load_log(info.source_log)
+    cfg = TrainConfig.from_json(info.config)
+    dev = resolve_device(device)
+    model = SceneModel(cfg.model, info.box, log.actors, len(info.camera_names))
+    state = load_checkpoint(weights, dev)
+    model.load_state_dict(state)
+    model.to(dev).eval()
+    return NeuralScene(scene_dir, info, model, log)

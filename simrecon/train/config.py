@@ -1,0 +1,71 @@
+"""Training configuration and the presets (fast: CPU demo; default; quality)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..fields import ActorFieldConfig, BackgroundFieldConfig, ProposalFieldConfig
+from ..render import SceneModelConfig
+
+
+@dataclass
+class TrainConfig:
+    model: SceneModelConfig = field(default_factory=SceneModelConfig)
+    steps: int = 20000  # stop at this step ...
+    minutes: float = 60.0  # ... or after this much wall time, whichever comes first
+    batch_rays: int = 4096  # camera rays per step (over all ranks)
+    lidar_rays: int = 1024  # lidar rays per step when the log has lidar
+    lr: float = 1e-2
+    lr_final: float = 1e-3  # exponential decay over the budget (steps or minutes)
+    near_frac: float = 0.02  # near plane as a fraction of the scene scale (~0.6 m on a street)
+    depth_weight: float = 0.1  # expected lidar range vs measured (normalised units)
+    empty_weight: float = 0.1  # lidar: no weight before the return
+    opacity_weight: float = 0.01  # lidar: the ray ends at the return
+    interlevel_weight: float = 1.0
+    holdout: str = "every:8"
+    log_every: int = 25
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        m = dict(data["model"])
+        model = SceneModelConfig(
+            background=BackgroundFieldConfig(**m.pop("background")),
+            proposal=ProposalFieldConfig(**m.pop("proposal")),
+            actor=ActorFieldConfig(**m.pop("actor")),
+            **m,
+        )
+        return cls(model=model, **{k: v for k, v in data.items() if k != "model"})
+
+
+def preset(name: str) -> TrainConfig:
+    """``fast`` (CPU, 10 minutes), ``default`` (GPU-sized), ``quality`` (bigger, longer), ``tiny`` (smoke tests)."""
+    if name == "fast":
+        model = SceneModelConfig(
+            background=BackgroundFieldConfig(num_levels=16, log2_hashmap_size=19, max_resolution=2048),
+            proposal=ProposalFieldConfig(num_levels=5, log2_hashmap_size=16, max_resolution=128),
+            proposal_samples=48, samples=24, actor_samples=12)
+        return TrainConfig(model=model, steps=100000, minutes=10.0, batch_rays=2048, lidar_rays=1024)
+    if name == "tiny":  # smoke tests and CI: seconds, not quality
+        model = SceneModelConfig(
+            background=BackgroundFieldConfig(num_levels=4, log2_hashmap_size=12, max_resolution=64, hidden=16,
+                                             color_layers=1),
+            proposal=ProposalFieldConfig(num_levels=2, log2_hashmap_size=10, max_resolution=32, hidden=8),
+            actor=ActorFieldConfig(num_levels=2, log2_hashmap_size=8, max_resolution=16, hidden=8),
+            proposal_samples=16, samples=8, actor_samples=4)
+        return TrainConfig(model=model, steps=20, minutes=5.0, batch_rays=256, lidar_rays=128, log_every=1,
+                           checkpoint_every=5)
+    if name == "default":
+        return TrainConfig(minutes=60.0, steps=30000)
+    if name == "quality":
+        model = SceneModelConfig(
+            background=BackgroundFieldConfig(log2_hashmap_size=21, max_resolution=8192, hidden=128),
+            proposal_samples=128, samples=64, actor_samples=24)
+        return TrainConfig(model=model, minutes=180.0, steps=100000, batch_rays=8192, lidar_rays=2048)
+    raise ValueError(f"--preset: expected fast, default, quality or tiny, got {name!r}")

@@ -1,0 +1,230 @@
+"""Reconstruction: fit a SceneModel to a drive log, writing a scene folder (docs/scene-format.md).
+
+Stops at the step or time budget, whichever comes first. Checkpoints are atomic and written every
+``checkpoint_every`` steps and on Ctrl-C / SIGTERM; ``resume`` continues with the optimiser state.
+A non-finite loss stops the run and keeps the last good checkpoint. Under ``torchrun`` each rank
+samples its own rays and gradients are averaged (DDP; gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..data.io import load_log
+from ..logs import get_logger
+from ..render import SceneModel
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import TrainData, parse_holdout, scene_box
+from .scene_file import MODEL_FILE, SceneInfo, read_scene_info, write_scene_info
+
+log = get_logger(__name__)
+METRICS = "metrics.jsonl"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C or SIGTERM: a checkpoint was written, ``--resume`` continues."""
+
+
+@dataclass
+class TrainResult:
+    scene_dir: Path
+    step: int
+    elapsed: float
+    status: str  # complete | interrupted
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device: expected auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def _dist_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: int, ranges: torch.Tensor | None,
+                   cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """Photometric loss on the first ``n_cam`` rays, lidar losses on the rest."""
+    losses = {"rgb": torch.mean((out["rgb"] - target) ** 2)}
+    if ranges is not None:
+        s = model.scale
+        depth = out["depth"][n_cam:]
+        acc = out["acc"][n_cam:]
+        w, mids = out["weights"][n_cam:], out["mids"][n_cam:]
+        margin = 0.02 * ranges[:, None] + 0.1 * s * cfg.near_frac  # lidar noise grows with range
+        losses["depth"] = cfg.depth_weight * torch.mean(torch.abs(depth - ranges) / s)
+        losses["empty"] = cfg.empty_weight * torch.mean((w * (mids < ranges[:, None] - margin)).sum(-1))
+        losses["opacity"] = cfg.opacity_weight * torch.mean((1 - acc) ** 2)
+    if "interlevel" in out:
+        losses["interlevel"] = cfg.interlevel_weight * out["interlevel"]
+    return losses
+
+
+def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
+                on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train (or resume) the scene for ``log_path`` into ``scene_dir``."""
+    rank, world, local_rank = _dist_info()
+    scene_dir = Path(scene_dir)
+    if resume:
+        info = read_scene_info(scene_dir)
+        cfg = TrainConfig.from_json(info.config) if info.config else cfg
+        ckpt_path = scene_dir / CHECKPOINT
+        if not ckpt_path.is_file():
+            raise ValueError(f"{scene_dir}: no {CHECKPOINT} to resume from")
+        log_path = Path(info.source_log)
+    elif (scene_dir / "scene.json").exists():
+        raise FileExistsError(f"{scene_dir} already holds a scene (use --resume to continue it, or another -o)")
+    device = resolve_device(cfg.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    torch.manual_seed(cfg.seed + rank)
+    drive = load_log(log_path)
+    holdout = parse_holdout(cfg.holdout, drive) if not resume else set(info.holdout)
+    box = scene_box(drive) if not resume else info.box
+    scale = float(np.mean(box.half))
+    data = TrainData(drive, holdout, near=cfg.near_frac * scale, device=device)
+    model = SceneModel(cfg.model, box, drive.actors, data.num_appearance).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=1e-15, betas=(0.9, 0.99))
+    step, elapsed0 = 0, 0.0
+    if resume:
+        state = load_checkpoint(ckpt_path, device)
+        model.load_state_dict(state["model"])
+        if state.get("optimizer"):
+            optim.load_state_dict(state["optimizer"])
+        step, elapsed0 = int(state["step"]), float(state["elapsed"])
+    info_out = SceneInfo(source_log=str(Path(log_path).resolve()), box=box, near=data.near,
+                         camera_names=data.camera_names, actors=[a.id for a in drive.actors],
+                         holdout=sorted(holdout), config=cfg.to_json(), step=step, elapsed=elapsed0,
+                         status="training")
+    if rank == 0:
+        scene_dir.mkdir(parents=True, exist_ok=True)
+        write_scene_info(scene_dir, info_out)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank + step)
+    batch = max(1, cfg.batch_rays // world)
+    lidar_batch = max(1, cfg.lidar_rays // world) if data.has_lidar and cfg.lidar_rays > 0 else 0
+    budget_s = cfg.minutes * 60.0
+
+    stop_signal = {"flag": False}
+    old_handler = None
+    if rank == 0 and hasattr(signal, "SIGTERM"):
+        try:
+            old_handler = signal.signal(signal.SIGTERM, lambda *_: stop_signal.__setitem__("flag", True))
+        except ValueError:  # not the main thread
+            old_handler = None
+
+    def checkpoint(at_step: int, elapsed: float) -> None:
+        if rank == 0:
+            save_checkpoint(scene_dir / CHECKPOINT, model.state_dict(), optim.state_dict(), at_step, elapsed)
+
+    metrics_file = open(scene_dir / METRICS, "a") if rank == 0 else None
+    start = time.time()
+    last_log_t, last_log_step = start, step
+    status = "complete"
+    try:
+        model.train()
+        while True:
+            elapsed = elapsed0 + (time.time() - start)
+            done = step >= cfg.steps or elapsed >= budget_s or stop_signal["flag"]
+            if world > 1:  # every rank stops at the same step
+                flag = torch.tensor([1.0 if done else 0.0], device=device)
+                dist.all_reduce(flag)
+                done = flag.item() > 0
+            if done:
+                status = "interrupted" if stop_signal["flag"] else "complete"
+                break
+            progress = max(step / max(cfg.steps, 1), elapsed / max(budget_s, 1e-9))
+            lr = cfg.lr * (cfg.lr_final / cfg.lr) ** min(progress, 1.0)
+            for g in optim.param_groups:
+                g["lr"] = lr
+            rays, target = data.sample_pixels(batch, gen)
+            ranges = None
+            if lidar_batch:
+                lrays, ranges = data.sample_lidar(lidar_batch, gen)
+                rays = type(rays).cat([rays, lrays])
+            rgb_rows = torch.zeros(len(rays), dtype=torch.bool, device=device)
+            rgb_rows[:batch] = True
+            out = net(rays, stratified=True, rgb_rows=rgb_rows)
+            losses = compute_losses(model, out, target, batch, ranges, cfg)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+            if not torch.isfinite(grad_norm):  # caught before the step: the weights are still good
+                raise TrainingDiverged(f"gradients became {grad_norm.item()} at step {step}")
+            optim.step()
+            step += 1
+            if step % cfg.checkpoint_every == 0:
+                checkpoint(step, elapsed0 + time.time() - start)
+            if rank == 0 and (step % cfg.log_every == 0 or step == 1):
+                now = time.time()
+                rays_per_s = (step - last_log_step) * (batch + lidar_batch) * world / max(now - last_log_t, 1e-9)
+                mse = losses["rgb"].item()
+                rec = {"step": step, "time": round(elapsed0 + now - start, 2), "loss": round(loss.item(), 6),
+                       "psnr": round(-10 * math.log10(max(mse, 1e-12)), 3), "rays_per_s": round(rays_per_s, 1),
+                       "lr": lr, **{k: round(v.item(), 6) for k, v in losses.items()}}
+                last_log_t, last_log_step = now, step
+                metrics_file.write(json.dumps(rec) + "\n")
+                metrics_file.flush()
+                if on_log:
+                    on_log({**rec, "budget_steps": cfg.steps, "budget_s": budget_s})
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except TrainingDiverged as exc:
+        checkpoint(step, elapsed0 + time.time() - start)  # the weights before the bad step
+        if rank == 0:
+            info_out.step, info_out.status = step, "diverged"
+            write_scene_info(scene_dir, info_out)
+        raise TrainingDiverged(f"{exc}; stopped. The last good state (step {step}) is kept in "
+                               f"{scene_dir / CHECKPOINT}: lower --lr or check the log's poses") from None
+    finally:
+        if metrics_file:
+            metrics_file.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+    elapsed = elapsed0 + time.time() - start
+    checkpoint(step, elapsed)
+    if rank == 0:
+        tmp = scene_dir / f".{MODEL_FILE}.tmp"
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, scene_dir / MODEL_FILE)
+        info_out.step, info_out.elapsed, info_out.status = step, round(elapsed, 2), status
+        write_scene_info(scene_dir, info_out)
+    if world > 1:
+        dist.barrier()
+    if status == "interrupted":
+        raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved in {scene_dir / CHECKPOINT}; "
+                                  f"continue with: simrecon reconstruct --resume -o {scene_dir}")
+    return TrainResult(scene_dir, step, elapsed, status)
