@@ -84,11 +84,11 @@ def test_synth_refuses_existing_output_without_force(capsys, tmp_path):
 
 
 def test_demo_writes_report_and_reuses_the_log(capsys, tmp_path):
-    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--seconds", "0.3")
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--seconds", "0.3", "--no-reconstruct")
     assert code == 0 and "report:" in out
     html = (tmp_path / "demo/report.html").read_text()
     assert "contact_sheet.jpg" in html and "front_right" in html
     assert (tmp_path / "demo/report_files/contact_sheet.jpg").stat().st_size > 5000
     assert (tmp_path / "demo/report_files/overlay.jpg").is_file()
-    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--seconds", "0.3")
+    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--seconds", "0.3", "--no-reconstruct")
     assert code == 0 and "reusing synthetic street" in out

@@ -191,3 +191,15 @@ def test_ddp_two_cpu_processes(synth_small, tmp_path):
     rec = _metrics(out)[-1]
     assert rec["step"] == 3
     assert load_scene(out).model is not None
+
+
+def test_demo_end_to_end_with_a_tiny_reconstruction(tmp_path, capsys):
+    args = ["demo", "-o", str(tmp_path / "d"), "--seconds", "0.5", "--preset", "tiny"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "reconstructing" in out and "ego_shift_left_2m: PSNR" in out and "composing scenarios" in out
+    html = (tmp_path / "d/report.html").read_text()
+    assert "training_curve.png" in html and "heldout_0.jpg" in html and "lane_shift/video.mp4" in html
+    assert (tmp_path / "d/lane_shift/video.mp4").stat().st_size > 1000
+    assert main(args) == 0  # second run reuses the log and the scene
+    assert "reusing reconstruction" in capsys.readouterr().out

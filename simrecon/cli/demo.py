@@ -1,18 +1,26 @@
-"""``simrecon demo``: the main job on the bundled example (a synthetic street)."""
+"""``simrecon demo``: the main job on the bundled example (a synthetic street), end to end.
+
+synth -> validate -> reconstruct -> eval (and score against the generator's ground truth) -> render a
+lane-shifted video -> HTML report. Each stage is reused when its inputs are unchanged.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 
 from ..data import validate_log
+from ..data.io import atomic_write_text
 from ..report import write_report
 from ..synth import SynthConfig
-from .progress import run_synth
+from .progress import bar, run_synth
 from .tables import print_log_tables
+
+LANE_SHIFT_M = 2.0  # the generator has ground truth for +2 m
 
 
 def _reusable(log_dir: Path, cfg: SynthConfig) -> bool:
@@ -24,24 +32,85 @@ def _reusable(log_dir: Path, cfg: SynthConfig) -> bool:
     return data.get("synth_config") == asdict(cfg) and (log_dir.parent / "gt" / "actors.json").is_file()
 
 
-def run_demo(out_dir: Path, seconds: float, out: Console, err: Console) -> Path:
-    """Generate (or reuse) the synthetic log, validate it, print its tables, write the HTML report."""
+def _scene_reusable(scene_dir: Path, log_dir: Path, preset_name: str, minutes: float | None) -> bool:
+    try:
+        info = json.loads((scene_dir / "scene.json").read_text())
+        stamp = json.loads((scene_dir / "demo.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (info.get("status") == "complete" and info.get("source_log") == str(log_dir.resolve())
+            and stamp == {"preset": preset_name, "minutes": minutes}
+            and (scene_dir / "model.pt").is_file())
+
+
+def run_demo(out_dir: Path, seconds: float, out: Console, err: Console, preset_name: str = "fast",
+             minutes: float | None = None, reconstruct: bool = True) -> Path:
+    """Run the demo into ``out_dir``; returns the report path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    stages = 6 if reconstruct else 3
     cfg = SynthConfig(seconds=seconds)
     synth_dir = out_dir / "synthetic"
     log_dir = synth_dir / "log"
     if _reusable(log_dir, cfg):
-        out.print(f"1/3 reusing synthetic street in {synth_dir} (same settings)", highlight=False)
+        out.print(f"1/{stages} reusing synthetic street in {synth_dir} (same settings)", highlight=False)
     else:
-        out.print(f"1/3 generating synthetic street into {synth_dir}", highlight=False)
+        out.print(f"1/{stages} generating synthetic street into {synth_dir}", highlight=False)
         run_synth(synth_dir, cfg, force=True, console=err)
-    out.print("2/3 validating", highlight=False)
+    out.print(f"2/{stages} validating", highlight=False)
     log, problems = validate_log(log_dir)
     if problems:  # the generator's own output must always validate: this is a bug, not user error
         raise RuntimeError("generated log does not validate:\n" + "\n".join(map(str, problems)))
     print_log_tables(out, log)
-    out.print("3/3 writing report", highlight=False)
-    gt = f"<h2>Ground truth</h2><p>Novel-view ground truth in <code>{synth_dir / 'gt'}</code>: " \
-         "front camera with the ego shifted +1 m / -1 m / +2 m left, and the log without car_0.</p>"
-    return write_report(log, out_dir / "report.html", title="simrecon demo: synthetic street", extra_html=gt)
+    extra = (f"<h2>Ground truth</h2><p>Novel-view ground truth in <code>{synth_dir / 'gt'}</code>: front camera "
+             "with the ego shifted +1 m / -1 m / +2 m left, and the log without car_0.</p>")
+    if reconstruct:
+        extra += _reconstruct_stage(out_dir, log_dir, synth_dir / "gt", preset_name, minutes, out, err, stages)
+        from .compose_cmd import run_demo_scenarios
+
+        out.print(f"5/{stages} composing scenarios (car_0 removed, ego +1 m) and exporting a COCO sample",
+                  highlight=False)
+        extra += run_demo_scenarios(out_dir, log_dir, err, scene_dir=out_dir / "scene")
+    out.print(f"{stages}/{stages} writing report", highlight=False)
+    return write_report(log, out_dir / "report.html", title="simrecon demo: synthetic street", extra_html=extra)
+
+
+def _reconstruct_stage(out_dir: Path, log_dir: Path, gt_dir: Path, preset_name: str, minutes: float | None,
+                       out: Console, err: Console, stages: int) -> str:
+    from ..scene import load_scene
+    from ..scene.evaluate import evaluate
+    from ..scene.render_frames import render_frames, trajectory
+    from ..scene.report import scene_sections
+    from ..scene.score import score_gt_set
+    from .scene_cmds import reconstruct_command
+
+    scene_dir = out_dir / "scene"
+    if _scene_reusable(scene_dir, log_dir, preset_name, minutes):
+        out.print(f"3/{stages} reusing reconstruction in {scene_dir} (same log and settings)", highlight=False)
+    else:
+        budget = f"{minutes} min" if minutes is not None else f"the '{preset_name}' preset's budget"
+        out.print(f"3/{stages} reconstructing ({budget}) into {scene_dir}", highlight=False)
+        shutil.rmtree(scene_dir, ignore_errors=True)
+        reconstruct_command(log_dir, scene_dir, preset_name, None, minutes, None, "auto", False, err)
+        atomic_write_text(scene_dir / "demo.json", json.dumps({"preset": preset_name, "minutes": minutes}))
+    out.print(f"4/{stages} evaluating and rendering a drive shifted {LANE_SHIFT_M:+.0f} m to the left",
+              highlight=False)
+    scene = load_scene(scene_dir)
+    with bar(err) as progress:
+        task = progress.add_task("", total=max(len(scene.info.holdout), 1), what="eval")
+        evaluation = evaluate(scene, on_frame=lambda i, n: progress.update(task, completed=i))
+    atomic_write_text(scene_dir / "eval.json", json.dumps(evaluation, indent=1))
+    gt_scores = [score_gt_set(scene, gt_dir / name, max_frames=4) for name in ("ego_shift_left_2m", "actor_removed")]
+    for s in gt_scores:
+        out.print(f"  {s['set']}: PSNR {s['psnr']:.2f} dB vs ground truth", highlight=False)
+    if "psnr" in evaluation:
+        out.print(f"  held-out PSNR {evaluation['psnr']:.2f} dB, SSIM {evaluation['ssim']:.4f}", highlight=False)
+    video_dir = out_dir / "lane_shift"
+    shutil.rmtree(video_dir, ignore_errors=True)
+    frames = trajectory(scene, None, LANE_SHIFT_M)
+    with bar(err) as progress:
+        task = progress.add_task("", total=len(frames), what="render")
+        render_frames(scene, frames, video_dir, ("rgb",), video=True,
+                      on_frame=lambda i, n: progress.update(task, completed=i))
+    files = out_dir / "report_scene_files"
+    return scene_sections(scene, files, files.name, evaluation, Path(video_dir.name) / "video.mp4", gt_scores)

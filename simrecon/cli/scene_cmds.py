@@ -22,17 +22,23 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
     if resume and not (out / "scene.json").is_file():
         raise ValueError(f"--resume: {out} is not a scene folder (no scene.json)")
     cfg = preset(preset_name)
+    overrides: dict = {}
     if steps is not None:
         if steps < 1:
             raise ValueError(f"--steps must be >= 1, got {steps}")
-        cfg.steps = steps
+        overrides["steps"] = steps
     if minutes is not None:
         if minutes <= 0:
             raise ValueError(f"--minutes must be > 0, got {minutes}")
-        cfg.minutes = minutes
+        overrides["minutes"] = minutes
     if holdout is not None:
+        if resume:
+            raise ValueError("--holdout cannot change when resuming: the held-out frames are fixed at the start")
         cfg.holdout = holdout
-    cfg.device = device
+    if device != "auto":
+        overrides["device"] = device
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
     columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
@@ -44,7 +50,8 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
                             info=f"step {rec['step']}  loss {rec['loss']:.4f}  PSNR {rec['psnr']:.2f}  "
                                  f"{rec['rays_per_s'] / 1000:.1f}k rays/s")
 
-        result = reconstruct(log if log is not None else Path(), out, cfg, resume=resume, on_log=on_log)
+        result = reconstruct(log if log is not None else Path(), out, cfg, resume=resume, on_log=on_log,
+                             overrides=overrides)
         progress.update(task, completed=1.0)
     console.print(f"scene written to {result.scene_dir} ({result.step} steps, {result.elapsed / 60:.1f} min)",
                   highlight=False)

@@ -21,8 +21,9 @@ class BackgroundFieldConfig:
     base_resolution: int = 16
     max_resolution: int = 2048  # over the contracted cube: ~box size / (max_resolution / 4) per cell inside
     hidden: int = 64
+    density_layers: int = 0  # hidden layers between the hash features and density: the grid has the capacity
     geo_features: int = 15
-    color_layers: int = 2
+    color_layers: int = 1
     appearance_dim: int = 8  # per-camera (and optionally per-frame) appearance code
     density_bias: float = -3.0  # start nearly transparent (per normalised unit): avoids floaters at the cameras
     low_precision: bool = True  # bf16 MLPs on CPU
@@ -36,7 +37,7 @@ class BackgroundField(nn.Module):
         self.box = box
         self.grid = HashGridEncoding(cfg.num_levels, cfg.features_per_level, cfg.log2_hashmap_size,
                                      cfg.base_resolution, cfg.max_resolution, backend=cfg.backend)
-        self.density_net = mlp(self.grid.output_dim, cfg.hidden, 1, 1 + cfg.geo_features)
+        self.density_net = mlp(self.grid.output_dim, cfg.hidden, cfg.density_layers, 1 + cfg.geo_features)
         self.color_net = mlp(cfg.geo_features + SH_DIM + cfg.appearance_dim, cfg.hidden, cfg.color_layers, 3)
         self.appearance = nn.Embedding(max(num_appearance, 1), cfg.appearance_dim)
         nn.init.zeros_(self.appearance.weight)

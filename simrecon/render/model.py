@@ -36,6 +36,7 @@ class SceneModelConfig:
     samples: int = 32
     actor_samples: int = 16
     max_actors_per_ray: int = 2
+    color_samples: int = 6  # colour only at each ray's K heaviest samples (0: all); colour is the costly part
     far: float = 1000.0  # normalised distance: effectively infinity after contraction
     actors: bool = True  # model tracked actors with their own fields
 
@@ -90,6 +91,34 @@ class SceneModel(nn.Module):
         return lay
 
     # -- rendering ----------------------------------------------------------------------------------------
+    def _color(self, rays: Rays, rows: torch.Tensor, w: torch.Tensor, order: torch.Tensor, geo: torch.Tensor,
+               actor_rgb: list[torch.Tensor], acc: torch.Tensor) -> torch.Tensor:
+        """RGB [len(rows), 3]. With ``color_samples`` K, colour is evaluated only at each ray's K heaviest
+        samples; their weighted mean colour times the opacity is the foreground (exact when the rest
+        of the weight is negligible, as it is on surfaces), and every density still gets gradient."""
+        ns = self.cfg.samples
+        nr = len(rows)
+        g = geo.view(len(rays), ns, -1)
+        wr = w[rows]
+        k = self.cfg.color_samples if 0 < self.cfg.color_samples < wr.shape[1] else wr.shape[1]
+        top_i = wr.detach().topk(k, dim=1).indices if k < wr.shape[1] else \
+            torch.arange(wr.shape[1], device=w.device).expand(nr, -1)
+        src = order[rows].gather(1, top_i)  # [nr, K] index into [background samples | actor samples]
+        w_sel = wr.gather(1, top_i)
+        c_sel = torch.zeros(nr, k, 3, device=w.device)
+        is_bg = src < ns
+        if bool(is_bg.any()):
+            ri, ki = is_bg.nonzero(as_tuple=True)
+            rr = rows[ri]
+            c_sel[ri, ki] = self.background.color(g[rr, src[ri, ki]], rays.dirs[rr], rays.appearance[rr])
+        if actor_rgb and bool((~is_bg).any()):
+            ri, ki = (~is_bg).nonzero(as_tuple=True)
+            c_sel[ri, ki] = actor_rgb[0][rows[ri], src[ri, ki] - ns]
+        fg = (w_sel[..., None] * c_sel).sum(1) / w_sel.sum(1, keepdim=True).clamp(min=1e-8)
+        sky = self.sky(rays.dirs[rows], rays.appearance[rows])
+        a = acc[rows][:, None]
+        return a * fg + (1 - a) * sky
+
     def forward(self, rays: Rays, layout: Layout | None = None, stratified: bool = False,
                 rgb_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Render rays. Returns depth [R] (world distance along the ray), acc [R], instance [R]
@@ -200,14 +229,7 @@ class SceneModel(nn.Module):
         out["actor_acc"] = owner_w[:, 1:].sum(-1)
         rows = torch.arange(r, device=o.device) if rgb_rows is None else rgb_rows.nonzero()[:, 0]
         if len(rows):
-            nr = len(rows)
-            bg_rgb = self.background.color(geo.view(r, -1, geo.shape[-1])[rows].reshape(-1, geo.shape[-1]),
-                                           d[rows, None].expand(-1, cfg.samples, 3).reshape(-1, 3),
-                                           rays.appearance[rows, None].expand(-1, cfg.samples).reshape(-1))
-            rgb_all = torch.cat([bg_rgb.view(nr, -1, 3)] + [p[rows] for p in rgb_parts], 1)
-            rgb_s = rgb_all.gather(1, order[rows, :, None].expand(-1, -1, 3))
-            sky = self.sky(d[rows], rays.appearance[rows])
-            out["rgb"] = (w[rows, :, None] * rgb_s).sum(1) + (1 - acc[rows])[:, None] * sky
+            out["rgb"] = self._color(rays, rows, w, order, geo, rgb_parts, acc)
         if self.training:
             w_bg = alpha_weights(sigma_bg, delta)
             out["interlevel"] = interlevel_loss(bins, w_bg, pbins, pw)
