@@ -16,6 +16,11 @@
 #include <omp.h>
 #include <sys/mman.h>
 
+#if defined(__AVX2__) && defined(__FMA__) && !defined(HG_NO_SIMD)
+#include <immintrin.h>
+#define HG_AVX2 1
+#endif
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -124,6 +129,60 @@ inline std::vector<Level> make_levels(const std::vector<int64_t>& resolutions, c
   return levels;
 }
 
+// Gather-and-interpolate of the points of a block on one level: out[n0 + j, level * F + f].
+template <int F>
+inline void gather_block(const float* __restrict tab, const BlockCells& cells, int nb, float* __restrict out,
+                         int64_t n0, int out_stride, int level) {
+  for (int j = 0; j < nb; ++j) {
+    float acc[F] = {};
+    for (int c = 0; c < 8; ++c) {
+      const float* r = tab + static_cast<int64_t>(cells.row[c][j]) * F;
+      const float w = cells.w[c][j];
+      for (int f = 0; f < F; ++f) acc[f] += w * r[f];
+    }
+    float* o = out + (n0 + j) * out_stride + level * F;
+    for (int f = 0; f < F; ++f) o[f] = acc[f];
+  }
+}
+
+#ifdef HG_AVX2
+// F = 2 with AVX2: a row is 8 bytes, so one 64-bit gather fetches both features of 4 points' corner; the
+// accumulator then holds (point, feature) pairs in output order. Same corner order as the scalar code.
+template <>
+inline void gather_block<2>(const float* __restrict tab, const BlockCells& cells, int nb, float* __restrict out,
+                            int64_t n0, int out_stride, int level) {
+  const auto* rows64 = reinterpret_cast<const long long*>(tab);
+  const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  int j = 0;
+  for (; j + 4 <= nb; j += 4) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int c = 0; c < 8; ++c) {
+      const __m128i idx = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&cells.row[c][j]));
+      const __m256 v = _mm256_castsi256_ps(_mm256_i32gather_epi64(rows64, idx, 8));
+      const __m256 w = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(&cells.w[c][j])), dup);
+      acc = _mm256_fmadd_ps(w, v, acc);
+    }
+    const __m128 lo = _mm256_castps256_ps128(acc), hi = _mm256_extractf128_ps(acc, 1);
+    float* o = out + (n0 + j) * out_stride + level * 2;
+    _mm_storel_pi(reinterpret_cast<__m64*>(o), lo);
+    _mm_storeh_pi(reinterpret_cast<__m64*>(o + out_stride), lo);
+    _mm_storel_pi(reinterpret_cast<__m64*>(o + 2 * out_stride), hi);
+    _mm_storeh_pi(reinterpret_cast<__m64*>(o + 3 * out_stride), hi);
+  }
+  for (; j < nb; ++j) {
+    float a0 = 0.f, a1 = 0.f;
+    for (int c = 0; c < 8; ++c) {
+      const float* r = tab + static_cast<int64_t>(cells.row[c][j]) * 2;
+      a0 += cells.w[c][j] * r[0];
+      a1 += cells.w[c][j] * r[1];
+    }
+    float* o = out + (n0 + j) * out_stride + level * 2;
+    o[0] = a0;
+    o[1] = a1;
+  }
+}
+#endif
+
 // Forward of points [begin, end) on one level.
 template <int F>
 void forward_range(const float* __restrict pos, const float* __restrict tab, float* __restrict out, int64_t begin,
@@ -132,16 +191,7 @@ void forward_range(const float* __restrict pos, const float* __restrict tab, flo
   for (int64_t n0 = begin; n0 < end; n0 += kBlock) {
     const int nb = static_cast<int>(std::min<int64_t>(kBlock, end - n0));
     compute_block(pos, n0, nb, lv, cells);
-    for (int j = 0; j < nb; ++j) {
-      float acc[F] = {};
-      for (int c = 0; c < 8; ++c) {
-        const float* r = tab + static_cast<int64_t>(cells.row[c][j]) * F;
-        const float w = cells.w[c][j];
-        for (int f = 0; f < F; ++f) acc[f] += w * r[f];
-      }
-      float* o = out + (n0 + j) * out_stride + level * F;
-      for (int f = 0; f < F; ++f) o[f] = acc[f];
-    }
+    gather_block<F>(tab, cells, nb, out, n0, out_stride, level);
   }
 }
 

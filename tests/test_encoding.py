@@ -18,12 +18,12 @@ from simrecon.encoding import (
     BackendUnavailableError,
     HashGridConfig,
     HashGridEncoding,
+    _build,
     build_kernels,
     hash_grid_encode,
     hash_grid_encode_reference,
     resolve_backend,
 )
-from simrecon.encoding import _build
 from simrecon.encoding.functional import ENV_VAR
 
 # 4 levels, resolutions 2, 5, 12, 32 and T = 1024: two dense levels (27 and 216 vertices) and two hashed
@@ -165,13 +165,14 @@ def test_kernel_matches_reference(backend, points, request):
     torch.testing.assert_close(got[2], ref[2], rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("features", [1, 4, 8])
+@pytest.mark.parametrize("features", [1, 2, 4, 8])
 def test_cpu_kernel_feature_counts(features, cpu_ext):
     config = HashGridConfig(num_levels=3, features_per_level=features, log2_hashmap_size=8, base_resolution=3,
                             max_resolution=20)
-    positions = _random_points(100, seed=7)
+    n = 103  # not a multiple of the kernel's block (32) nor of its SIMD width (4): exercises the tails
+    positions = _random_points(n, seed=7)
     table = _table(config, seed=8)
-    grad_out = torch.randn(100, config.output_dim, generator=torch.Generator().manual_seed(9))
+    grad_out = torch.randn(n, config.output_dim, generator=torch.Generator().manual_seed(9))
     ref = _encode_with_grads(positions, table, config, "reference", grad_out)
     got = _encode_with_grads(positions, table, config, "cpu", grad_out)
     # float32 summation order only (see test_kernel_matches_reference)
@@ -325,7 +326,7 @@ def test_import_does_not_compile():
         "e.HashGridEncoding(num_levels=2, log2_hashmap_size=8, max_resolution=32); "
         "assert not b._HANDLES, 'construction must not build'; print('ok')"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
 

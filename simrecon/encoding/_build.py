@@ -126,9 +126,11 @@ def load_extension(kind: str, verbose: bool = False) -> ModuleType | None:
         return None
     missing = [name for name in SOURCES[kind] if not (kernels_dir() / name).exists()]
     if missing:
-        return _fail(kind, f"kernel sources not found in {kernels_dir()}: {missing}")
+        _fail(kind, f"kernel sources not found in {kernels_dir()}: {missing}")
+        return None
     if not compiler_available(kind):
-        return _fail(kind, "no C++ compiler found" if kind == "cpu" else "CUDA toolkit (nvcc) not found")
+        _fail(kind, "no C++ compiler found" if kind == "cpu" else "CUDA toolkit (nvcc) not found")
+        return None
 
     from torch.utils.cpp_extension import load
 
@@ -158,8 +160,10 @@ def load_extension(kind: str, verbose: bool = False) -> ModuleType | None:
                 build_directory=str(build_dir),
                 verbose=verbose,
             )
-    except Exception as exc:  # compiler errors, missing toolchain pieces, ...
-        return _fail(kind, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
+    except Exception as exc:  # noqa: BLE001 - any build failure (compiler, toolchain, linker) means fall back
+        message = str(exc).strip()
+        _fail(kind, f"{type(exc).__name__}: {message.splitlines()[-1] if message else ''}")
+        return None
     _HANDLES[kind] = module
     return module
 
@@ -172,7 +176,6 @@ def _fail(kind: str, reason: str) -> None:
         stacklevel=3,
     )
     log.warning("could not build the %s hash-grid kernel: %s", kind, reason)
-    return None
 
 
 def build_failure(kind: str) -> str | None:
@@ -186,7 +189,7 @@ def tcnn_module() -> Any | None:
         return None
     try:
         import tinycudann  # type: ignore[import-not-found]
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken tinycudann install must not break import of simrecon
         return None
     return tinycudann
 

@@ -63,7 +63,7 @@ class HashGridConfig:
         if self.max_resolution > 2**20:
             raise ValueError(f"max_resolution must be <= 2**20, got {self.max_resolution}")
         b = self.per_level_scale
-        res = tuple(int(math.floor(self.base_resolution * b**level + 1e-6)) for level in range(self.num_levels))
+        res = tuple(math.floor(self.base_resolution * b**level + 1e-6) for level in range(self.num_levels))
         object.__setattr__(self, "_resolutions", res)
 
     @property

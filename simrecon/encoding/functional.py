@@ -25,7 +25,11 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from simrecon.encoding import _build
-from simrecon.encoding.config import KERNEL_FEATURE_COUNTS, KERNEL_MAX_LEVELS, HashGridConfig
+from simrecon.encoding.config import (
+    KERNEL_FEATURE_COUNTS,
+    KERNEL_MAX_LEVELS,
+    HashGridConfig,
+)
 from simrecon.encoding.reference import hash_grid_encode_reference
 from simrecon.logs import get_logger
 
@@ -70,7 +74,7 @@ def kernel_supports(config: HashGridConfig) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _log_auto_choice(device_type: str, choice: str, reason: str) -> None:
     # lru_cache makes this log once per (device, choice) and process
     log.info("hash-grid encoding backend for %s tensors: %s (auto%s)", device_type, choice, reason)
