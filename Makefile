@@ -4,9 +4,24 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.simrecon-installed
-EXTRAS ?= dev
+EXTRAS ?= dev,viewer
+# System packages: Chromium for the browser test of the viewer (it skips without it), libusb for open3d.
+SYSDEPS := chromium libusb-1.0-0
+SYSSTAMP := $(VENV)/.simrecon-sysdeps
 
 .PHONY: demo test setup clean-venv
+
+$(SYSSTAMP):
+	@mkdir -p $(VENV)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing system packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; the tests that need them will skip"; \
+	  fi; \
+	else echo "not root or no apt-get: install $(SYSDEPS) yourself for the browser test"; fi
+	@touch $(SYSSTAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +35,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/simrecon demo -o demo-out
 
-test: $(STAMP)
+test: $(SYSSTAMP) $(STAMP)
 	$(PY) -m pytest -q
 
 clean-venv:

@@ -9,6 +9,10 @@ truth the log never saw (ego shifted +1 / -1 / +2 m, car_0 removed). Prints a ta
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see simrecon/cli/main.py
+
 import argparse
 import json
 import time

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from helpers import SMALL
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: robust when the machine is busy
 
-from simrecon.synth import generate
+import pytest  # noqa: E402
+
+from helpers import SMALL  # noqa: E402
+
+from simrecon.synth import generate  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ code 2, never a traceback. Heavy modules are imported inside the commands so ``-
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -220,6 +221,24 @@ def regress(
         raise typer.Exit(code)
 
 
+@app.command()
+def view(
+    scene: Path = typer.Argument(..., help="Scene folder (scene.json) or a synthetic drive log."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Listen address; a non-loopback one needs --token "
+                                                        "(else one is generated and printed)."),
+    port: int = typer.Option(7007, "--port", help="The one port (page + websocket); 0 = any free port."),
+    scenario: Optional[Path] = typer.Option(None, "--scenario", help="Preview this scenario's edits."),
+    token: Optional[str] = typer.Option(None, "--token", help="Access token clients must present."),
+) -> None:
+    """Browser viewer: fly through a scene, scrub time, toggle layers, edit actors, save scenarios.
+
+    Works through an SSH tunnel (one port). See docs/viewer.md.
+    """
+    from .view_cmd import view_command
+
+    view_command(_existing_log(scene), host, port, scenario, token, err)
+
+
 @app.command("build-kernels")
 def build_kernels(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show compiler output.")) -> None:
     """Compile the fused hash-grid kernels now (else they compile on first use) and report backends."""
@@ -254,6 +273,9 @@ def demo(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    # Idle OpenMP threads sleep instead of spinning: on a machine that is busy with anything else
+    # (a viewer, a second job) spinning threads made training up to 8x slower. Set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ..data import LogError
     from ..train.trainer import TrainingDiverged, TrainingInterrupted
 
