@@ -44,8 +44,13 @@ def parse_holdout(spec: str, log: DriveLog) -> set[str]:
     return names
 
 
-def scene_box(log: DriveLog, max_lidar_range: float = 80.0) -> SceneBox:
-    """The linear region of the background field: cameras and (robustly) the lidar returns around them."""
+def scene_box(log: DriveLog, max_lidar_range: float = 80.0, min_aspect: float = 0.3) -> SceneBox:
+    """The linear region of the background field: cameras and (robustly) the lidar returns around them.
+
+    No axis is shorter than ``min_aspect`` times the longest: lidar sees little above the sensor
+    (most returns are ground), yet facades rise well above it and must stay in the full-resolution
+    region rather than the contracted one.
+    """
     cams = np.stack([f.c2w[:3, 3] for f in log.frames])
     pts = [cams]
     for sweep in log.lidar[:: max(1, len(log.lidar) // 10)]:
@@ -54,12 +59,16 @@ def scene_box(log: DriveLog, max_lidar_range: float = 80.0) -> SceneBox:
         pts.append(p[near][:: max(1, near.sum() // 20000)])
     allp = np.concatenate(pts)
     if len(pts) > 1:
-        lo, hi = np.percentile(allp, 1, axis=0), np.percentile(allp, 99, axis=0)
+        lo, hi = np.percentile(allp, 0.5, axis=0), np.percentile(allp, 99.5, axis=0)
         lo, hi = np.minimum(lo, cams.min(0)), np.maximum(hi, cams.max(0))
-        return SceneBox((lo + hi) / 2, np.maximum((hi - lo) / 2 * 1.05, 1.0))
-    # Cameras only: grow by half the cameras' spread (a driving path or an orbit around an object).
-    spread = float(np.max(cams.max(0) - cams.min(0)))
-    return SceneBox.around(cams, max(0.5 * spread, 1e-3))
+        center, half = (lo + hi) / 2, np.maximum((hi - lo) / 2 * 1.05, 1.0)
+    else:
+        # Cameras only: grow by half the cameras' spread (a driving path or an orbit around an object).
+        spread = float(np.max(cams.max(0) - cams.min(0)))
+        box = SceneBox.around(cams, max(0.5 * spread, 1e-3))
+        center, half = box.center, box.half
+    half = np.maximum(half, min_aspect * half.max())
+    return SceneBox(center, half)
 
 
 @dataclass
