@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.simrecon-installed
-EXTRAS ?= dev,viewer
+EXTRAS ?= dev,viewer,mesh
 # System packages: Chromium for the browser test of the viewer (it skips without it), libusb for open3d.
 SYSDEPS := chromium libusb-1.0-0
 SYSSTAMP := $(VENV)/.simrecon-sysdeps

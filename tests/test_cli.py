@@ -64,6 +64,11 @@ def test_info_shows_cameras_lidar_actors(capsys, synth_small):
     (["synth", "x", "--seconds", "-1"], "--seconds must be in (0, 120]"),
     (["frobnicate"], "No such command 'frobnicate'"),
     (["convert", "no-such-format", "/tmp", "/tmp/../simrecon-never-written"], "unknown format"),
+    (["compose", "/no/scenario.yaml", "-o", "x"], "/no/scenario.yaml: no such file or folder"),
+    (["export", "/no/scenario.yaml", "--format", "coco", "-o", "x"], "no such file or folder"),
+    (["regress", "/no/suite.yaml"], "no such file or folder"),
+    (["mesh", "/no/scene", "-o", "x", "--all-actors"], "no such file or folder"),
+    (["view", "/no/scene"], "no such file or folder"),
 ])
 def test_user_errors_are_one_line_and_exit_2(capsys, args, message):
     code, out, err = run(capsys, *args)

@@ -239,6 +239,31 @@ def view(
     view_command(_existing_log(scene), host, port, scenario, token, err)
 
 
+@app.command()
+def mesh(
+    scene: Path = typer.Argument(..., help="Reconstructed scene folder."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (meshes + JSON sidecars)."),
+    actor: Optional[list[str]] = typer.Option(None, "--actor", help="Actor id to extract (repeatable)."),
+    all_actors: bool = typer.Option(False, "--all-actors", help="Extract every actor."),
+    background: bool = typer.Option(False, "--background", help="Also mesh the background inside --region."),
+    region: Optional[str] = typer.Option(None, "--region", help="xmin,ymin,zmin,xmax,ymax,zmax in world metres."),
+    resolution: int = typer.Option(128, "--resolution", help="Marching-cubes grid cells along the longest side."),
+    format: str = typer.Option("glb", "--format", help="glb, ply or obj."),
+    opacity: float = typer.Option(0.5, "--opacity", help="Surface where one sample step is this opaque."),
+    faces: int = typer.Option(20000, "--faces", help="Decimate each mesh to about this many faces."),
+    clip: str = typer.Option("box", "--clip", help="box (only inside the tracked box), ground or none."),
+) -> None:
+    """Extract actors (and optionally the background) as coloured meshes in their box frame, in metres.
+
+    Each mesh gets a JSON sidecar (class, size, forward axis) so it can be inserted into any scenario
+    as `source: asset:<file>`. See docs/meshes.md.
+    """
+    from .mesh_cmd import mesh_command
+
+    mesh_command(_existing_log(scene), output, actor, all_actors, background, resolution, format, region, err,
+                 opacity=opacity, target_faces=faces, clip=clip)
+
+
 @app.command("build-kernels")
 def build_kernels(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show compiler output.")) -> None:
     """Compile the fused hash-grid kernels now (else they compile on first use) and report backends."""

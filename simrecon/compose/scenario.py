@@ -543,9 +543,9 @@ def resolve(spec: ScenarioSpec, scene: RenderableScene, file: Path, scene_path: 
             if a.id in logged_ids:
                 raise ScenarioError(file, f"{where}.id", f"an inserted actor needs a new id; {a.id!r} is already "
                                                          "in the scene")
-            if a.source not in logged_ids:
+            if not a.source.startswith("asset:") and a.source not in logged_ids:
                 raise ScenarioError(file, f"{where}.source", f"no actor {a.source!r} in the scene (actors: "
-                                                             f"{actor_names})")
+                                                             f"{actor_names}) and not an asset:<mesh>")
             if a.trajectory is None:
                 raise ScenarioError(file, f"{where}.trajectory", "an inserted actor needs a trajectory")
             if a.remove:
@@ -601,12 +601,32 @@ def resolve(spec: ScenarioSpec, scene: RenderableScene, file: Path, scene_path: 
                 names.append("time_offset")
         actors.append(PlannedActor(actor.id, actor.id, actor.cls, np.asarray(actor.size, float), 0,
                                    build_fn(track, hold, a), edits=names))
+    assets: dict = {}
     for i, a in inserts:
+        if a.source.startswith("asset:"):
+            # A mesh from the asset library (docs/meshes.md): class and size from its sidecar, box on the ground.
+            from ..mesh.compose import ground_z, scenario_assets
+
+            try:
+                found = scenario_assets([a.source], scene_dir=scene_path, base_dir=file.parent)
+            except (FileNotFoundError, ValueError) as exc:
+                raise ScenarioError(file, f"actors[{i}].source", str(exc)) from None
+            assets.update(found)
+            asset = next(iter(found.values()))
+            size = np.asarray(asset.size, float)
+            track = _waypoint_track(a.trajectory, ground_z(log) + size[2] / 2, file, f"actors[{i}].trajectory")
+            actors.append(PlannedActor(a.id, a.source, asset.cls, size, 0, build_fn(track, len(track) == 1, a),
+                                       inserted=True, edits=["insert"]))
+            continue
         src = log.actor(a.source)
         z0 = float(src.track.poses[0][2, 3])
         track = _waypoint_track(a.trajectory, z0, file, f"actors[{i}].trajectory")
         actors.append(PlannedActor(a.id, src.id, src.cls, np.asarray(src.size, float), 0,
                                    build_fn(track, len(track) == 1, a), inserted=True, edits=["insert"]))
+    if assets:
+        from ..mesh.compose import with_assets
+
+        scene = with_assets(scene, assets)
     if len(actors) > 65535:
         raise ScenarioError(file, "actors", "more than 65535 actors do not fit uint16 instance ids")
     for k, pa in enumerate(actors, start=1):
