@@ -25,6 +25,7 @@ def _nvcc() -> str | None:
 def test_cuda_sources_compile_with_nvcc():
     result = subprocess.run(
         ["bash", str(SCRIPT), sys.executable],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
