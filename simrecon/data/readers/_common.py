@@ -313,3 +313,21 @@ def finish_log(fmt: str, src: Path, frames: list[Frame], lidar: list[LidarSweep]
     lidar.sort(key=lambda s: (s.timestamp, s.sensor))
     return DriveLog(root=src, frames=frames, lidar=lidar, actors=actors, ego=ego, version=1,
                     world_up=np.array([0.0, 0.0, 1.0]), extra={"source": source})
+
+
+def read_float_records(path: Path, fields: int, layout: str) -> np.ndarray:
+    """A raw little-endian float32 file of ``fields``-float records -> [N, fields] float32.
+
+    A size that is not a whole number of records means a truncated file: one ReaderError line saying so.
+    ``layout`` names the fields for that message (e.g. "x, y, z, reflectance")."""
+    record = 4 * fields
+    try:
+        size = path.stat().st_size
+        raw = np.fromfile(path, dtype="<f4")
+    except OSError as exc:
+        raise ReaderError(path, "", f"cannot read: {exc}") from None
+    if size % record:
+        raise ReaderError(path, "points", f"expected float32 records of {fields} ({layout}) = {record} bytes, got "
+                                          f"{size} bytes ({size // record} records and {size % record} bytes): "
+                                          "the file is truncated")
+    return raw.reshape(-1, fields).astype(np.float32)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import make_pose
-from ._common import ReaderError, floats, opencv_intrinsics
+from ._common import ReaderError, floats, opencv_intrinsics, read_float_records
 
 # The size of each known calib entry (rows x cols); unknown keys are kept as flat arrays.
 CALIB_SHAPES = {
@@ -125,16 +125,7 @@ def read_poses(path: Path) -> np.ndarray:
 
 def read_velodyne(path: Path) -> np.ndarray:
     """KITTI velodyne .bin: float32 [N, 4] x, y, z, reflectance (0..1) in the velodyne frame."""
-    try:
-        size = path.stat().st_size
-        raw = np.fromfile(path, dtype="<f4")
-    except OSError as exc:
-        raise ReaderError(path, "", f"cannot read: {exc}") from None
-    if size % 16:
-        raise ReaderError(path, "points", f"expected float32 x,y,z,reflectance records of 16 bytes, got {size} "
-                                          f"bytes ({size // 16} records and {size % 16} bytes): the file is "
-                                          "truncated or not a velodyne scan")
-    pts = raw.reshape(-1, 4).astype(np.float32)
+    pts = read_float_records(path, 4, "x, y, z, reflectance")
     if not np.all(np.isfinite(pts)):
         raise ReaderError(path, "points", f"expected finite values, got NaN or inf in record "
                                           f"{int(np.flatnonzero(~np.isfinite(pts).all(axis=1))[0])}")

@@ -35,6 +35,7 @@ from ._common import (
     map_class,
     opencv_intrinsics,
     quat_to_rotation,
+    read_float_records,
     read_json,
     select_indices,
 )
@@ -89,16 +90,7 @@ def _pose(rec: dict, path: Path, where: str) -> np.ndarray:
 
 def _load_pcd_bin(path: Path):
     def load() -> np.ndarray:
-        try:
-            size = path.stat().st_size
-            raw = np.fromfile(path, dtype="<f4")
-        except OSError as exc:
-            raise ReaderError(path, "", f"cannot read: {exc}") from None
-        if size % 20:
-            raise ReaderError(path, "points", f"expected float32 records of 5 (x, y, z, intensity, ring) = 20 bytes, "
-                                              f"got {size} bytes ({size // 20} records and {size % 20} bytes): "
-                                              "the file is truncated")
-        pts = raw.reshape(-1, 5)[:, :4].astype(np.float32)
+        pts = read_float_records(path, 5, "x, y, z, intensity, ring")[:, :4].copy()
         pts[:, 3] = np.clip(pts[:, 3] / 255.0, 0.0, 1.0)
         return pts
 
