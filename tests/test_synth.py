@@ -173,3 +173,31 @@ def test_ground_truth_scene_reproduces_the_log_and_honours_placements(synth_smal
     u_before = np.nonzero(out.instance == k)[1].mean()
     u_after = np.nonzero(moved.instance == k)[1].mean()
     assert u_after < u_before - 3  # moved left in the image
+
+
+def test_edge_supersampling_integrates_pixels_and_leaves_smooth_regions_alone(synth_small):
+    from simrecon.synth.render import render_camera
+
+    log = load_log(synth_small / "log")
+    f = log.cameras["front"][2]
+    world = world_at(build_street(SMALL.seconds, SMALL.fps, SMALL.seed, SMALL.ego_speed), f.timestamp)
+    views = {k: render_camera(world, f.c2w, f.intrinsics, SMALL.seed, k) for k in (1, 2, 6)}
+    one, two, ref = (views[k].rgb.astype(np.float32) / 255 for k in (1, 2, 6))  # 6x6 rays: the pixel integral
+
+    def psnr(a, b):
+        return -10 * np.log10(np.mean((a - b) ** 2))
+
+    # 2x2 rotated-grid samples at edges are far closer to the pixel integral than one ray per pixel.
+    assert psnr(two, ref) > psnr(one, ref) + 5
+    # Labels stay the centre ray's; pixels with no edge next to them are untouched.
+    assert np.array_equal(views[1].instance, views[2].instance) and np.array_equal(views[1].depth, views[2].depth)
+    changed = np.abs(one - two).max(-1) > 0
+    assert 0 < changed.mean() < 0.5
+    # Smooth pixels (colour and depth nearly constant over the 3x3 neighbourhood) are never re-rendered.
+    d = np.where(np.isfinite(views[1].depth), views[1].depth, 1e4)
+    pad_c, pad_d = np.pad(one, ((1, 1), (1, 1), (0, 0)), mode="edge"), np.pad(d, 1, mode="edge")
+    h, w = d.shape
+    win_c = np.stack([pad_c[i:i + h, j:j + w] for i in range(3) for j in range(3)])
+    win_d = np.stack([pad_d[i:i + h, j:j + w] for i in range(3) for j in range(3)])
+    smooth = ((win_c.max(0) - win_c.min(0)).max(-1) < 0.03) & (win_d.max(0) - win_d.min(0) < 0.01 * d)
+    assert smooth.mean() > 0.1 and not changed[smooth].any()

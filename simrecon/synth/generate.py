@@ -46,6 +46,7 @@ class SynthConfig:
     lidar_beams: int = 32
     lidar_azimuths: int = 1024
     ground_truth: bool = True
+    antialias: int = 2  # k x k rays over the area of edge pixels (a camera integrates over its pixels); 1: off
 
     def check(self) -> None:
         if not (0 < self.seconds <= 120):
@@ -56,6 +57,8 @@ class SynthConfig:
             v = getattr(self, name)
             if not (16 <= v <= 4096):
                 raise ValueError(f"--{name} must be in [16, 4096], got {v}")
+        if not (1 <= self.antialias <= 8):
+            raise ValueError(f"antialias must be in [1, 8], got {self.antialias}")
         if self.seconds * self.fps < 2:
             raise ValueError("the drive needs at least 2 timestamps: raise --seconds")
 
@@ -153,7 +156,7 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
         world = world_at(street, float(t))
         for cam in CAMERAS:
             c2w = ego @ cam.camera_to_vehicle()
-            view = render_camera(world, c2w, intr[cam.name], cfg.seed)
+            view = render_camera(world, c2w, intr[cam.name], cfg.seed, cfg.antialias)
             rel = f"images/{cam.name}/{k:06d}.png"
             _save_png(log_dir / rel, view.rgb)
             frames.append(Frame(rel, c2w, intr[cam.name], cam.name, float(t)))
@@ -167,14 +170,15 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
             continue
         for name, shift in SHIFTS.items():
             c2w = ego @ make_pose(np.eye(3), np.array([0.0, shift, 0.0])) @ front.camera_to_vehicle()
-            paths = _save_view(root / "gt" / name, f"{k:06d}", render_camera(world, c2w, intr["front"], cfg.seed))
+            view = render_camera(world, c2w, intr["front"], cfg.seed, cfg.antialias)
+            paths = _save_view(root / "gt" / name, f"{k:06d}", view)
             gt_frames[name].append({**paths, "camera": "front", "timestamp": float(t),
                                     "transform_matrix": c2w.tolist()})
             tick(f"gt {name} t={t:.2f}s")
         removed = world_at(street, float(t), exclude=frozenset({REMOVED_ACTOR}))
         c2w = ego @ front.camera_to_vehicle()
         paths = _save_view(root / "gt" / "actor_removed", f"{k:06d}", render_camera(removed, c2w, intr["front"],
-                                                                                    cfg.seed))
+                                                                                    cfg.seed, cfg.antialias))
         gt_frames["actor_removed"].append({**paths, "camera": "front", "timestamp": float(t),
                                            "transform_matrix": c2w.tolist()})
         tick(f"gt actor_removed t={t:.2f}s")

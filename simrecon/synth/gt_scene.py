@@ -52,7 +52,7 @@ class GroundTruthScene:
                 raise KeyError(f"no actor {p.source!r} in the synthetic street")
             placed.append((self._actors[p.source], np.asarray(p.pose, dtype=float), k))
         view = render_camera(world_with(self.street, placed), np.asarray(c2w, dtype=float), intrinsics,
-                             self.cfg.seed)
+                             self.cfg.seed, self.cfg.antialias)
         return RenderOutput(
             rgb=view.rgb.astype(np.float32) / 255.0 if "rgb" in outputs else None,
             depth=view.depth if "depth" in outputs else None,

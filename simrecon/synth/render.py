@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,30 +112,81 @@ def _image_bounds(world: World, c2w: np.ndarray, intr: Intrinsics) -> torch.Tens
 
 
 TILE = 64  # pixels per tile side; each tile casts only against the boxes whose projection overlaps it
+EDGE_THRESHOLD = 0.12  # max colour step (0-1, any channel) to a 4-neighbour that marks a pixel for supersampling
 
 
-def render_camera(world: World, c2w: np.ndarray, intr: Intrinsics, seed: int) -> View:
-    """Render a pinhole camera (c2w [4, 4], OpenGL axes) with one ray through each pixel centre."""
+def _camera_dirs(intr: Intrinsics, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Unit camera-frame directions [..., 3] (OpenGL axes) through pixel coordinates u, v (pixel corners at
+    integers); the synthetic cameras have no distortion."""
+    d = np.stack([(u - intr.cx) / intr.fl_x, -(v - intr.cy) / intr.fl_y, -np.ones_like(u)], axis=-1)
+    return d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+
+def _subpixel_offsets(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k*k sample positions in the unit pixel: the rotated grid for k = 2 (four distinct rows and columns,
+    so near-horizontal and near-vertical edges get four steps, not two), the regular grid otherwise."""
+    if k == 2:
+        return np.array([0.375, 0.875, 0.125, 0.625]), np.array([0.125, 0.375, 0.625, 0.875])
+    offs = (np.arange(k) + 0.5) / k
+    return tuple(a.ravel() for a in np.meshgrid(offs, offs))
+
+
+def _edges(rgb: np.ndarray, prim: np.ndarray) -> np.ndarray:
+    """[H, W] bool: pixels whose colour or surface differs from a 4-neighbour's (both sides of each step)."""
+    mark = np.zeros(prim.shape, bool)
+    for axis in (0, 1):
+        a = [slice(None)] * 2
+        b = [slice(None)] * 2
+        a[axis], b[axis] = slice(1, None), slice(None, -1)
+        step = (np.abs(rgb[tuple(a)] - rgb[tuple(b)]).max(-1) > EDGE_THRESHOLD) | (prim[tuple(a)] != prim[tuple(b)])
+        mark[tuple(a)] |= step
+        mark[tuple(b)] |= step
+    return mark
+
+
+def render_camera(world: World, c2w: np.ndarray, intr: Intrinsics, seed: int, antialias: int = 1) -> View:
+    """Render a pinhole camera (c2w [4, 4], OpenGL axes) with one ray through each pixel centre.
+
+    With ``antialias`` k > 1, pixels on colour or surface edges are re-rendered as the mean of k x k rays
+    over the pixel's area, as a camera integrates light over a pixel (edge-adaptive supersampling: smooth
+    regions are already their own average). Depth, instance and semantic ids stay the centre ray's. Edges
+    are found on an image one pixel larger on every side, so a pixel renders the same in a crop of the
+    image as in the whole (the composer renders large frames in strips).
+    """
+    if antialias <= 1:
+        return _render(world, c2w, intr, seed, 1)
+    m = 1
+    big = dataclasses.replace(intr, w=intr.w + 2 * m, h=intr.h + 2 * m, cx=intr.cx + m, cy=intr.cy + m)
+    v = _render(world, c2w, big, seed, antialias)
+    crop = (slice(m, m + intr.h), slice(m, m + intr.w))
+    return View(v.rgb[crop], v.depth[crop], v.instance[crop], v.semantic[crop])
+
+
+def _render(world: World, c2w: np.ndarray, intr: Intrinsics, seed: int, antialias: int) -> View:
     h, w = intr.h, intr.w
     dirs_cam = intr.pixel_rays()  # [H, W, 3]
     bounds = _image_bounds(world, c2w, intr)
-    rgb = np.zeros((h, w, 3), np.uint8)
+    color_f = np.zeros((h, w, 3), np.float32)
+    prim_img = np.zeros((h, w), np.int64)
     depth = np.zeros((h, w), np.float32)
     instance = np.zeros((h, w), np.uint16)
     semantic = np.zeros((h, w), np.uint8)
+    tiles = []
     for v0 in range(0, h, TILE):
         for u0 in range(0, w, TILE):
             v1, u1 = min(v0 + TILE, h), min(u0 + TILE, w)
             keep = (bounds[:, 1] >= u0) & (bounds[:, 0] <= u1) & (bounds[:, 3] >= v0) & (bounds[:, 2] <= v1)
             sub = _subset(world, keep)
+            tiles.append((v0, v1, u0, u1, sub))
             d_cam = dirs_cam[v0:v1, u0:u1].reshape(-1, 3)
             dirs = d_cam @ c2w[:3, :3].T
             hits, color, _ = trace(sub, np.broadcast_to(c2w[:3, 3], dirs.shape), dirs, seed)
             tile = (slice(v0, v1), slice(u0, u1))
             # Ray length -> depth along the view axis.
             depth[tile] = (hits.t.numpy() * -d_cam[:, 2]).reshape(v1 - v0, u1 - u0)
-            rgb[tile] = (color.numpy() * 255.0 + 0.5).astype(np.uint8).reshape(v1 - v0, u1 - u0, 3)
+            color_f[tile] = color.numpy().reshape(v1 - v0, u1 - u0, 3)
             prim = hits.prim
+            prim_img[tile] = prim.numpy().reshape(v1 - v0, u1 - u0)
             on_box = prim >= 0
             inst = torch.zeros_like(prim)
             sem = torch.zeros_like(prim)
@@ -143,6 +195,19 @@ def render_camera(world: World, c2w: np.ndarray, intr: Intrinsics, seed: int) ->
             sem[prim == GROUND] = SEMANTIC["road"]
             instance[tile] = inst.numpy().reshape(v1 - v0, u1 - u0)
             semantic[tile] = sem.numpy().reshape(v1 - v0, u1 - u0)
+    if antialias > 1:
+        edge = _edges(color_f, prim_img)
+        ou, ov = _subpixel_offsets(antialias)  # [k*k] each
+        for v0, v1, u0, u1, sub in tiles:
+            vv, uu = np.nonzero(edge[v0:v1, u0:u1])
+            if len(vv) == 0:
+                continue
+            vv, uu = vv + v0, uu + u0
+            d_cam = _camera_dirs(intr, uu[:, None] + ou, vv[:, None] + ov).reshape(-1, 3)  # [M * k*k, 3]
+            dirs = d_cam @ c2w[:3, :3].T
+            _, color, _ = trace(sub, np.broadcast_to(c2w[:3, 3], dirs.shape), dirs, seed)
+            color_f[vv, uu] = color.numpy().reshape(len(vv), -1, 3).mean(1)
+    rgb = (color_f * 255.0 + 0.5).astype(np.uint8)
     return View(rgb, depth, instance, semantic)
 
 
