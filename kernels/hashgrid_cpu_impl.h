@@ -277,8 +277,11 @@ void backward(const float* pos, const float* table, const float* grad_out, float
   const int num_levels = static_cast<int>(levels.size());
   const int out_stride = num_levels * F;
   const int nt = backward_threads(num_levels, nthreads);
+  // Finest (hashed, most expensive) levels first: with dynamic scheduling the cheap coarse levels then fill in
+  // at the end, so no thread is left alone with a big level (longest-processing-time-first).
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int l = 0; l < num_levels; ++l) {
+  for (int task = 0; task < num_levels; ++task) {
+    const int l = num_levels - 1 - task;
     float* gt = grad_table ? grad_table + l * t * F : nullptr;
     if (gt && !table_grad_is_zero) std::memset(gt, 0, sizeof(float) * t * F);  // by the level's own task
     float* gp = grad_pos ? grad_pos + static_cast<int64_t>(omp_get_thread_num()) * n * 3 : nullptr;

@@ -203,3 +203,22 @@ def test_demo_end_to_end_with_a_tiny_reconstruction(tmp_path, capsys):
     assert (tmp_path / "d/lane_shift/video.mp4").stat().st_size > 1000
     assert main(args) == 0  # second run reuses the log and the scene
     assert "reusing reconstruction" in capsys.readouterr().out
+
+
+def test_scene_box_covers_cameras_and_near_lidar_with_bounded_aspect(synth_small):
+    from simrecon.data.io import load_log
+    from simrecon.train.data import scene_box
+
+    log = load_log(synth_small / "log")
+    near_box, far_box = scene_box(log, max_lidar_range=40.0), scene_box(log, max_lidar_range=80.0)
+    cams = np.stack([f.c2w[:3, 3] for f in log.frames])
+    for box in (near_box, far_box):
+        assert np.all(np.abs(cams - box.center) <= box.half)
+        assert box.half.min() >= 0.3 * box.half.max() - 1e-9  # facades above the lidar stay inside
+    # The street runs along x: the 40 m box is shorter along it, and still holds the returns it was built from.
+    assert near_box.half[0] < far_box.half[0] - 5
+    sweep = log.lidar[0]
+    p = sweep.load_world(log.root)
+    p = p[np.linalg.norm(p - sweep.s2w[:3, 3], axis=1) < 40.0]
+    inside = np.all(np.abs(p - near_box.center) <= near_box.half, axis=1)
+    assert inside.mean() > 0.98

@@ -82,6 +82,8 @@ def synth(
     height: int = typer.Option(270, "--height", "-H", help="Image height in pixels."),
     seed: int = typer.Option(0, "--seed", help="Layout, colours and textures are a function of the seed."),
     no_gt: bool = typer.Option(False, "--no-gt", help="Skip the ground-truth renders (faster)."),
+    antialias: int = typer.Option(2, "--antialias", help="K x K rays over each edge pixel, as a camera integrates "
+                                                          "over its pixels (1: one ray per pixel, aliased)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT if it exists."),
 ) -> None:
     """Generate a synthetic street drive with exact ground truth.
@@ -94,7 +96,8 @@ def synth(
     from ..synth import SynthConfig
     from .progress import run_synth
 
-    cfg = SynthConfig(seconds=seconds, width=width, height=height, seed=seed, ground_truth=not no_gt)
+    cfg = SynthConfig(seconds=seconds, width=width, height=height, seed=seed, ground_truth=not no_gt,
+                      antialias=antialias)
     log_dir = run_synth(out_dir, cfg, force, err)
     out.print(f"wrote {log_dir} (drive log) and {out_dir / 'gt'} (ground truth)", highlight=False)
 

@@ -36,7 +36,7 @@ class SceneModelConfig:
     samples: int = 32
     actor_samples: int = 16
     max_actors_per_ray: int = 2
-    color_samples: int = 6  # colour only at each ray's K heaviest samples (0: all); colour is the costly part
+    color_samples: int = 0  # 0: colour at every sample; K: only at the K heaviest (-1.65 dB at equal time)
     far: float = 1000.0  # normalised distance: effectively infinity after contraction
     actors: bool = True  # model tracked actors with their own fields
 

@@ -44,7 +44,7 @@ def parse_holdout(spec: str, log: DriveLog) -> set[str]:
     return names
 
 
-def scene_box(log: DriveLog, max_lidar_range: float = 80.0, min_aspect: float = 0.3) -> SceneBox:
+def scene_box(log: DriveLog, max_lidar_range: float = 40.0, min_aspect: float = 0.3) -> SceneBox:
     """The linear region of the background field: cameras and (robustly) the lidar returns around them.
 
     No axis is shorter than ``min_aspect`` times the longest: lidar sees little above the sensor

@@ -120,7 +120,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     torch.manual_seed(cfg.seed + rank)
     drive = load_log(log_path)
     holdout = parse_holdout(cfg.holdout, drive) if not resume else set(info.holdout)
-    box = scene_box(drive) if not resume else info.box
+    box = scene_box(drive, cfg.box_lidar_range) if not resume else info.box
     scale = float(np.mean(box.half))
     data = TrainData(drive, holdout, near=cfg.near_frac * scale, device=device)
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance).to(device)

@@ -1,0 +1,78 @@
+"""Ablations of the reconstruction: the ``fast`` preset with one change per run, at a step or time budget.
+
+Each variant is ``key=value`` pairs joined by ``;`` (dotted keys reach into the config, ``""`` is the
+preset itself); every run prints one JSON line: steps, wall and CPU seconds, the last training-batch PSNR,
+held-out PSNR, actor-pixel PSNR, lidar median depth error and PSNR against the +2 m lane-shift ground truth.
+Run variants one at a time on an otherwise idle machine: a time budget turns contention into fewer steps.
+
+    python benchmarks/ablate.py --street /tmp/street --minutes 3 "" "model.color_samples=6" "batch_rays=4096"
+    python benchmarks/ablate.py --street /tmp/street --steps 800 "box_lidar_range=80"
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see simrecon/cli/main.py
+
+import argparse
+import ast
+import json
+import shutil
+import time
+from pathlib import Path
+
+from simrecon.scene import load_scene
+from simrecon.scene.evaluate import evaluate
+from simrecon.scene.score import score_gt_set
+from simrecon.synth import SynthConfig, generate
+from simrecon.train import TrainConfig, preset, reconstruct
+
+
+def apply(cfg: TrainConfig, variant: str) -> None:
+    """Set ``a.b=value;c=value`` on ``cfg`` (values are Python literals, cast to the field's type)."""
+    for item in filter(None, variant.split(";")):
+        key, _, raw = item.partition("=")
+        *path, name = key.strip().split(".")
+        obj = cfg
+        for part in path:
+            obj = getattr(obj, part)
+        if not hasattr(obj, name):
+            raise SystemExit(f"unknown config field {key!r}")
+        setattr(obj, name, type(getattr(obj, name))(ast.literal_eval(raw.strip())))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("variants", nargs="+", help='e.g. "" "model.color_samples=6" "lr=0.02;batch_rays=4096"')
+    ap.add_argument("--street", type=Path, default=Path("/tmp/simrecon-ablate/street"),
+                    help="synthetic street (OUT of simrecon synth); generated when missing")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/simrecon-ablate/runs"))
+    ap.add_argument("--steps", type=int, default=10**6)
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--preset", default="fast")
+    args = ap.parse_args()
+    if not (args.street / "log" / "transforms.json").is_file():
+        generate(args.street, SynthConfig(), force=True)
+    for variant in args.variants:
+        cfg = preset(args.preset)
+        cfg.steps, cfg.minutes = args.steps, args.minutes
+        apply(cfg, variant)
+        out = args.out / (variant.replace("=", "_").replace(";", "__").replace(".", "-") or "preset")
+        shutil.rmtree(out, ignore_errors=True)
+        t, c = time.time(), time.process_time()
+        result = reconstruct(args.street / "log", out, cfg)
+        wall, cpu = time.time() - t, time.process_time() - c
+        metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        scene = load_scene(out)
+        ev = evaluate(scene, lidar_points=2000)
+        shift = score_gt_set(scene, args.street / "gt" / "ego_shift_left_2m", 3)
+        print(json.dumps({"variant": variant, "steps": result.step, "wall_s": round(wall), "cpu_s": round(cpu),
+                          "batch_psnr": round(sum(m["psnr"] for m in metrics[-3:]) / 3, 2),
+                          "heldout_psnr": ev.get("psnr"), "actor_psnr": ev.get("psnr_actor_pixels"),
+                          "lidar_median_m": ev.get("lidar_depth", {}).get("median_abs_m"),
+                          "shift_2m_psnr": shift["psnr"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
