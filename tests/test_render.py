@@ -41,6 +41,18 @@ def test_pdf_resampling_concentrates_samples_where_the_weight_is():
     assert torch.all(new[:, 0] == bins[:, 0]) and torch.all(new[:, -1] == bins[:, -1])
 
 
+def test_pdf_resampling_keeps_a_uniform_share_along_the_ray():
+    # A proposal that went opaque near the camera must not take every final sample with it.
+    near = torch.full((3,), 0.05)
+    bins = spaced_bins(near, 1000.0, 32, stratified=False)
+    w = torch.zeros(3, 32)
+    w[:, 0] = 1.0
+    behind = lambda e: (e[:, 1:-1] > bins[:, 1:2]).float().mean()  # noqa: E731  # edges past the first bin
+    assert behind(pdf_bins(bins, w, 40, stratified=False)) < 0.05
+    share = behind(pdf_bins(bins, w, 40, stratified=False, uniform=0.25))
+    assert 0.15 < share < 0.35  # ~25% of the mass spread over all 32 bins, 31 of them past the first
+
+
 def _model(actors=()) -> SceneModel:
     cfg = preset("tiny").model
     cfg.samples, cfg.proposal_samples, cfg.actor_samples = 48, 64, 32

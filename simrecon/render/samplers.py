@@ -27,10 +27,16 @@ def spaced_bins(near: torch.Tensor, far: float, n: int, stratified: bool) -> tor
     return spacing_inv(s0[:, None] + (s1 - s0)[:, None] * u)
 
 
-def pdf_bins(bins: torch.Tensor, weights: torch.Tensor, n: int, stratified: bool) -> torch.Tensor:
-    """Resample ``n`` bins [R, n + 1] where ``weights`` [R, B] (over ``bins`` [R, B + 1]) put their mass."""
+def pdf_bins(bins: torch.Tensor, weights: torch.Tensor, n: int, stratified: bool, uniform: float = 0.0) -> torch.Tensor:
+    """Resample ``n`` bins [R, n + 1] where ``weights`` [R, B] (over ``bins`` [R, B + 1]) put their mass.
+
+    ``uniform`` of the samples follow the bins evenly instead: the final field keeps seeing the whole ray, so
+    a proposal that wrongly went opaque in front of the surface still gets pulled back by the interlevel loss
+    (with the pdf alone the final samples all follow it and nothing contradicts it)."""
     w = weights.detach() + 1e-4  # a floor keeps some samples everywhere (new surfaces can still appear)
     pdf = w / w.sum(-1, keepdim=True)
+    if uniform > 0:
+        pdf = (1 - uniform) * pdf + uniform / pdf.shape[-1]
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), pdf.cumsum(-1).clamp(max=1.0)], dim=-1)  # [R, B + 1]
     if stratified:
         u = (torch.arange(n + 1, device=bins.device) + torch.rand(bins.shape[0], n + 1, device=bins.device)) / (n + 1)
