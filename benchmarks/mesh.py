@@ -76,6 +76,8 @@ def main() -> int:
     ap.add_argument("--opacity", type=float, default=0.5)
     ap.add_argument("--threshold", type=float, help="explicit density iso-level (overrides --opacity)")
     ap.add_argument("--clip", default="box", choices=["ground", "box", "none"])
+    ap.add_argument("--symmetric", choices=["auto", "on", "off"], default="auto",
+                    help="mirror left/right (auto: vehicles; see simrecon.mesh.extract_actor)")
     ap.add_argument("--step", default="training", help="training, voxel or a length in metres (docs/meshes.md)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
@@ -110,7 +112,8 @@ def main() -> int:
                 tm = {}
                 try:
                     m = extract_actor(sc, a, resolution=res, opacity=args.opacity, threshold=args.threshold,
-                                      clip=args.clip, step=step, timings=tm)
+                                      clip=args.clip, step=step, timings=tm,
+                                      symmetric={"auto": None, "on": True, "off": False}[args.symmetric])
                 except ValueError as exc:  # no surface: an actor the log barely saw
                     rows.append({"actor": a, "resolution": res, "ref_s": ref, "error": str(exc)})
                     continue

@@ -89,6 +89,35 @@ def test_nothing_above_threshold_gives_an_empty_mesh():
     assert len(m.faces) == 0 and m.meta["raw_peak_density"] < 500
 
 
+class OneSidedBox(SphereField):
+    """A box spanning y in [-0.1, 0.5] (a car seen from its left side only): green where y > 0, blue below."""
+
+    def forward(self, x, dirs):
+        c, h = torch.tensor([0.0, 0.2, 0.0]), torch.tensor([0.8, 0.3, 0.4])
+        q = (x - c).abs() - h
+        sd = q.clamp(min=0).norm(dim=-1) + q.amax(-1).clamp(max=0)
+        left = (x[:, 1] > 0).float()
+        return 1000.0 * torch.sigmoid(-sd / 0.01), torch.stack([torch.zeros_like(left), left, 1 - left], -1)
+
+    __call__ = forward
+
+
+def test_mirrored_extraction_completes_the_unseen_side():
+    lo, hi = -np.ones(3), np.ones(3)
+    plain = extract_field(OneSidedBox(), lo, hi, 40, threshold=500.0, target_faces=None)
+    mirrored = extract_field(OneSidedBox(), lo, hi, 40, threshold=500.0, target_faces=None, mirror_axis=1)
+    h = plain.meta["voxel_size"]  # 0.05: the iso-surface is placed within a voxel of the box face
+    assert abs(plain.bounds[0, 1] + 0.1) < h and abs(plain.bounds[1, 1] - 0.5) < h
+    assert abs(mirrored.bounds[0, 1] + 0.5) < h and abs(mirrored.bounds[1, 1] - 0.5) < h
+    np.testing.assert_allclose(mirrored.bounds[:, [0, 2]], plain.bounds[:, [0, 2]], atol=1e-4)
+    # The completed side takes the colour of the side that was seen (green), not the field's own (blue).
+    far = mirrored.vertices[:, 1] < -0.2
+    assert far.sum() > 50 and (mirrored.colors[far, 1] == 255).all() and (mirrored.colors[far, 2] == 0).all()
+    with pytest.raises(ValueError, match="centred on 0"):
+        extract_field(OneSidedBox(), np.array([-1.0, -1.0, -1.0]), np.array([1.0, 0.5, 1.0]), 16,
+                      threshold=500.0, mirror_axis=1)
+
+
 @pytest.mark.parametrize("fmt", ["glb", "ply", "obj"])
 def test_export_round_trip(tmp_path, sphere, fmt):
     meta = {"class": "ball", "size": [2.0, 2.0, 2.0], "forward": "+x"}

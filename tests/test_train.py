@@ -222,3 +222,32 @@ def test_scene_box_covers_cameras_and_near_lidar_with_bounded_aspect(synth_small
     p = p[np.linalg.norm(p - sweep.s2w[:3, 3], axis=1) < 40.0]
     inside = np.all(np.abs(p - near_box.center) <= near_box.half, axis=1)
     assert inside.mean() > 0.98
+
+
+def test_proposal_empty_loss_keeps_a_gradient_when_the_proposal_is_opaque():
+    from simrecon.train.trainer import compute_losses
+
+    cfg = tiny()
+    ranges = torch.tensor([10.0, 10.0])  # two lidar rays, returns at 10 m
+    mids = torch.linspace(0.5, 20.0, 8).repeat(2, 1)  # [2, 8] proposal interval mid-points (m)
+    # Ray 0: the proposal is opaque right at the camera (the collapse); ray 1: empty until the return.
+    tau = torch.zeros(2, 8)
+    tau[0] = 50.0
+    tau[1, mids[1] > 10.0] = 50.0
+    tau.requires_grad_(True)
+    out = {"rgb": torch.zeros(0, 3), "depth": ranges.clone(), "acc": torch.ones(2), "weights": torch.zeros(2, 4),
+           "mids": torch.zeros(2, 4), "proposal_tau": tau, "proposal_mids": mids}
+    model = type("M", (), {"scale": 1.0})()
+    losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
+    losses["proposal_empty"].backward()
+    g = tau.grad
+    before = mids < 10.0 - (0.02 * 10.0 + 0.1 * cfg.near_frac)  # the loss's margin
+    # Opaque in front of the return: every interval there is pushed down with a live gradient (a weight-based
+    # penalty would give ~exp(-50) here); nothing at or behind the return is touched.
+    total = 50.0 * before[0].sum().item()
+    torch.testing.assert_close(g[0][before[0]], torch.full_like(g[0][before[0]],
+                               cfg.proposal_empty_weight / 2 / (1 + total)))  # d/d tau of w * mean(log1p(sum))
+    assert (g[:, ~before[0]] == 0).all()
+    # Ray 1 is empty before its return: it adds nothing to the loss.
+    expect = cfg.proposal_empty_weight * np.log1p(total) / 2
+    assert losses["proposal_empty"].item() == pytest.approx(expect, rel=1e-5)

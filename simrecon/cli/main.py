@@ -255,6 +255,10 @@ def mesh(
     opacity: float = typer.Option(0.5, "--opacity", help="Surface where one sample step is this opaque."),
     faces: int = typer.Option(20000, "--faces", help="Decimate each mesh to about this many faces."),
     clip: str = typer.Option("box", "--clip", help="box (only inside the tracked box), ground or none."),
+    symmetric: Optional[bool] = typer.Option(
+        None, "--symmetric/--no-symmetric",
+        help="Mirror each actor's density left/right (a side never seen takes the seen side's surface). "
+             "Default: on for vehicles (car, van, truck, bus, trailer), off otherwise."),
 ) -> None:
     """Extract actors (and optionally the background) as coloured meshes in their box frame, in metres.
 
@@ -264,7 +268,7 @@ def mesh(
     from .mesh_cmd import mesh_command
 
     mesh_command(_existing_log(scene), output, actor, all_actors, background, resolution, format, region, err,
-                 opacity=opacity, target_faces=faces, clip=clip)
+                 opacity=opacity, target_faces=faces, clip=clip, symmetric=symmetric)
 
 
 @app.command("build-kernels")

@@ -25,7 +25,8 @@ def _file_stem(actor_id: str) -> str:
 def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, all_actors: bool = False,
                  background: bool = False, resolution: int = 128, fmt: str = "glb", region: str | None = None,
                  console: Console | None = None, opacity: float = 0.5, target_faces: int = 20000,
-                 background_resolution: int | None = None, clip: str = "box") -> list[Path]:
+                 background_resolution: int | None = None, clip: str = "box",
+                 symmetric: bool | None = None) -> list[Path]:
     """Extract meshes of ``actors`` (or every actor with ``all_actors``) and optionally the background inside
     ``region`` ("xmin,ymin,zmin,xmax,ymax,zmax", world metres) into ``out``: ``<actor>.<fmt>`` and
     ``background.<fmt>``, each with a ``.json`` sidecar. Returns the mesh paths written. A field without a
@@ -33,7 +34,8 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
     one-line ValueError (and no output folder left behind).
 
     Options beyond the command's core ones: ``opacity`` (surface opacity, docs/meshes.md), ``target_faces``
-    (decimation target), ``background_resolution`` (default max(resolution, 256)), ``clip`` (box, ground or
+    (decimation target), ``background_resolution`` (default max(resolution, 256)), ``symmetric`` (mirror left/right;
+    None: vehicles only), ``clip`` (box, ground or
     none: where actor density counts).
     """
     console = console or Console(stderr=True)
@@ -104,7 +106,7 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
         with console.status(f"meshing {actor_id} at resolution {resolution}"):
             try:
                 mesh = extract_actor(sc, actor_id, resolution=resolution, opacity=opacity,
-                                     target_faces=target_faces, clip=clip)
+                                     target_faces=target_faces, clip=clip, symmetric=symmetric)
             except NoSurfaceError as exc:  # a weak field: the others may still be fine
                 skip(exc)
                 continue

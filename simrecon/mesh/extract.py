@@ -52,6 +52,23 @@ class MeshData:
         return np.stack([self.vertices.min(0), self.vertices.max(0)])
 
 
+class MirroredField:
+    """``field`` made symmetric about the plane ``x[axis] = 0``: the denser of a point and its mirror image
+    gives density and colour (the mirror image seen with the mirrored view direction)."""
+
+    def __init__(self, field: DensityField, axis: int):
+        self.field = field
+        self.axis = axis
+
+    def __call__(self, x: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flip = torch.ones(3, dtype=x.dtype, device=x.device)
+        flip[self.axis] = -1
+        s1, c1 = self.field(x, dirs)  # [N], [N, 3]
+        s2, c2 = self.field(x * flip, dirs * flip)
+        other = s2 > s1
+        return torch.where(other, s2, s1), torch.where(other[:, None], c2, c1)
+
+
 def density_threshold(step: float, scale: float, opacity: float = 0.5) -> float:
     """Density at which a step of ``step`` world units has opacity ``opacity`` (densities are per
     normalised distance, world / ``scale``)."""
@@ -147,7 +164,7 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
                   threshold: float | None = None, scale: float = 1.0, opacity: float = 0.5, step: float | None = None,
                   target_faces: int | None = DEFAULT_TARGET_FACES, keep: str = "largest",
                   device: torch.device | str = "cpu", chunk: int = 1 << 18, clip: tuple | None = None,
-                  timings: dict | None = None) -> MeshData:
+                  mirror_axis: int | None = None, timings: dict | None = None) -> MeshData:
     """Mesh of the field ``fn`` (``DensityField``) inside [lo, hi] (the field's frame).
 
     ``threshold``: the density iso-level; None uses ``density_threshold(step, scale, opacity)`` with ``step``
@@ -169,8 +186,20 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
                          f"or the region (at most {MAX_GRID_POINTS} points)")
     step_used = max(h, float(step)) if step is not None else h
     level = density_threshold(step_used, scale, opacity) if threshold is None else float(threshold)
+    if mirror_axis is not None:
+        if mirror_axis not in (0, 1, 2):
+            raise ValueError(f"mirror_axis: expected 0, 1 or 2, got {mirror_axis!r}")
+        centre = lo[mirror_axis] + h * (shape[mirror_axis] - 1) / 2  # of the grid, which is centred on [lo, hi]
+        if abs(centre) > 1e-6 * max(1.0, abs(hi[mirror_axis])):
+            raise ValueError(f"mirror_axis {mirror_axis}: the region must be centred on 0 on that axis, got "
+                             f"[{lo[mirror_axis]}, {hi[mirror_axis]}]")
+        fn = MirroredField(fn, mirror_axis)
     t0 = time.perf_counter()
-    vol = sample_density(fn, lo, shape, h, chunk=chunk, device=device)
+    if mirror_axis is not None:  # the grid is centred on 0: a flip of the samples is the mirror image
+        vol = sample_density(fn.field, lo, shape, h, chunk=chunk, device=device)
+        vol = np.maximum(vol, np.flip(vol, axis=mirror_axis))
+    else:
+        vol = sample_density(fn, lo, shape, h, chunk=chunk, device=device)
     if clip is not None:
         for ax in range(3):
             c = lo[ax] + h * np.arange(shape[ax])
@@ -188,5 +217,5 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
     if timings is not None:
         timings.update(density=t1 - t0, marching_cubes=t2 - t1, clean=t3 - t2, colors=t4 - t3, total=t4 - t0)
     meta = {"grid": list(shape), "voxel_size": h, "step": step_used, "threshold": level, "opacity": opacity,
-            "raw_peak_density": float(vol.max()) if vol.size else 0.0}
+            "mirror_axis": mirror_axis, "raw_peak_density": float(vol.max()) if vol.size else 0.0}
     return MeshData(verts.astype(np.float32), faces.astype(np.int64), colors, meta)

@@ -38,13 +38,21 @@ def check_actors(scene, actor_ids: Sequence[str]) -> None:
         actor_field(scene, a)
 
 
+# Left-right symmetric in their box frame (x forward, y left): mirrored about y = 0 by default.
+SYMMETRIC_CLASSES = frozenset({"car", "van", "truck", "bus", "trailer", "vehicle"})
+
+
+def is_symmetric_class(cls: str) -> bool:
+    return str(cls).lower() in SYMMETRIC_CLASSES
+
+
 def _scene_scale(scene) -> float:
     return float(scene.model.scale)
 
 
 def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, opacity: float = 0.5,
                   threshold: float | None = None, target_faces: int | None = DEFAULT_TARGET_FACES,
-                  step: float | str = "training", clip: str = "box",
+                  step: float | str = "training", clip: str = "box", symmetric: bool | None = None,
                   timings: dict | None = None) -> MeshData:
     """Mesh of actor ``actor_id`` of a NeuralScene, in its box frame (x forward, y left, z up, metres).
 
@@ -56,7 +64,10 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
 
     ``step``: the length (metres) over which the surface is ``opacity`` opaque (docs/meshes.md): "training"
     (default) is the spacing of the actor samples the field was trained with, the mean extent of its box
-    over ``actor_samples``; "voxel" the grid's voxel; or a number. The voxel is used when it is larger."""
+    over ``actor_samples``; "voxel" the grid's voxel; or a number. The voxel is used when it is larger.
+
+    ``symmetric``: mirror the density about the box's x-z plane (left = right), so that a side the cameras
+    never saw takes the seen side's surface; None (default) does so for vehicle classes (SYMMETRIC_CLASSES)."""
     fld = actor_field(scene, actor_id)
     actor = scene.log.actor(actor_id)
     half = fld.half_size.detach().cpu().numpy().astype(np.float64)
@@ -75,9 +86,11 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
         step_m = float(step)
     else:
         raise ValueError(f"step: expected 'training', 'voxel' or a positive length, got {step!r}")
+    if symmetric is None:
+        symmetric = is_symmetric_class(actor.cls)
     mesh = extract_field(fld, -half, half, resolution, threshold=threshold, scale=_scene_scale(scene),
                          opacity=opacity, step=step_m, target_faces=target_faces, keep="largest", device=device,
-                         clip=clips[clip], timings=timings)
+                         clip=clips[clip], mirror_axis=1 if symmetric else None, timings=timings)
     if not len(mesh.faces):
         raise NoSurfaceError(f"actor {actor_id!r}: no surface (peak density {mesh.meta['raw_peak_density']:.3g} is "
                          f"below the threshold {mesh.meta['threshold']:.3g}; try a lower --opacity or a longer "
@@ -86,7 +99,8 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
         "class": actor.cls, "size": [float(x) for x in actor.size], "forward": "+x", "up": "+z",
         "frame": "box: origin at the box centre, x forward, y left, z up", "units": "m",
         "source": {"scene": str(scene.scene_dir), "actor": actor_id},
-        "extraction": {**mesh.meta, "resolution": resolution, "target_faces": target_faces, "clip": clip},
+        "extraction": {**mesh.meta, "resolution": resolution, "target_faces": target_faces, "clip": clip,
+                       "symmetric": bool(symmetric)},
     }
     return mesh
 

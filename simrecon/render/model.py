@@ -138,7 +138,8 @@ class SceneModel(nn.Module):
         px = o[:, None] + d[:, None] * (pmid * s)[..., None]
         psigma = self.proposal(px.reshape(-1, 3)).view(r, -1)
         pg = spacing(pbins)
-        pw = alpha_weights(psigma, pg[:, 1:] - pg[:, :-1])
+        pdelta = pg[:, 1:] - pg[:, :-1]
+        pw = alpha_weights(psigma, pdelta)
         bins = pdf_bins(pbins, pw, cfg.samples, stratified, cfg.proposal_uniform)  # [R, Ns + 1]
         mid = (bins[:, 1:] + bins[:, :-1]) / 2
         g = spacing(bins)
@@ -234,4 +235,6 @@ class SceneModel(nn.Module):
         if self.training:
             w_bg = alpha_weights(sigma_bg, delta)
             out["interlevel"] = interlevel_loss(bins, w_bg, pbins, pw)
+            out["proposal_tau"] = psigma * pdelta  # [R, Np] optical thickness of each proposal interval
+            out["proposal_mids"] = pmid * s  # [R, Np] world distance
         return out

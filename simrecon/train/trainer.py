@@ -85,6 +85,14 @@ def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: in
         margin = 0.02 * ranges[:, None] + 0.1 * s * cfg.near_frac  # lidar noise grows with range
         losses["depth"] = cfg.depth_weight * torch.mean(torch.abs(depth - ranges) / s)
         losses["empty"] = cfg.empty_weight * torch.mean((w * (mids < ranges[:, None] - margin)).sum(-1))
+        if "proposal_tau" in out and cfg.proposal_empty_weight > 0:
+            # The interlevel loss only asks the proposal to cover the background's weights: if both go opaque
+            # near the camera it is satisfied, and the background never gets samples at the surface again.
+            # Lidar says where the proposal must be empty. Penalised on the optical thickness before the return
+            # (log1p: ~linear near 0, bounded gradient), not on weights, whose gradient vanishes once opaque.
+            tau, pmids = out["proposal_tau"][n_cam:], out["proposal_mids"][n_cam:]
+            losses["proposal_empty"] = cfg.proposal_empty_weight * torch.mean(
+                torch.log1p((tau * (pmids < ranges[:, None] - margin)).sum(-1)))
         losses["opacity"] = cfg.opacity_weight * torch.mean((1 - acc) ** 2)
     if "interlevel" in out:
         losses["interlevel"] = cfg.interlevel_weight * out["interlevel"]
