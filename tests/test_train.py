@@ -224,30 +224,35 @@ def test_scene_box_covers_cameras_and_near_lidar_with_bounded_aspect(synth_small
     assert inside.mean() > 0.98
 
 
-def test_proposal_empty_loss_keeps_a_gradient_when_the_proposal_is_opaque():
+@pytest.mark.parametrize("tau_key,mids_key,loss_key,weight", [
+    ("tau", "mids", "floaters", "floater_weight"),
+    ("proposal_tau", "proposal_mids", "proposal_floaters", "floater_weight"),
+])
+def test_empty_space_losses_keep_a_gradient_when_opaque(tau_key, mids_key, loss_key, weight):
     from simrecon.train.trainer import compute_losses
 
     cfg = tiny()
+    w = getattr(cfg, weight)
     ranges = torch.tensor([10.0, 10.0])  # two lidar rays, returns at 10 m
-    mids = torch.linspace(0.5, 20.0, 8).repeat(2, 1)  # [2, 8] proposal interval mid-points (m)
-    # Ray 0: the proposal is opaque right at the camera (the collapse); ray 1: empty until the return.
+    mids = torch.linspace(0.5, 20.0, 8).repeat(2, 1)  # [2, 8] interval mid-points (m)
+    # Ray 0: opaque right at the sensor (the early collapse); ray 1: empty until the return.
     tau = torch.zeros(2, 8)
     tau[0] = 50.0
     tau[1, mids[1] > 10.0] = 50.0
     tau.requires_grad_(True)
-    out = {"rgb": torch.zeros(0, 3), "depth": ranges.clone(), "acc": torch.ones(2), "weights": torch.zeros(2, 4),
-           "mids": torch.zeros(2, 4), "proposal_tau": tau, "proposal_mids": mids}
+    out = {"rgb": torch.zeros(0, 3), "depth": ranges.clone(), "acc": torch.ones(2), "weights": torch.zeros(2, 8),
+           "mids": mids, "tau": torch.zeros(2, 8), "proposal_tau": torch.zeros(2, 8), "proposal_mids": mids}
+    out[tau_key], out[mids_key] = tau, mids
     model = type("M", (), {"scale": 1.0})()
     losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
-    losses["proposal_empty"].backward()
+    losses[loss_key].backward()
     g = tau.grad
-    before = mids < 10.0 - (0.02 * 10.0 + 0.1 * cfg.near_frac)  # the loss's margin
-    # Opaque in front of the return: every interval there is pushed down with a live gradient (a weight-based
-    # penalty would give ~exp(-50) here); nothing at or behind the return is touched.
+    before = mids < 0.5 * 10.0  # the nearer half of the way to the return
     total = 50.0 * before[0].sum().item()
-    torch.testing.assert_close(g[0][before[0]], torch.full_like(g[0][before[0]],
-                               cfg.proposal_empty_weight / 2 / (1 + total)))  # d/d tau of w * mean(log1p(sum))
+    # Opaque in front of the return: every interval of the nearer half is pushed down with a live gradient,
+    # w / 2 / (1 + total) (a penalty on weights would give ~exp(-50) here); nothing beyond is touched (surfaces
+    # near the return are left to the saturating weight penalty, "empty", so lidar noise cannot erode them).
+    torch.testing.assert_close(g[0][before[0]], torch.full_like(g[0][before[0]], w / 2 / (1 + total)))
     assert (g[:, ~before[0]] == 0).all()
     # Ray 1 is empty before its return: it adds nothing to the loss.
-    expect = cfg.proposal_empty_weight * np.log1p(total) / 2
-    assert losses["proposal_empty"].item() == pytest.approx(expect, rel=1e-5)
+    assert losses[loss_key].item() == pytest.approx(w * np.log1p(total) / 2, rel=1e-5)

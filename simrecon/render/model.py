@@ -235,6 +235,7 @@ class SceneModel(nn.Module):
         if self.training:
             w_bg = alpha_weights(sigma_bg, delta)
             out["interlevel"] = interlevel_loss(bins, w_bg, pbins, pw)
+            out["tau"] = sig_s * del_s  # [R, S] optical thickness of each interval, in the order of "mids"
             out["proposal_tau"] = psigma * pdelta  # [R, Np] optical thickness of each proposal interval
             out["proposal_mids"] = pmid * s  # [R, Np] world distance
         return out
