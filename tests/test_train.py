@@ -224,35 +224,38 @@ def test_scene_box_covers_cameras_and_near_lidar_with_bounded_aspect(synth_small
     assert inside.mean() > 0.98
 
 
-@pytest.mark.parametrize("tau_key,mids_key,loss_key,weight", [
-    ("tau", "mids", "floaters", "floater_weight"),
-    ("proposal_tau", "proposal_mids", "proposal_floaters", "floater_weight"),
+@pytest.mark.parametrize("tau_key,mids_key,loss_key", [
+    ("tau", "mids", "floaters"),
+    ("proposal_tau", "proposal_mids", "proposal_floaters"),
 ])
-def test_empty_space_losses_keep_a_gradient_when_opaque(tau_key, mids_key, loss_key, weight):
+def test_floater_losses_keep_a_gradient_when_opaque_and_leave_clear_rays_alone(tau_key, mids_key, loss_key):
     from simrecon.train.trainer import compute_losses
 
     cfg = tiny()
-    w = getattr(cfg, weight)
-    ranges = torch.tensor([10.0, 10.0])  # two lidar rays, returns at 10 m
-    mids = torch.linspace(0.5, 20.0, 8).repeat(2, 1)  # [2, 8] interval mid-points (m)
-    # Ray 0: opaque right at the sensor (the early collapse); ray 1: empty until the return.
-    tau = torch.zeros(2, 8)
+    w = cfg.floater_weight
+    ranges = torch.tensor([10.0, 10.0, 10.0])  # three lidar rays, returns at 10 m
+    mids = torch.linspace(0.5, 20.0, 8).repeat(3, 1)  # [3, 8] interval mid-points (m)
+    near = mids < 0.5 * 10.0  # the nearer half of the way to the return: 2 intervals
+    # Ray 0: opaque right at the sensor (the early collapse); ray 1: clear until the return; ray 2: a faint
+    # haze in the nearer half (thickness 0.4 < ln 2: less than half the light stopped).
+    tau = torch.zeros(3, 8)
     tau[0] = 50.0
     tau[1, mids[1] > 10.0] = 50.0
+    tau[2] = 0.2
     tau.requires_grad_(True)
-    out = {"rgb": torch.zeros(0, 3), "depth": ranges.clone(), "acc": torch.ones(2), "weights": torch.zeros(2, 8),
-           "mids": mids, "tau": torch.zeros(2, 8), "proposal_tau": torch.zeros(2, 8), "proposal_mids": mids}
+    out = {"rgb": torch.zeros(0, 3), "depth": ranges.clone(), "acc": torch.ones(3), "weights": torch.zeros(3, 8),
+           "mids": mids, "tau": torch.zeros(3, 8), "proposal_tau": torch.zeros(3, 8), "proposal_mids": mids}
     out[tau_key], out[mids_key] = tau, mids
     model = type("M", (), {"scale": 1.0})()
     losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
     losses[loss_key].backward()
     g = tau.grad
-    before = mids < 0.5 * 10.0  # the nearer half of the way to the return
-    total = 50.0 * before[0].sum().item()
-    # Opaque in front of the return: every interval of the nearer half is pushed down with a live gradient,
-    # w / 2 / (1 + total) (a penalty on weights would give ~exp(-50) here); nothing beyond is touched (surfaces
-    # near the return are left to the saturating weight penalty, "empty", so lidar noise cannot erode them).
-    torch.testing.assert_close(g[0][before[0]], torch.full_like(g[0][before[0]], w / 2 / (1 + total)))
-    assert (g[:, ~before[0]] == 0).all()
-    # Ray 1 is empty before its return: it adds nothing to the loss.
-    assert losses[loss_key].item() == pytest.approx(w * np.log1p(total) / 2, rel=1e-5)
+    total = 50.0 * near[0].sum().item()
+    # Opaque in the nearer half: pushed down with a live gradient, w / 3 / (1 + total) (a penalty on weights
+    # would give ~exp(-50) here); nothing beyond the nearer half is touched (surfaces near the return are left
+    # to the saturating weight penalty, "empty", so lidar noise cannot erode them).
+    torch.testing.assert_close(g[0][near[0]], torch.full_like(g[0][near[0]], w / 3 / (1 + total)))
+    assert (g[:, ~near[0]] == 0).all()
+    # Clear and hazy rays add nothing: a healthy field is left alone.
+    assert (g[1:] == 0).all()
+    assert losses[loss_key].item() == pytest.approx(w * np.log1p(total) / 3, rel=1e-5)

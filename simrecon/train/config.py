@@ -22,7 +22,7 @@ class TrainConfig:
     near_frac: float = 0.02  # near plane as a fraction of the scene scale (~0.6 m on a street)
     depth_weight: float = 0.03  # expected lidar range vs measured (normalised units); 0.1-1.0 measured worse
     empty_weight: float = 0.02  # lidar: no weight before the return
-    floater_weight: float = 0.005  # lidar: background and proposal clear over the nearer half (see trainer)
+    floater_weight: float = 0.02  # lidar: rays opaque over the nearer half of the way to the return (trainer)
     opacity_weight: float = 0.01  # lidar: the ray ends at the return
     interlevel_weight: float = 1.0
     holdout: str = "every:8"

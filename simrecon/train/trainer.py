@@ -73,9 +73,12 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr, eps=1e-15, betas=(0.9, 0.99))
 
 
-def _thickness_penalty(tau: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
-    """Mean over rays of log1p(optical thickness in front of the lidar return): tau, before [R, S]."""
-    return torch.mean(torch.log1p((tau * before).sum(-1)))
+def _floater_penalty(tau: torch.Tensor, near: torch.Tensor) -> torch.Tensor:
+    """Mean over rays of log1p(optical thickness over ``near``), counted only on rays that are opaque there
+    (thickness > ln 2: more than half the light stopped): tau, near [R, S]. A healthy field is never opaque
+    where lidar proves empty space, so this only acts on floaters, and leaves a good run alone."""
+    thick = (tau * near).sum(-1)  # [R]
+    return torch.mean(torch.log1p(thick) * (thick.detach() > math.log(2.0)))
 
 
 def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: int, ranges: torch.Tensor | None,
@@ -93,18 +96,19 @@ def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: in
         # saturates, so lidar that disagrees with the cameras (moving actors, track errors) cannot erode it.
         w = out["weights"][n_cam:]
         losses["empty"] = cfg.empty_weight * torch.mean((w * (mids < ranges[:, None] - margin)).sum(-1))
-        # Floaters: the nearer half of the way to the return must be clear whatever the field has learned. A
-        # weight penalty has no gradient left once the field is opaque there (d weight / d density ~
-        # exp(-thickness)), so an early collapse in front of the cameras never cleared (log2 table 18: 16 dB);
-        # penalised on optical thickness through log1p (~linear near 0, gradient bounded and alive).
-        losses["floaters"] = cfg.floater_weight * _thickness_penalty(out["tau"][n_cam:], mids < 0.5 * ranges[:, None])
+        # Floaters: the nearer half of the way to the return must be clear whatever the field has learned. The
+        # weight penalty above has no gradient left once the field is opaque there (d weight / d density ~
+        # exp(-thickness)), so an early collapse in front of the cameras never cleared (learning rate 0.015,
+        # a 2^18 table: 16-18 dB); this one acts on the optical thickness of such rays through log1p (~linear
+        # near 0, gradient bounded and alive).
+        near = mids < 0.5 * ranges[:, None]
+        losses["floaters"] = cfg.floater_weight * _floater_penalty(out["tau"][n_cam:], near)
         if "proposal_tau" in out:
             # The same for the proposal. The interlevel loss only asks it to cover the background's weights: if
             # both go opaque near the camera it is satisfied, and the background never gets samples at the
-            # surface again (learning rate 0.015, or 512 lidar rays: 18-24 dB).
-            pmids = out["proposal_mids"][n_cam:]
-            losses["proposal_floaters"] = cfg.floater_weight * _thickness_penalty(
-                out["proposal_tau"][n_cam:], pmids < 0.5 * ranges[:, None])
+            # surface again.
+            pnear = out["proposal_mids"][n_cam:] < 0.5 * ranges[:, None]
+            losses["proposal_floaters"] = cfg.floater_weight * _floater_penalty(out["proposal_tau"][n_cam:], pnear)
         losses["opacity"] = cfg.opacity_weight * torch.mean((1 - acc) ** 2)
     if "interlevel" in out:
         losses["interlevel"] = cfg.interlevel_weight * out["interlevel"]
