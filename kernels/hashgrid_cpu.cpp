@@ -45,7 +45,7 @@ torch::Tensor empty_float(at::IntArrayRef sizes, const torch::TensorOptions& opt
   for (int64_t s : sizes) numel *= s;
   const size_t bytes = static_cast<size_t>(numel) * sizeof(float);
   if (is_zero) *is_zero = false;
-  if (bytes < (size_t(4) << 20)) return torch::empty(sizes, options.dtype(torch::kFloat32));
+  if (bytes < hgc::kMapMinBytes) return torch::empty(sizes, options.dtype(torch::kFloat32));
   const hgc::Mapping m = hgc::map_buffer(bytes);
   if (m.ptr == nullptr) return torch::empty(sizes, options.dtype(torch::kFloat32));
   if (is_zero) *is_zero = true;

@@ -96,6 +96,7 @@ struct Mapping {
 };
 
 constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kMapMinBytes = size_t(4) << 20;  // smaller buffers come from the heap
 
 inline Mapping map_buffer(size_t bytes) {
   Mapping m;
@@ -120,7 +121,7 @@ class Scratch {
  public:
   explicit Scratch(size_t count) {
     const size_t bytes = count * sizeof(float);
-    if (bytes >= (size_t(4) << 20)) map_ = map_buffer(bytes);
+    if (bytes >= kMapMinBytes) map_ = map_buffer(bytes);
     if (map_.ptr == nullptr) heap_.resize(count);
   }
   ~Scratch() {

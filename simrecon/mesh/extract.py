@@ -193,13 +193,11 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
         if abs(centre) > 1e-6 * max(1.0, abs(hi[mirror_axis])):
             raise ValueError(f"mirror_axis {mirror_axis}: the region must be centred on 0 on that axis, got "
                              f"[{lo[mirror_axis]}, {hi[mirror_axis]}]")
-        fn = MirroredField(fn, mirror_axis)
     t0 = time.perf_counter()
+    vol = sample_density(fn, lo, shape, h, chunk=chunk, device=device)
     if mirror_axis is not None:  # the grid is centred on 0: a flip of the samples is the mirror image
-        vol = sample_density(fn.field, lo, shape, h, chunk=chunk, device=device)
         vol = np.maximum(vol, np.flip(vol, axis=mirror_axis))
-    else:
-        vol = sample_density(fn, lo, shape, h, chunk=chunk, device=device)
+        fn = MirroredField(fn, mirror_axis)  # colours baked from the denser side
     if clip is not None:
         for ax in range(3):
             c = lo[ax] + h * np.arange(shape[ax])

@@ -103,12 +103,10 @@ def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: in
         # near 0, gradient bounded and alive).
         near = mids < 0.5 * ranges[:, None]
         losses["floaters"] = cfg.floater_weight * _floater_penalty(out["tau"][n_cam:], near)
-        if "proposal_tau" in out:
-            # The same for the proposal. The interlevel loss only asks it to cover the background's weights: if
-            # both go opaque near the camera it is satisfied, and the background never gets samples at the
-            # surface again.
-            pnear = out["proposal_mids"][n_cam:] < 0.5 * ranges[:, None]
-            losses["proposal_floaters"] = cfg.floater_weight * _floater_penalty(out["proposal_tau"][n_cam:], pnear)
+        # The same for the proposal. The interlevel loss only asks it to cover the background's weights: if both
+        # go opaque near the camera it is satisfied, and the background never gets samples at the surface again.
+        pnear = out["proposal_mids"][n_cam:] < 0.5 * ranges[:, None]
+        losses["proposal_floaters"] = cfg.floater_weight * _floater_penalty(out["proposal_tau"][n_cam:], pnear)
         losses["opacity"] = cfg.opacity_weight * torch.mean((1 - acc) ** 2)
     if "interlevel" in out:
         losses["interlevel"] = cfg.interlevel_weight * out["interlevel"]
