@@ -383,3 +383,24 @@ def test_vertex_clustering_fallback_decimates(sphere):
     out = cluster_decimate(dense, 2000)
     assert 200 < len(out.faces) <= 2000
     assert np.abs(np.linalg.norm(out.vertices, axis=1) - 1.0).max() < 0.05
+
+
+def test_union_surface_has_no_interior_faces_and_no_double_sampling():
+    from simrecon.mesh.evaluate import sample_union_surface
+
+    # Body and cabin stacked face to face (as the synthetic cars are): the shared plane z = 0 is inside the union.
+    body = (np.array([0.0, 0.0, -0.25]), np.array([1.0, 0.5, 0.25]))
+    cabin = (np.array([0.0, 0.0, 0.25]), np.array([0.5, 0.4, 0.25]))
+    pts = sample_union_surface([body, cabin], 200000, seed=0)
+    at_seam = (np.abs(pts[:, 2]) < 1e-9) & (np.abs(pts[:, 0]) < 0.5) & (np.abs(pts[:, 1]) < 0.4)
+    assert at_seam.sum() == 0
+    # The body's top outside the cabin's footprint is real surface and kept.
+    assert ((np.abs(pts[:, 2]) < 1e-9) & (np.abs(pts[:, 0]) > 0.55)).sum() > 1000
+    # A wheel flush with the body side: the shared side plane is sampled once, at the same density as elsewhere.
+    wheel = (np.array([0.5, 0.4, -0.25]), np.array([0.2, 0.1, 0.2]))
+    pts = sample_union_surface([body, wheel], 200000, seed=0)
+    side = np.abs(pts[:, 1] - 0.5) < 1e-9
+    in_patch = side & (np.abs(pts[:, 0] - 0.5) < 0.2) & (np.abs(pts[:, 2] + 0.25) < 0.2)
+    density_patch = in_patch.sum() / (0.4 * 0.4)
+    density_side = (side & ~in_patch).sum() / (2.0 * 0.5 - 0.4 * 0.4)
+    assert density_patch == pytest.approx(density_side, rel=0.1)  # 2x if the wheel's face were kept too

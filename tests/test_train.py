@@ -259,3 +259,22 @@ def test_floater_losses_keep_a_gradient_when_opaque_and_leave_clear_rays_alone(t
     # Clear and hazy rays add nothing: a healthy field is left alone.
     assert (g[1:] == 0).all()
     assert losses[loss_key].item() == pytest.approx(w * np.log1p(total) / 3, rel=1e-5)
+
+
+def test_scene_with_settings_from_another_version_still_loads(tiny_scene, tmp_path, caplog):
+    # A scene written by a newer (or older) simrecon carries config keys this version lacks, and lacks
+    # some it has: it must load (unknown keys ignored with a warning, missing ones defaulted), not crash.
+    import shutil
+
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny_scene, scene)
+    info = json.loads((scene / "scene.json").read_text())
+    info["config"]["floater_until"] = 0.2
+    info["config"]["model"]["background"]["future_knob"] = 3
+    del info["config"]["opacity_weight"]
+    (scene / "scene.json").write_text(json.dumps(info))
+    with caplog.at_level("WARNING"):
+        sc = load_scene(scene, device="cpu")
+    assert "floater_until" in caplog.text and "model.background.future_knob" in caplog.text
+    f = sc.log.cameras["front"][0]
+    assert np.isfinite(sc.render(f.c2w, f.intrinsics, f.timestamp, {}).rgb).all()

@@ -16,30 +16,48 @@ import numpy as np
 SIGNS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
 
 
-def sample_box_surface(center: np.ndarray, half: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` points uniform on the surface of the axis-aligned box (centre, half size)."""
+def sample_box_surface(center: np.ndarray, half: np.ndarray, n: int, rng: np.random.Generator,
+                       normals: bool = False):
+    """``n`` points uniform on the surface of the axis-aligned box (centre, half size); with ``normals``
+    also their outward unit normals [n, 3]."""
     half = np.asarray(half, float)
     areas = np.array([half[1] * half[2], half[0] * half[2], half[0] * half[1]]) * 2  # per face pair, one face
     face = rng.choice(6, size=n, p=np.repeat(areas, 2) / np.repeat(areas, 2).sum())
     axis, sign = face // 2, np.where(face % 2 == 0, -1.0, 1.0)
     pts = rng.uniform(-1, 1, (n, 3)) * half
     pts[np.arange(n), axis] = sign * half[axis]
-    return pts + np.asarray(center, float)
+    pts += np.asarray(center, float)
+    if not normals:
+        return pts
+    nrm = np.zeros((n, 3))
+    nrm[np.arange(n), axis] = sign
+    return pts, nrm
+
+
+def _in_closed_box(p: np.ndarray, center: np.ndarray, half: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    return (np.abs(p - center) <= np.asarray(half) + tol).all(1)
 
 
 def sample_union_surface(parts: list[tuple[np.ndarray, np.ndarray]], n: int, seed: int = 0) -> np.ndarray:
-    """About ``n`` points uniform on the surface of a union of axis-aligned boxes (centre, half size)."""
+    """About ``n`` points uniform on the surface of a union of axis-aligned boxes (centre, half size).
+
+    A face point of part i is dropped when a step along its outward normal lands in another part (it is
+    inside the union: also where two faces touch back to back, as a car's body top and cabin bottom do),
+    or when it lies on an earlier part (coplanar faces of two parts are sampled once)."""
     rng = np.random.default_rng(seed)
     areas = np.array([8 * (h[0] * h[1] + h[1] * h[2] + h[0] * h[2]) for _, h in parts])
+    eps = 1e-5 * max(float(np.max(np.abs(h))) for _, h in parts)
     out = []
-    for (c, h), a in zip(parts, areas):
-        pts = sample_box_surface(c, h, max(1, int(round(n * a / areas.sum()))), rng)
-        inside_other = np.zeros(len(pts), bool)
-        for c2, h2 in parts:
-            if c2 is c:
+    for i, ((c, h), a) in enumerate(zip(parts, areas)):
+        pts, nrm = sample_box_surface(c, h, max(1, int(round(n * a / areas.sum()))), rng, normals=True)
+        drop = np.zeros(len(pts), bool)
+        for j, (c2, h2) in enumerate(parts):
+            if j == i:
                 continue
-            inside_other |= (np.abs(pts - c2) < np.asarray(h2) - 1e-6).all(1)
-        out.append(pts[~inside_other])
+            drop |= _in_closed_box(pts + eps * nrm, c2, h2)
+            if j < i:
+                drop |= _in_closed_box(pts, c2, h2)
+        out.append(pts[~drop])
     return np.concatenate(out)
 
 

@@ -6,7 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..fields import ActorFieldConfig, BackgroundFieldConfig, ProposalFieldConfig
+from ..logs import get_logger
 from ..render import SceneModelConfig
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -36,14 +39,30 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        m = dict(data["model"])
+        """Inverse of ``to_json``. Keys this version does not know (a scene written by another version) are
+        dropped with one warning; missing keys take their defaults."""
+        m = dict(data.get("model", {}))
         model = SceneModelConfig(
-            background=BackgroundFieldConfig(**m.pop("background")),
-            proposal=ProposalFieldConfig(**m.pop("proposal")),
-            actor=ActorFieldConfig(**m.pop("actor")),
-            **m,
+            background=_known(BackgroundFieldConfig, m.pop("background", {}), "model.background"),
+            proposal=_known(ProposalFieldConfig, m.pop("proposal", {}), "model.proposal"),
+            actor=_known(ActorFieldConfig, m.pop("actor", {}), "model.actor"),
+            **_fields(SceneModelConfig, m, "model"),
         )
-        return cls(model=model, **{k: v for k, v in data.items() if k != "model"})
+        return cls(model=model, **_fields(cls, {k: v for k, v in data.items() if k != "model"}, ""))
+
+
+def _fields(cls, data: dict, where: str) -> dict:
+    """The entries of ``data`` that are fields of the dataclass ``cls``; warns once about the others."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        keys = ", ".join(f"{where}.{k}" if where else k for k in unknown)
+        log.warning("scene config: ignoring settings this version does not know: %s", keys)
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _known(cls, data: dict, where: str):
+    return cls(**_fields(cls, data, where))
 
 
 def preset(name: str) -> TrainConfig:
