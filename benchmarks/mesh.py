@@ -78,6 +78,8 @@ def main() -> int:
     ap.add_argument("--clip", default="box", choices=["ground", "box", "none"])
     ap.add_argument("--symmetric", choices=["auto", "on", "off"], default="auto",
                     help="mirror left/right (auto: vehicles; see simrecon.mesh.extract_actor)")
+    ap.add_argument("--prior", choices=["auto", "off"], default="auto",
+                    help="class shape prior for barely seen actors (see simrecon.mesh.prior)")
     ap.add_argument("--step", default="training", help="training, voxel or a length in metres (docs/meshes.md)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
@@ -113,12 +115,14 @@ def main() -> int:
                 try:
                     m = extract_actor(sc, a, resolution=res, opacity=args.opacity, threshold=args.threshold,
                                       clip=args.clip, step=step, timings=tm,
-                                      symmetric={"auto": None, "on": True, "off": False}[args.symmetric])
+                                      symmetric={"auto": None, "on": True, "off": False}[args.symmetric],
+                                      prior=args.prior)
                 except ValueError as exc:  # no surface: an actor the log barely saw
                     rows.append({"actor": a, "resolution": res, "ref_s": ref, "error": str(exc)})
                     continue
                 row = {"actor": a, "resolution": res, "grid": m.meta["extraction"]["grid"], "ref_s": ref, **tm,
-                       "faces": len(m.faces), "threshold": m.meta["extraction"]["threshold"]}
+                       "faces": len(m.faces), "threshold": m.meta["extraction"]["threshold"],
+                       "prior": m.meta["extraction"]["prior"]}
                 if a in truth:
                     row.update(score_mesh(m.vertices, m.faces, truth[a]))
                 rows.append(row)
@@ -142,6 +146,8 @@ def main() -> int:
             err = " ".join(f"{e:+.2f}" for e in r["extent_error"])
             q = (f"chamfer box {r['chamfer_box'] * 100:.1f} cm, parts {r['chamfer_parts'] * 100:.1f} cm, "
                  f"size error [{err}] m")
+        if r.get("prior"):
+            q += f"; shape {1 - r['prior']['own_weight']:.0%} from {r['prior']['template']}"
         ok = "" if r["total"] < TARGET_S or r["resolution"] > 128 else " SLOW"  # the target is at 128
         print(f"{r['actor']:<14} {r['resolution']:>4} {grid:>13} {r['ref_s']:>6.2f} {r['density']:>7.2f} "
               f"{r['marching_cubes']:>6.2f} {r['clean']:>6.2f} {r['colors']:>6.2f} {r['total']:>6.2f} "

@@ -404,3 +404,97 @@ def test_union_surface_has_no_interior_faces_and_no_double_sampling():
     density_patch = in_patch.sum() / (0.4 * 0.4)
     density_side = (side & ~in_patch).sum() / (2.0 * 0.5 - 0.4 * 0.4)
     assert density_patch == pytest.approx(density_side, rel=0.1)  # 2x if the wheel's face were kept too
+
+
+def test_interior_of_a_hollow_shell_is_filled_and_open_gaps_stay_open():
+    from simrecon.mesh.solid import interior_mask
+
+    occ = np.zeros((24, 20, 16), bool)
+    occ[4:20, 4:16, 6:12] = True
+    occ[6:18, 6:14, 8:10] = False  # a hollow body (walls 2 voxels thick) ...
+    occ[4:8, 4:16, 2:6] = occ[16:20, 4:16, 2:6] = True  # ... on two axles: the gap under it is open along y
+    inside = interior_mask(occ)
+    cavity = np.zeros_like(occ)
+    cavity[6:18, 6:14, 8:10] = True
+    assert (inside == cavity).all()
+    # A hole through the top wall: the voxels below it see the sky straight up, one direction only. Counted as
+    # outside (min_directions=1) they stay an empty tube, a surface inside the object; by default they are filled.
+    occ[12, 10, 10:12] = False
+    tube = np.zeros_like(occ)
+    tube[12, 10, 8:10] = True
+    assert (interior_mask(occ, min_directions=1) == cavity & ~tube).all()
+    assert interior_mask(occ)[cavity].all()
+
+
+class HollowBall(SphereField):
+    """A ball whose field is dense only in a 0.15-thick skin (r in [0.85, 1]) with a hole at its top: the inside
+    is empty, as an actor field's inside is when no ray ever reached it."""
+
+    def forward(self, x, dirs):
+        d = x.norm(dim=-1)
+        skin = torch.sigmoid((1.0 - d) / 0.01) * torch.sigmoid((d - 0.85) / 0.01)
+        hole = (x[:, 2] > 0.8) & (x[:, :2].norm(dim=-1) < 0.12)
+        return 1000.0 * skin * ~hole, torch.full_like(x, 0.5)
+
+    __call__ = forward
+
+
+def test_solid_extraction_has_no_inner_shell():
+    lo, hi = -1.25 * np.ones(3), 1.25 * np.ones(3)
+    hollow = extract_field(HollowBall(), lo, hi, 48, threshold=500.0, target_faces=None)
+    solid = extract_field(HollowBall(), lo, hi, 48, threshold=500.0, target_faces=None, solid=True)
+    r_hollow = np.linalg.norm(hollow.vertices, axis=1)
+    r_solid = np.linalg.norm(solid.vertices, axis=1)
+    assert (r_hollow < 0.9).mean() > 0.3  # the inner wall, reached through the hole, is meshed
+    # Filled: what is left below the skin are the few voxels that see out through the hole along one of the 26
+    # grid directions (a thin shaft straight down and one along each diagonal).
+    assert (r_solid < 0.9).sum() < 0.25 * (r_hollow < 0.9).sum()
+    assert solid.meta["filled_voxels"] > 0.5 * (4 / 3 * np.pi * 0.85 ** 3) / solid.meta["voxel_size"] ** 3
+
+
+class _Box:
+    """An actor field that is a dense box filling its whole field box."""
+
+    def __init__(self, size):
+        self.half_size = torch.as_tensor(np.asarray(size, np.float32) / 2)
+
+    def __call__(self, x, dirs):
+        inside = ((x.abs() <= self.half_size).all(-1)).float()
+        return 1000.0 * inside, torch.full_like(x, 0.5)
+
+
+class _Empty(_Box):
+    def __init__(self, half):
+        self.half_size = half
+
+    def __call__(self, x, dirs):
+        return torch.zeros(len(x)), torch.ones_like(x)
+
+
+def test_shape_prior_borrows_from_the_best_seen_actor_of_the_class(synth_small):
+    from types import SimpleNamespace
+
+    from simrecon.data.io import load_log
+    from simrecon.mesh.prior import PriorField, ShapePriorConfig, choose_template, observed_pixels
+
+    log = load_log(synth_small / "log")
+    px = {a.id: observed_pixels(log, a.id) for a in log.actors}
+    cars = sorted((a.id for a in log.actors if a.cls == "car"), key=px.get)
+    assert px[cars[0]] > 0 and px[cars[-1]] > 10 * px[cars[0]]  # far and near cars of the small street
+    ids = [a.id for a in log.actors]
+    scene = SimpleNamespace(log=log, info=SimpleNamespace(actors=ids, holdout=[]),
+                            model=SimpleNamespace(actor_fields=[_Box(log.actor(a).size) for a in ids]))
+    cfg = ShapePriorConfig(min_pixels=px[cars[-1]] * 0.9)
+    template, w = choose_template(scene, cars[0], cfg)
+    assert template == cars[-1] and w == pytest.approx(px[cars[0]] / cfg.min_pixels)
+    assert choose_template(scene, cars[-1], cfg) == (None, 1.0)  # seen enough: its own shape
+    assert choose_template(scene, "ped_0", cfg) == (None, 1.0)  # no other pedestrian to borrow from
+    # A template only within max_size_ratio of the actor's size.
+    assert choose_template(scene, cars[0], ShapePriorConfig(min_pixels=cfg.min_pixels, max_size_ratio=1.0))[0] \
+        == template  # same-size cars
+    # The blend stretches the template's box onto the actor's and keeps the actor's colours.
+    own, tmpl = _Box([2.0, 1.0, 1.0]), _Box([4.0, 2.0, 2.0])
+    f = PriorField(_Empty(own.half_size), tmpl, 0.25)  # the actor's own field is empty, coloured white
+    x = torch.tensor([[0.9, 0.0, 0.0], [1.1, 0.0, 0.0]])  # inside / outside the actor's box (half length 1)
+    sigma, rgb = f(x, torch.zeros_like(x))
+    assert sigma.tolist() == pytest.approx([750.0, 0.0]) and (rgb == 1).all()

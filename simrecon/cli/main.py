@@ -259,6 +259,10 @@ def mesh(
         None, "--symmetric/--no-symmetric",
         help="Mirror each actor's density left/right (a side never seen takes the seen side's surface). "
              "Default: on for vehicles (car, van, truck, bus, trailer), off otherwise."),
+    prior: str = typer.Option(
+        "auto", "--prior",
+        help="auto: an actor seen in few training pixels (a car far ahead) borrows its shape from the best-seen "
+             "actor of its class and size, scaled to its box (its colours stay its own); off: its own field only."),
 ) -> None:
     """Extract actors (and optionally the background) as coloured meshes in their box frame, in metres.
 
@@ -268,7 +272,7 @@ def mesh(
     from .mesh_cmd import mesh_command
 
     mesh_command(_existing_log(scene), output, actor, all_actors, background, resolution, format, region, err,
-                 opacity=opacity, target_faces=faces, clip=clip, symmetric=symmetric)
+                 opacity=opacity, target_faces=faces, clip=clip, symmetric=symmetric, prior=prior)
 
 
 @app.command("build-kernels")

@@ -26,7 +26,7 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
                  background: bool = False, resolution: int = 128, fmt: str = "glb", region: str | None = None,
                  console: Console | None = None, opacity: float = 0.5, target_faces: int = 20000,
                  background_resolution: int | None = None, clip: str = "box",
-                 symmetric: bool | None = None) -> list[Path]:
+                 symmetric: bool | None = None, prior: str = "auto") -> list[Path]:
     """Extract meshes of ``actors`` (or every actor with ``all_actors``) and optionally the background inside
     ``region`` ("xmin,ymin,zmin,xmax,ymax,zmax", world metres) into ``out``: ``<actor>.<fmt>`` and
     ``background.<fmt>``, each with a ``.json`` sidecar. Returns the mesh paths written. A field without a
@@ -36,7 +36,8 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
     Options beyond the command's core ones: ``opacity`` (surface opacity, docs/meshes.md), ``target_faces``
     (decimation target), ``background_resolution`` (default max(resolution, 256)), ``symmetric`` (mirror left/right;
     None: vehicles only), ``clip`` (box, ground or
-    none: where actor density counts).
+    none: where actor density counts), ``prior`` (auto: barely seen actors borrow the shape of the best-seen
+    actor of their class, simrecon.mesh.prior; off).
     """
     console = console or Console(stderr=True)
     actors = list(actors or [])
@@ -51,6 +52,8 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
         raise ValueError(f"--faces: expected >= 100, got {target_faces}")
     if clip not in ("box", "ground", "none"):
         raise ValueError(f"--clip: expected box, ground or none, got {clip!r}")
+    if prior not in ("auto", "off"):
+        raise ValueError(f"--prior: expected auto or off, got {prior!r}")
     if actors and all_actors:
         raise ValueError("--actor and --all-actors cannot be combined")
     if not actors and not all_actors and not background:
@@ -106,7 +109,7 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
         with console.status(f"meshing {actor_id} at resolution {resolution}"):
             try:
                 mesh = extract_actor(sc, actor_id, resolution=resolution, opacity=opacity,
-                                     target_faces=target_faces, clip=clip, symmetric=symmetric)
+                                     target_faces=target_faces, clip=clip, symmetric=symmetric, prior=prior)
             except NoSurfaceError as exc:  # a weak field: the others may still be fine
                 skip(exc)
                 continue
@@ -117,6 +120,11 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
                              f"{len(mesh.faces)} faces, extent {ext[0]:.2f} x {ext[1]:.2f} x {ext[2]:.2f} m "
                              f"(box {' x '.join(f'{x:.2f}' for x in mesh.meta['size'])}), "
                              f"{time.perf_counter() - t0:.1f} s"), highlight=False, soft_wrap=True)
+        borrowed = mesh.meta["extraction"].get("prior")
+        if borrowed:
+            console.print(escape(f"  {actor_id}: barely seen; {1 - borrowed['own_weight']:.0%} of its shape from "
+                                 f"{borrowed['template']} (--prior off to use its own field only)"),
+                          highlight=False, soft_wrap=True)
         size = mesh.meta["size"]
         if any(e < 0.5 * s for e, s in zip(ext, size)):
             console.print(escape(f"warning: {actor_id}: the mesh spans less than half its box on some axis: the "

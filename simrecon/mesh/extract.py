@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .clean import clean_mesh
+from .solid import fill_interior
 
 DEFAULT_RESOLUTION = 128
 DEFAULT_TARGET_FACES = 20000
@@ -164,7 +165,7 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
                   threshold: float | None = None, scale: float = 1.0, opacity: float = 0.5, step: float | None = None,
                   target_faces: int | None = DEFAULT_TARGET_FACES, keep: str = "largest",
                   device: torch.device | str = "cpu", chunk: int = 1 << 18, clip: tuple | None = None,
-                  mirror_axis: int | None = None, timings: dict | None = None) -> MeshData:
+                  mirror_axis: int | None = None, solid: bool = False, timings: dict | None = None) -> MeshData:
     """Mesh of the field ``fn`` (``DensityField``) inside [lo, hi] (the field's frame).
 
     ``threshold``: the density iso-level; None uses ``density_threshold(step, scale, opacity)`` with ``step``
@@ -205,6 +206,7 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
             idx = [slice(None)] * 3
             idx[ax] = out
             vol[tuple(idx)] = 0.0
+    filled = fill_interior(vol, level) if solid else 0
     t1 = time.perf_counter()
     verts, faces = marching_cubes(vol, level, lo, h)
     t2 = time.perf_counter()
@@ -215,5 +217,5 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
     if timings is not None:
         timings.update(density=t1 - t0, marching_cubes=t2 - t1, clean=t3 - t2, colors=t4 - t3, total=t4 - t0)
     meta = {"grid": list(shape), "voxel_size": h, "step": step_used, "threshold": level, "opacity": opacity,
-            "mirror_axis": mirror_axis, "raw_peak_density": float(vol.max()) if vol.size else 0.0}
+            "mirror_axis": mirror_axis, "filled_voxels": int(filled), "raw_peak_density": float(vol.max()) if vol.size else 0.0}
     return MeshData(verts.astype(np.float32), faces.astype(np.int64), colors, meta)

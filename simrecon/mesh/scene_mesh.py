@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .extract import DEFAULT_RESOLUTION, DEFAULT_TARGET_FACES, MeshData, extract_field
+from .prior import PriorField, ShapePriorConfig, choose_template
 
 
 class NoSurfaceError(ValueError):
@@ -53,6 +54,7 @@ def _scene_scale(scene) -> float:
 def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, opacity: float = 0.5,
                   threshold: float | None = None, target_faces: int | None = DEFAULT_TARGET_FACES,
                   step: float | str = "training", clip: str = "box", symmetric: bool | None = None,
+                  prior: str = "auto", prior_cfg: ShapePriorConfig | None = None,
                   timings: dict | None = None) -> MeshData:
     """Mesh of actor ``actor_id`` of a NeuralScene, in its box frame (x forward, y left, z up, metres).
 
@@ -67,7 +69,13 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
     over ``actor_samples``; "voxel" the grid's voxel; or a number. The voxel is used when it is larger.
 
     ``symmetric``: mirror the density about the box's x-z plane (left = right), so that a side the cameras
-    never saw takes the seen side's surface; None (default) does so for vehicle classes (SYMMETRIC_CLASSES)."""
+    never saw takes the seen side's surface; None (default) does so for vehicle classes (SYMMETRIC_CLASSES).
+
+    ``prior``: "auto" (default) lets an actor seen in fewer than ``prior_cfg.min_pixels`` training pixels borrow
+    its shape from the best-seen actor of its class and size (simrecon.mesh.prior); "off" uses its own field
+    only. The mesh's sidecar records the template and the share of the actor's own density."""
+    if prior not in ("auto", "off"):
+        raise ValueError(f"prior: expected auto or off, got {prior!r}")
     fld = actor_field(scene, actor_id)
     actor = scene.log.actor(actor_id)
     half = fld.half_size.detach().cpu().numpy().astype(np.float64)
@@ -88,9 +96,12 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
         raise ValueError(f"step: expected 'training', 'voxel' or a positive length, got {step!r}")
     if symmetric is None:
         symmetric = is_symmetric_class(actor.cls)
-    mesh = extract_field(fld, -half, half, resolution, threshold=threshold, scale=_scene_scale(scene),
+    template, own_weight = (None, 1.0) if prior == "off" else \
+        choose_template(scene, actor_id, prior_cfg or ShapePriorConfig())
+    source = fld if template is None else PriorField(fld, actor_field(scene, template), own_weight)
+    mesh = extract_field(source, -half, half, resolution, threshold=threshold, scale=_scene_scale(scene),
                          opacity=opacity, step=step_m, target_faces=target_faces, keep="largest", device=device,
-                         clip=clips[clip], mirror_axis=1 if symmetric else None, timings=timings)
+                         clip=clips[clip], mirror_axis=1 if symmetric else None, solid=True, timings=timings)
     if not len(mesh.faces):
         raise NoSurfaceError(f"actor {actor_id!r}: no surface (peak density {mesh.meta['raw_peak_density']:.3g} is "
                          f"below the threshold {mesh.meta['threshold']:.3g}; try a lower --opacity or a longer "
@@ -100,7 +111,8 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
         "frame": "box: origin at the box centre, x forward, y left, z up", "units": "m",
         "source": {"scene": str(scene.scene_dir), "actor": actor_id},
         "extraction": {**mesh.meta, "resolution": resolution, "target_faces": target_faces, "clip": clip,
-                       "symmetric": bool(symmetric)},
+                       "symmetric": bool(symmetric),
+                       "prior": None if template is None else {"template": template, "own_weight": own_weight}},
     }
     return mesh
 
