@@ -475,7 +475,7 @@ def test_shape_prior_borrows_from_the_best_seen_actor_of_the_class(synth_small):
     from types import SimpleNamespace
 
     from simrecon.data.io import load_log
-    from simrecon.mesh.prior import PriorField, ShapePriorConfig, choose_template, observed_pixels
+    from simrecon.mesh.prior import PriorField, ShapePriorConfig, choose_template, observed_pixels, spans_box
 
     log = load_log(synth_small / "log")
     px = {a.id: observed_pixels(log, a.id) for a in log.actors}
@@ -492,6 +492,14 @@ def test_shape_prior_borrows_from_the_best_seen_actor_of_the_class(synth_small):
     # A template only within max_size_ratio of the actor's size.
     assert choose_template(scene, cars[0], ShapePriorConfig(min_pixels=cfg.min_pixels, max_size_ratio=1.0))[0] \
         == template  # same-size cars
+    # Templates are vetted best-seen first; an actor no training image saw borrows nothing.
+    assert choose_template(scene, cars[0], cfg, usable=lambda o: False) == (None, 1.0)
+    scene.info.holdout = [f.file_path for f in log.frames]
+    assert choose_template(scene, cars[0], cfg) == (None, 1.0)
+    # A template must span its box: a dense box does, fog that is dense only in its middle does not.
+    size = np.array([4.0, 2.0, 1.5])
+    assert spans_box(_Box(size), 500.0, size, 0.8, mirror=False)
+    assert not spans_box(_Box(size * 0.5), 500.0, size, 0.8, mirror=False)
     # The blend stretches the template's box onto the actor's and keeps the actor's colours.
     own, tmpl = _Box([2.0, 1.0, 1.0]), _Box([4.0, 2.0, 2.0])
     f = PriorField(_Empty(own.half_size), tmpl, 0.25)  # the actor's own field is empty, coloured white

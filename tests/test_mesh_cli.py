@@ -150,3 +150,29 @@ def test_barely_seen_actor_borrows_the_best_seen_shape(tiny_scene):
     assert extract_actor(sc, worst, resolution=24, prior="off", prior_cfg=cfg).meta["extraction"]["prior"] is None
     # With the default threshold (20 000 pixels) nothing in this 160x96 log is seen enough to lend its shape.
     assert extract_actor(sc, worst, resolution=24).meta["extraction"]["prior"] is None
+
+
+def test_mesh_command_on_the_real_dgp_log(tmp_path):
+    """simrecon mesh on a reconstruction of real DGP tracks (box frames and sizes from the log, 97 actors); the
+    fields are made dense as in ``tiny_scene``, so each mesh must be its actor's tracked box."""
+    from fixtures_readers import shared_data
+
+    from simrecon.data.readers import convert
+    from simrecon.train import preset, reconstruct
+
+    log = convert("dgp", shared_data("dgp_test_scene") / "scene_01", tmp_path / "log")
+    cfg = preset("tiny")
+    cfg.steps = 1
+    scene = tmp_path / "scene"
+    reconstruct(tmp_path / "log", scene, cfg)
+    info = json.loads((scene / "scene.json").read_text())
+    info["config"]["model"]["actor"]["density_bias"] = 10.0
+    (scene / "scene.json").write_text(json.dumps(info))
+    actor = log.actors[0]
+    paths = mesh_command(scene, tmp_path / "meshes", [actor.id], False, False, 24, "ply", None, _console())
+    side = json.loads(paths[0].with_suffix(".json").read_text())
+    assert side["class"] == actor.cls and side["size"] == pytest.approx(list(actor.size))
+    a = load_asset(paths[0])
+    vox = side["extraction"]["voxel_size"]
+    assert np.allclose(a.vertices.max(0), np.asarray(actor.size) / 2, atol=vox)
+    assert np.allclose(a.vertices.min(0), -np.asarray(actor.size) / 2, atol=vox)

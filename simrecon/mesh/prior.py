@@ -10,6 +10,7 @@ density, the rest the template's, where ``pixels`` is the area its box covered i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch
 class ShapePriorConfig:
     min_pixels: float = 20000.0  # training-image pixels (box area, summed over frames) at which an actor is its own
     max_size_ratio: float = 1.25  # a template's box is within this factor of the actor's on every axis
+    min_fill: float = 0.8  # a template's surface spans at least this share of its box on every axis
 
 
 def observed_pixels(log, actor_id: str, holdout: set[str] | frozenset = frozenset()) -> float:
@@ -41,18 +43,21 @@ def observed_pixels(log, actor_id: str, holdout: set[str] | frozenset = frozense
     return total
 
 
-def choose_template(scene, actor_id: str, cfg: ShapePriorConfig) -> tuple[str | None, float]:
-    """(template actor id or None, weight of the actor's own density in [0, 1])."""
+def choose_template(scene, actor_id: str, cfg: ShapePriorConfig,
+                    usable: Callable[[str], bool] | None = None) -> tuple[str | None, float]:
+    """(template actor id or None, weight of the actor's own density in [0, 1]). An actor no training image
+    saw gets no template (nothing says it is there to be meshed); ``usable(id)`` vets candidate templates,
+    best-seen first (``spans_box``: a template whose own field is still fog would spread its blob)."""
     log = scene.log
     holdout = set(scene.info.holdout)
     with_fields = list(scene.info.actors)[:len(scene.model.actor_fields)]
     own = observed_pixels(log, actor_id, holdout)
     weight = min(1.0, own / cfg.min_pixels) if cfg.min_pixels > 0 else 1.0
-    if weight >= 1.0:
+    if weight >= 1.0 or own <= 0:
         return None, 1.0
     me = log.actor(actor_id)
     size = np.asarray(me.size, float)
-    best, best_px = None, cfg.min_pixels
+    candidates = []
     for other in with_fields:
         if other == actor_id:
             continue
@@ -63,9 +68,30 @@ def choose_template(scene, actor_id: str, cfg: ShapePriorConfig) -> tuple[str | 
         if np.any(ratio > cfg.max_size_ratio) or np.any(ratio < 1 / cfg.max_size_ratio):
             continue
         px = observed_pixels(log, other, holdout)
-        if px >= best_px:
-            best, best_px = other, px
-    return (best, weight) if best is not None else (None, 1.0)
+        if px >= cfg.min_pixels:
+            candidates.append((px, other))
+    for _, other in sorted(candidates, reverse=True):
+        if usable is None or usable(other):
+            return other, weight
+    return None, 1.0
+
+
+@torch.no_grad()
+def spans_box(field, level: float, size: np.ndarray, min_fill: float, mirror: bool, resolution: int = 32) -> bool:
+    """Whether ``field``'s density above ``level`` (on a coarse grid over its tracked box of ``size``, mirrored
+    left/right with ``mirror``) spans at least ``min_fill`` of the box on every axis."""
+    from .extract import grid_shape, sample_density
+
+    half = np.asarray(size, float) / 2
+    shape, h = grid_shape(-half, half, resolution)
+    vol = sample_density(field, -half, shape, h, device=field.half_size.device)
+    if mirror:
+        vol = np.maximum(vol, np.flip(vol, axis=1))
+    occ = np.argwhere(vol > level)
+    if not len(occ):
+        return False
+    extent = (occ.max(0) - occ.min(0) + 1) * h
+    return bool(np.all(extent >= min_fill * 2 * half))
 
 
 class PriorField:

@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .extract import DEFAULT_RESOLUTION, DEFAULT_TARGET_FACES, MeshData, extract_field
-from .prior import PriorField, ShapePriorConfig, choose_template
+from .extract import DEFAULT_RESOLUTION, DEFAULT_TARGET_FACES, MeshData, density_threshold, extract_field
+from .prior import PriorField, ShapePriorConfig, choose_template, spans_box
 
 
 class NoSurfaceError(ValueError):
@@ -96,8 +96,16 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
         raise ValueError(f"step: expected 'training', 'voxel' or a positive length, got {step!r}")
     if symmetric is None:
         symmetric = is_symmetric_class(actor.cls)
-    template, own_weight = (None, 1.0) if prior == "off" else \
-        choose_template(scene, actor_id, prior_cfg or ShapePriorConfig())
+    template, own_weight = None, 1.0
+    if prior == "auto":
+        pcfg = prior_cfg or ShapePriorConfig()
+        # The level a template must reach: the one this actor's extraction uses (same scene, similar box).
+        level = threshold if threshold is not None else density_threshold(
+            max(float(np.max(2 * half)) / (resolution - 1), step_m or 0.0), _scene_scale(scene), opacity)
+        template, own_weight = choose_template(
+            scene, actor_id, pcfg,
+            usable=lambda o: spans_box(actor_field(scene, o), level, scene.log.actor(o).size, pcfg.min_fill,
+                                       symmetric))
     source = fld if template is None else PriorField(fld, actor_field(scene, template), own_weight)
     mesh = extract_field(source, -half, half, resolution, threshold=threshold, scale=_scene_scale(scene),
                          opacity=opacity, step=step_m, target_faces=target_faces, keep="largest", device=device,
