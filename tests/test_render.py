@@ -123,3 +123,25 @@ def test_actor_is_drawn_where_its_pose_puts_it_and_moves_with_it():
     # Outside its track's time span the actor is absent.
     gone = render_image(model, c2w, INTR, 5.0, 0, near=0.3)
     assert not np.any(gone.instance == 1)
+
+
+def test_track_bank_poses_every_actor_as_its_own_track_does():
+    from simrecon.render.poses import TrackBank, TrackTensor
+
+    rng = np.random.default_rng(0)
+
+    def track(times, static=False):
+        poses = [make_pose(rot_z(float(rng.uniform(-3, 3))), rng.normal(size=3) * 5) for _ in times]
+        return TrackTensor(Track(np.asarray(times, float), np.stack(poses)), static)
+
+    tracks = [track([0.0, 0.5, 1.0, 1.5]), track([0.3]), track([0.3], static=True), track([0.2, 0.9], static=True),
+              track([0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1])]
+    # Before, at and between entries, exactly at the ends, after: presence and poses as TrackTensor.at says.
+    t = torch.tensor([-0.5, 0.0, 0.2, 0.3, 0.3 + 1e-8, 0.55, 0.9, 1.0, 1.1, 1.5, 2.0], dtype=torch.float64)
+    rot, trans, present = TrackBank(tracks).at(t)
+    for k, tr in enumerate(tracks):
+        r_ref, t_ref, p_ref = tr.at(t)
+        assert torch.equal(present[k], p_ref), k
+        torch.testing.assert_close(rot[k], r_ref, atol=1e-5, rtol=0)  # float32 slerp, same formula
+        torch.testing.assert_close(trans[k], t_ref, atol=1e-5, rtol=0)
+    assert TrackBank(tracks).at(torch.zeros(0, dtype=torch.float64))[0].shape == (5, 0, 3, 3)  # empty batch

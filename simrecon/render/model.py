@@ -22,7 +22,7 @@ from ..data.model import Actor
 from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundFieldConfig, ProposalField,
                       ProposalFieldConfig, SceneBox, SkyField)
 from .composite import alpha_weights, interlevel_loss
-from .poses import TrackTensor, pose_tensor
+from .poses import TrackBank, TrackTensor, pose_tensor
 from .rays import Rays
 from .samplers import box_intervals, pdf_bins, spaced_bins, spacing
 
@@ -44,12 +44,18 @@ class SceneModelConfig:
 
 @dataclass
 class Layout:
-    """Where actors are for a batch of rays: per placement its field, pose and presence."""
+    """Where actors are for a batch of R rays: P placements, each a field, a pose per ray (or one for all rays)
+    and presence."""
 
     field_index: list[int]  # [P] index into SceneModel.actor_fields
-    rot: list[torch.Tensor]  # [P] of [R|1, 3, 3] box-to-world rotation
-    trans: list[torch.Tensor]  # [P] of [R|1, 3]
-    present: list[torch.Tensor]  # [P] of [R] bool
+    rot: torch.Tensor  # [P, R|1, 3, 3] box-to-world rotation
+    trans: torch.Tensor  # [P, R|1, 3]
+    present: torch.Tensor  # [P, R] bool
+
+    @staticmethod
+    def empty(num_rays: int, device) -> "Layout":
+        return Layout([], torch.zeros(0, 1, 3, 3, device=device), torch.zeros(0, 1, 3, device=device),
+                      torch.zeros(0, num_rays, dtype=torch.bool, device=device))
 
 
 class SceneModel(nn.Module):
@@ -68,28 +74,31 @@ class SceneModel(nn.Module):
 
     # -- actor layouts ----------------------------------------------------------------------------------
     def logged_layout(self, times: torch.Tensor) -> Layout:
-        """Every actor at its logged pose at each ray's time (training and replay)."""
-        lay = Layout([], [], [], [])
-        for i, track in enumerate(self.tracks):
-            rot, trans, present = track.at(times)
-            if not bool(present.any()):
-                continue
-            lay.field_index.append(i)
-            lay.rot.append(rot)
-            lay.trans.append(trans)
-            lay.present.append(present)
-        return lay
+        """Every actor at its logged pose at each ray's time (training and replay). All tracks are posed at
+        once, at the batch's distinct times (a few frames), then spread to the rays."""
+        if not len(self.tracks):
+            return Layout.empty(times.shape[0], times.device)
+        bank = self._track_bank(times.device)
+        uniq, inv = torch.unique(times, return_inverse=True)  # [U], [R]
+        rot, trans, present = bank.at(uniq)  # [A, U, 3, 3], [A, U, 3], [A, U]
+        keep = present.any(1).nonzero()[:, 0]  # actors present at some time of this batch
+        return Layout(keep.tolist(), rot[keep][:, inv], trans[keep][:, inv], present[keep][:, inv])
+
+    def _track_bank(self, device) -> TrackBank:
+        bank = getattr(self, "_bank", None)
+        if bank is None or bank.device != torch.device(device):
+            bank = TrackBank(list(self.tracks))
+            self._bank = bank
+        return bank
 
     def fixed_layout(self, placements: list[tuple[int, np.ndarray]], num_rays: int, device) -> Layout:
         """Explicit (field index, box-to-world pose [4, 4]) placements, the same for all rays."""
-        lay = Layout([], [], [], [])
-        for idx, pose in placements:
-            rot, trans = pose_tensor(pose, device)
-            lay.field_index.append(idx)
-            lay.rot.append(rot)
-            lay.trans.append(trans)
-            lay.present.append(torch.ones(num_rays, dtype=torch.bool, device=device))
-        return lay
+        if not placements:
+            return Layout.empty(num_rays, device)
+        poses = [pose_tensor(pose, device) for _, pose in placements]
+        return Layout([idx for idx, _ in placements], torch.stack([r for r, _ in poses]),
+                      torch.stack([t for _, t in poses]),
+                      torch.ones(len(placements), num_rays, dtype=torch.bool, device=device))
 
     # -- rendering ----------------------------------------------------------------------------------------
     def _color(self, rays: Rays, rows: torch.Tensor, w: torch.Tensor, order: torch.Tensor, geo: torch.Tensor,
@@ -130,7 +139,7 @@ class SceneModel(nn.Module):
         s = self.scale
         o, d = rays.origins, rays.dirs
         if layout is None:
-            layout = self.logged_layout(rays.times) if len(self.tracks) else Layout([], [], [], [])
+            layout = self.logged_layout(rays.times)
         near = rays.near / s
         # Proposal pass: where is the background's mass?
         pbins = spaced_bins(near, cfg.far, cfg.proposal_samples, stratified)  # [R, Np + 1]
@@ -155,16 +164,11 @@ class SceneModel(nn.Module):
         sigma_parts, delta_parts, mid_parts, rgb_parts = [sigma_bg], [delta], [mid], []
         slot_owner = None
         if placements:
-            t_in_all, t_out_all, local = [], [], []
-            for p in range(placements):
-                half = self.actor_fields[layout.field_index[p]].half_size
-                t_in, t_out, hit, o_l, d_l = box_intervals(o, d, layout.rot[p], layout.trans[p], half)
-                hit = hit & layout.present[p]
-                t_in_all.append(torch.where(hit, t_in / s, torch.full_like(t_in, float("inf"))))
-                t_out_all.append(t_out / s)
-                local.append((o_l, d_l))
-            t_in_all = torch.stack(t_in_all, 1)  # [R, P]
-            t_out_all = torch.stack(t_out_all, 1)
+            half = torch.stack([self.actor_fields[i].half_size for i in layout.field_index])[:, None]  # [P, 1, 3]
+            t_in, t_out, hit, o_loc, d_loc = box_intervals(o, d, layout.rot, layout.trans, half)  # [P, R], [P, R, 3]
+            hit = hit & layout.present
+            t_in_all = torch.where(hit, t_in / s, torch.full_like(t_in, float("inf"))).T  # [R, P]
+            t_out_all = (t_out / s).T
             k = min(k_max, placements)
             slot_tin, slot_p = torch.topk(t_in_all, k, dim=1, largest=False)  # [R, K]
             slot_valid = torch.isfinite(slot_tin)
@@ -190,7 +194,7 @@ class SceneModel(nn.Module):
                 if not bool(sel.any()):
                     continue
                 rows, slots = sel.nonzero(as_tuple=True)
-                o_l, d_l = local[p]
+                o_l, d_l = o_loc[p], d_loc[p]
                 xl = o_l[rows, None] + d_l[rows, None] * (amid[rows, slots] * s)[..., None]  # [M, Na, 3]
                 dl = d_l[rows, None].expand(-1, na, 3)
                 sig, col = self.actor_fields[layout.field_index[p]](xl.reshape(-1, 3), dl.reshape(-1, 3))

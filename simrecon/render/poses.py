@@ -65,6 +65,51 @@ class TrackTensor(nn.Module):
         return rot, trans, present
 
 
+class TrackBank:
+    """Every track of a scene padded into one tensor, so that all actors are posed at once: [A, T] times (each
+    row padded with its last entry), [A, T, 3] translations, [A, T, 4] quaternions, [A] lengths and static
+    flags. Same semantics as ``TrackTensor.at``; built from the tracks, not saved (checkpoints keep those)."""
+
+    def __init__(self, tracks: list[TrackTensor]):
+        lengths = [t.times.shape[0] for t in tracks]
+        n = max(lengths)
+
+        def pad(x: torch.Tensor) -> torch.Tensor:  # repeat the last entry: searchsorted stays well defined
+            return torch.cat([x, x[-1:].expand(n - x.shape[0], *x.shape[1:])]) if x.shape[0] < n else x
+
+        self.times = torch.stack([pad(t.times) for t in tracks])  # [A, T] float64
+        self.trans = torch.stack([pad(t.trans) for t in tracks])  # [A, T, 3]
+        self.quats = torch.stack([pad(t.quats) for t in tracks])  # [A, T, 4]
+        dev = self.times.device
+        self.length = torch.tensor(lengths, device=dev)  # [A]
+        self.static = torch.tensor([t.static for t in tracks], device=dev)  # [A]
+        self.device = dev
+
+    def at(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query times [U] (float64) -> rotations [A, U, 3, 3], translations [A, U, 3], present [A, U]."""
+        a_n, u_n = self.times.shape[0], t.shape[0]
+        first = self.times[:, :1]  # [A, 1]
+        last = self.times.gather(1, (self.length - 1)[:, None])  # [A, 1]
+        eps = 1e-6
+        single = (self.length == 1)[:, None]  # [A, 1]
+        tq = t[None].expand(a_n, u_n)
+        present = torch.where(single, (tq - first).abs() < eps, (tq >= first - eps) & (tq <= last + eps))
+        present = present | self.static[:, None]
+        tq = torch.minimum(torch.maximum(tq, first), last).contiguous()
+        i1 = torch.searchsorted(self.times, tq, right=True)
+        i1 = torch.minimum(i1.clamp(min=1), (self.length - 1).clamp(min=1)[:, None])
+        i0 = i1 - 1
+        t0, t1 = self.times.gather(1, i0), self.times.gather(1, i1)
+        a = torch.where(single, torch.zeros_like(tq), (tq - t0) / torch.where(t1 > t0, t1 - t0, torch.ones_like(t0)))
+        a = a.float()
+        i0 = torch.where(single, torch.zeros_like(i0), i0)
+        i1 = torch.where(single, torch.zeros_like(i1), i1)
+        rows = torch.arange(a_n, device=t.device)[:, None]
+        trans = (1 - a)[..., None] * self.trans[rows, i0] + a[..., None] * self.trans[rows, i1]  # [A, U, 3]
+        q = slerp(self.quats[rows, i0].reshape(-1, 4), self.quats[rows, i1].reshape(-1, 4), a.reshape(-1))
+        return quat_to_rotmat(q).view(a_n, u_n, 3, 3), trans, present
+
+
 def pose_tensor(pose: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed box-to-world pose [4, 4] -> rotation [1, 3, 3], translation [1, 3]."""
     p = torch.as_tensor(np.asarray(pose), dtype=torch.float32, device=device)

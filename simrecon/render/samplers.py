@@ -54,14 +54,16 @@ def pdf_bins(bins: torch.Tensor, weights: torch.Tensor, n: int, stratified: bool
 
 
 def box_intervals(origins: torch.Tensor, dirs: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor,
-                  half: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Slab test of rays (world, [R, 3]) against boxes posed by rot [R|1, 3, 3], trans [R|1, 3].
+                  half: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Slab test of rays (world, [R, 3]) against boxes posed by rot [..., R|1, 3, 3], trans [..., R|1, 3], of
+    half extent half [..., 1, 3] or [3]; leading dims (e.g. one per actor) test many boxes at once.
 
-    Returns t_in, t_out [R] (world distances; t_in >= 0), hit [R], and the box-frame origins and
-    directions [R, 3] (rot^T (o - trans), rot^T d).
+    Returns t_in, t_out [..., R] (world distances; t_in >= 0), hit [..., R], and the box-frame origins and
+    directions [..., R, 3] (rot^T (o - trans), rot^T d).
     """
-    o = torch.einsum("rji,rj->ri", rot.expand(origins.shape[0], 3, 3), origins - trans)
-    d = torch.einsum("rji,rj->ri", rot.expand(origins.shape[0], 3, 3), dirs)
+    # rot^T v as a broadcast product and sum: a batched matmul of [.., 1, 3] x [.., 3, 3] is far slower on CPU.
+    o = ((origins - trans)[..., :, None] * rot).sum(-2)
+    d = (dirs[..., :, None] * rot).sum(-2)
     d_safe = torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
     t1 = (-half - o) / d_safe
     t2 = (half - o) / d_safe
