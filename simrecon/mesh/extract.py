@@ -217,5 +217,6 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
     if timings is not None:
         timings.update(density=t1 - t0, marching_cubes=t2 - t1, clean=t3 - t2, colors=t4 - t3, total=t4 - t0)
     meta = {"grid": list(shape), "voxel_size": h, "step": step_used, "threshold": level, "opacity": opacity,
-            "mirror_axis": mirror_axis, "filled_voxels": int(filled), "raw_peak_density": float(vol.max()) if vol.size else 0.0}
+            "mirror_axis": mirror_axis, "filled_voxels": int(filled),
+            "raw_peak_density": float(vol.max()) if vol.size else 0.0}
     return MeshData(verts.astype(np.float32), faces.astype(np.int64), colors, meta)

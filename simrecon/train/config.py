@@ -40,7 +40,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
         """Inverse of ``to_json``. Keys this version does not know (a scene written by another version) are
-        dropped with one warning; missing keys take their defaults."""
+        dropped with a warning; missing keys take their defaults."""
         m = dict(data.get("model", {}))
         model = SceneModelConfig(
             background=_known(BackgroundFieldConfig, m.pop("background", {}), "model.background"),
@@ -52,7 +52,7 @@ class TrainConfig:
 
 
 def _fields(cls, data: dict, where: str) -> dict:
-    """The entries of ``data`` that are fields of the dataclass ``cls``; warns once about the others."""
+    """The entries of ``data`` that are fields of the dataclass ``cls``; one warning names the others."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
