@@ -1,0 +1,142 @@
+"""Training-step profile on a drive log: where a step's time goes, and the cost of posing the actors.
+
+Times ``--steps`` training steps of the ``fast`` preset (after warm-up steps) split into sampling, forward,
+backward and the optimiser step, and reports rays/s. Then times posing every actor at the batch's ray times
+and slab-testing their boxes: all tracks at once (``SceneModel.logged_layout``, what training uses) against
+the reference measured in the same run, a loop over the tracks (``TrackTensor.at`` and one box test per actor,
+the implementation before session 4). Logs with many tracked actors (real ones: DGP, nuScenes, Waymo) are
+where the latter matters.
+
+    python benchmarks/step.py --log LOG                   # e.g. a converted DGP scene (97 actors)
+    python benchmarks/step.py --log LOG --set batch_rays=4096 --set model.samples=32
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see simrecon/cli/main.py
+
+import argparse
+import ast
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simrecon.data.io import load_log  # noqa: E402
+from simrecon.render import SceneModel  # noqa: E402
+from simrecon.render.samplers import box_intervals  # noqa: E402
+from simrecon.train import preset  # noqa: E402
+from simrecon.train.data import TrainData, parse_holdout, scene_box  # noqa: E402
+from simrecon.train.trainer import compute_losses, make_optimizer  # noqa: E402
+
+
+def _set(cfg, key: str, value: str) -> None:
+    *path, last = key.split(".")
+    obj = cfg
+    for p in path:
+        obj = getattr(obj, p)
+    if not hasattr(obj, last):
+        raise SystemExit(f"--set {key}: no such setting")
+    setattr(obj, last, ast.literal_eval(value))
+
+
+def _loop_layout(model: SceneModel, rays) -> None:
+    """The reference: each track posed at every ray's time, each box tested on its own."""
+    for i, track in enumerate(model.tracks):
+        rot, trans, present = track.at(rays.times)
+        if bool(present.any()):
+            box_intervals(rays.origins, rays.dirs, rot, trans, model.actor_fields[i].half_size)
+
+
+def _bank_layout(model: SceneModel, rays) -> None:
+    lay = model.logged_layout(rays.times)
+    if lay.field_index:
+        half = torch.stack([model.actor_fields[i].half_size for i in lay.field_index])[:, None]
+        box_intervals(rays.origins, rays.dirs, lay.rot, lay.trans, half)
+
+
+def _time(fn, repeats: int) -> float:
+    fn()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t) / repeats
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--log", type=Path, required=True, help="drive log folder (transforms.json)")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = preset(args.preset)
+    for kv in args.set:
+        _set(cfg, *kv.split("=", 1))
+    log = load_log(args.log)
+    box = scene_box(log)
+    data = TrainData(log, parse_holdout(cfg.holdout, log), near=cfg.near_frac * float(np.mean(box.half)),
+                     device=torch.device("cpu"))
+    model = SceneModel(cfg.model, box, log.actors, data.num_appearance).train()
+    optim = make_optimizer(model, cfg.lr)
+    gen = torch.Generator().manual_seed(0)
+    phases = dict.fromkeys(("sample", "forward", "backward", "optimiser"), 0.0)
+
+    def batch():
+        rays, target = data.sample_pixels(cfg.batch_rays, gen)
+        ranges = None
+        if data.has_lidar and cfg.lidar_rays:
+            lrays, ranges = data.sample_lidar(cfg.lidar_rays, gen)
+            rays = type(rays).cat([rays, lrays])
+        return rays, target, ranges
+
+    def step(record: bool) -> None:
+        t0 = time.perf_counter()
+        rays, target, ranges = batch()
+        rgb_rows = torch.zeros(len(rays), dtype=torch.bool)
+        rgb_rows[:cfg.batch_rays] = True
+        t1 = time.perf_counter()
+        out = model(rays, stratified=True, rgb_rows=rgb_rows)
+        loss = sum(compute_losses(model, out, target, cfg.batch_rays, ranges, cfg).values())
+        t2 = time.perf_counter()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        optim.step()
+        t4 = time.perf_counter()
+        if record:
+            for k, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                phases[k] += dt
+
+    for _ in range(args.warmup):
+        step(False)
+    for _ in range(args.steps):
+        step(True)
+    per_step = sum(phases.values()) / args.steps
+    rays_per_step = cfg.batch_rays + (cfg.lidar_rays if data.has_lidar else 0)
+    print(f"{args.log}: {len(log.actors)} actors, preset {args.preset}, {rays_per_step} rays per step, "
+          f"{torch.get_num_threads()} threads")
+    print(f"step {per_step * 1000:.1f} ms = " + ", ".join(f"{k} {v / args.steps * 1000:.1f}" for k, v in
+                                                          phases.items())
+          + f" ms; {rays_per_step / per_step:,.0f} rays/s")
+    if len(model.tracks):
+        rays, _, _ = batch()
+        with torch.no_grad():
+            ref = _time(lambda: _loop_layout(model, rays), 10)
+            ours = _time(lambda: _bank_layout(model, rays), 10)
+        print(f"posing {len(model.tracks)} actors + box tests for {len(rays)} rays: per-track loop (reference) "
+              f"{ref * 1000:.1f} ms, all at once {ours * 1000:.1f} ms: {ref / ours:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
