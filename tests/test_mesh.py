@@ -489,9 +489,17 @@ def test_shape_prior_borrows_from_the_best_seen_actor_of_the_class(synth_small):
     assert template == cars[-1] and w == pytest.approx(px[cars[0]] / cfg.min_pixels)
     assert choose_template(scene, cars[-1], cfg) == (None, 1.0)  # seen enough: its own shape
     assert choose_template(scene, "ped_0", cfg) == (None, 1.0)  # no other pedestrian to borrow from
-    # A template only within max_size_ratio of the actor's size.
-    assert choose_template(scene, cars[0], ShapePriorConfig(min_pixels=cfg.min_pixels, max_size_ratio=1.0))[0] \
-        == template  # same-size cars
+    # A template only within max_size_ratio (1.25) of the actor's size on every axis: the best-seen car made a
+    # 1.5x longer truck-sized box of the same class no longer lends its shape (and no other car is seen enough).
+    import dataclasses
+
+    stretched = {a.id: dataclasses.replace(a, size=np.asarray(a.size) * [1.5, 1.0, 1.0]) if a.id == cars[-1] else a
+                 for a in log.actors}
+    long_log = SimpleNamespace(frames=log.frames, actors=list(stretched.values()), actor=stretched.__getitem__)
+    assert choose_template(SimpleNamespace(log=long_log, info=scene.info, model=scene.model), cars[0], cfg) \
+        == (None, 1.0)
+    assert choose_template(SimpleNamespace(log=long_log, info=scene.info, model=scene.model), cars[0],
+                           ShapePriorConfig(min_pixels=cfg.min_pixels, max_size_ratio=1.6))[0] == cars[-1]
     # Templates are vetted best-seen first; an actor no training image saw borrows nothing.
     assert choose_template(scene, cars[0], cfg, usable=lambda o: False) == (None, 1.0)
     scene.info.holdout = [f.file_path for f in log.frames]
