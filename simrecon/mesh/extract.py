@@ -80,6 +80,14 @@ def density_threshold(step: float, scale: float, opacity: float = 0.5) -> float:
     return -math.log(1.0 - opacity) * scale / step
 
 
+def iso_level(voxel: float, threshold: float | None, scale: float, opacity: float,
+              step: float | None) -> tuple[float, float]:
+    """(step used, density iso-level) of an extraction with voxel size ``voxel``: ``threshold`` when given,
+    else ``density_threshold`` over the larger of the voxel and ``step`` (see ``extract_field``)."""
+    step_used = max(voxel, float(step)) if step is not None else voxel
+    return step_used, density_threshold(step_used, scale, opacity) if threshold is None else float(threshold)
+
+
 def grid_shape(lo: np.ndarray, hi: np.ndarray, resolution: int) -> tuple[tuple[int, int, int], float]:
     """Isotropic grid over [lo, hi]: ``resolution`` points along the longest side. Returns (shape, spacing)."""
     if resolution < 8:
@@ -185,8 +193,7 @@ def extract_field(fn: Callable, lo: np.ndarray, hi: np.ndarray, resolution: int 
     if int(np.prod(shape)) > MAX_GRID_POINTS:
         raise ValueError(f"grid of {shape[0]}x{shape[1]}x{shape[2]} points is too large: lower the resolution "
                          f"or the region (at most {MAX_GRID_POINTS} points)")
-    step_used = max(h, float(step)) if step is not None else h
-    level = density_threshold(step_used, scale, opacity) if threshold is None else float(threshold)
+    step_used, level = iso_level(h, threshold, scale, opacity, step)
     if mirror_axis is not None:
         if mirror_axis not in (0, 1, 2):
             raise ValueError(f"mirror_axis: expected 0, 1 or 2, got {mirror_axis!r}")

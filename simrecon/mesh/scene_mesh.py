@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .extract import DEFAULT_RESOLUTION, DEFAULT_TARGET_FACES, MeshData, density_threshold, extract_field
+from .extract import DEFAULT_RESOLUTION, DEFAULT_TARGET_FACES, MeshData, extract_field, grid_shape, iso_level
 from .prior import PriorField, ShapePriorConfig, choose_template, spans_box
 
 
@@ -100,8 +100,7 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
     if prior == "auto":
         pcfg = prior_cfg or ShapePriorConfig()
         # The level a template must reach: the one this actor's extraction uses (same scene, similar box).
-        level = threshold if threshold is not None else density_threshold(
-            max(float(np.max(2 * half)) / (resolution - 1), step_m or 0.0), _scene_scale(scene), opacity)
+        level = iso_level(grid_shape(-half, half, resolution)[1], threshold, _scene_scale(scene), opacity, step_m)[1]
         template, own_weight = choose_template(
             scene, actor_id, pcfg,
             usable=lambda o: spans_box(actor_field(scene, o), level, scene.log.actor(o).size, pcfg.min_fill,
