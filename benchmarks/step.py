@@ -4,8 +4,10 @@ Times ``--steps`` training steps of the ``fast`` preset (after warm-up steps) sp
 backward and the optimiser step, and reports rays/s. Then times posing every actor at the batch's ray times
 and slab-testing their boxes: all tracks at once (``SceneModel.logged_layout``, what training uses) against
 the reference measured in the same run, a loop over the tracks (``TrackTensor.at`` and one box test per actor,
-the implementation before session 4). Logs with many tracked actors (real ones: DGP, nuScenes, Waymo) are
-where the latter matters.
+the implementation before session 4), and evaluating the actor fields crossed by a training batch, forward and
+backward: all in one pass (``evaluate_actor_fields``, what training uses) against a call per field (the
+implementation before session 5). Logs with many tracked actors (real ones: DGP, nuScenes, Waymo) are where
+both matter.
 
     python benchmarks/step.py --log LOG                   # e.g. a converted DGP scene (97 actors)
     python benchmarks/step.py --log LOG --set batch_rays=4096 --set model.samples=32
@@ -28,7 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import simrecon.render.model as model_module  # noqa: E402
 from simrecon.data.io import load_log  # noqa: E402
+from simrecon.fields import evaluate_actor_fields  # noqa: E402
 from simrecon.render import SceneModel  # noqa: E402
 from simrecon.render.samplers import box_intervals  # noqa: E402
 from simrecon.train import preset  # noqa: E402
@@ -61,6 +65,21 @@ def _bank_layout(model: SceneModel, rays) -> None:
         box_intervals(rays.origins, rays.dirs, lay.rot, lay.trans, half)
 
 
+def _fields_one_by_one(fields, x, d, counts):
+    """The reference: a call per actor field (the implementation before session 5)."""
+    parts = [f(xa, da) for f, xa, da, c in zip(fields, x.split(counts), d.split(counts), counts) if c]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _forward_backward(fn, params):
+    def run():
+        for p in params:
+            p.grad = None  # as in training (zero_grad(set_to_none=True))
+        sigma, rgb = fn()
+        (sigma.sum() + rgb.sum()).backward()
+    return run
+
+
 def _time(fn, repeats: int) -> float:
     fn()
     t = time.perf_counter()
@@ -77,6 +96,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--profile", type=int, default=0, metavar="K",
+                    help="after timing, profile 5 steps and print the K ops with the most self CPU time")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = preset(args.preset)
@@ -128,6 +149,13 @@ def main() -> int:
     print(f"step {per_step * 1000:.1f} ms = " + ", ".join(f"{k} {v / args.steps * 1000:.1f}" for k, v in
                                                           phases.items())
           + f" ms; {rays_per_step / per_step:,.0f} rays/s")
+    if args.profile:
+        from torch.profiler import profile
+
+        with profile() as prof:
+            for _ in range(5):
+                step(False)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
     if len(model.tracks):
         rays, _, _ = batch()
         with torch.no_grad():
@@ -135,6 +163,23 @@ def main() -> int:
             ours = _time(lambda: _bank_layout(model, rays), 10)
         print(f"posing {len(model.tracks)} actors + box tests for {len(rays)} rays: per-track loop (reference) "
               f"{ref * 1000:.1f} ms, all at once {ours * 1000:.1f} ms: {ref / ours:.1f}x")
+        calls = []  # the arguments of the model's actor-field pass on one training batch
+
+        def capture(*args):
+            calls.append(args)
+            return evaluate_actor_fields(*args)
+
+        model_module.evaluate_actor_fields = capture
+        step(False)
+        model_module.evaluate_actor_fields = evaluate_actor_fields
+        if calls:
+            fields, x, d, counts = calls[0]
+            x, d = x.detach(), d.detach()
+            params = [p for f in fields for p in f.parameters()]
+            ref = _time(_forward_backward(lambda: _fields_one_by_one(fields, x, d, counts), params), 10)
+            ours = _time(_forward_backward(lambda: evaluate_actor_fields(fields, x, d, counts), params), 10)
+            print(f"actor fields, forward + backward, {sum(c > 0 for c in counts)} fields, {len(x)} points: a call "
+                  f"per field (reference) {ref * 1000:.1f} ms, one pass {ours * 1000:.1f} ms: {ref / ours:.1f}x")
     return 0
 
 

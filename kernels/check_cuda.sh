@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Compile-check every CUDA source in kernels/ with nvcc (-c only, nothing is linked or run), using torch's
-# include directories, so that the CUDA kernels are known to compile even on a machine whose torch is CPU-only.
+# include directories, so that the CUDA kernels are known to compile even on a machine whose torch is CPU-only;
+# then syntax-check the CUDA op's torch binding (hashgrid_cuda.cpp, no CUDA header) with the host C++ compiler,
+# which a CPU-only torch never builds.
 # Usage: kernels/check_cuda.sh [python]   (python defaults to $PYTHON, then .venv/bin/python, then python3)
 # Exits non-zero when nvcc is missing or a file fails to compile.
 set -euo pipefail
@@ -30,6 +32,16 @@ shopt -s nullglob
 for src in "$here"/*.cu; do
   obj="$tmp/$(basename "$src" .cu).o"
   if "$nvcc_bin" -std=c++17 -O3 -c "$src" -o "$obj" -I"$here" "${includes[@]}"; then
+    echo "ok    $(basename "$src")"
+  else
+    echo "FAIL  $(basename "$src")" >&2
+    status=1
+  fi
+done
+pyinc="$("$py" -c "import sysconfig; print(sysconfig.get_paths()['include'])")"
+cxx="${CXX:-c++}"
+for src in "$here"/hashgrid_cuda.cpp; do
+  if "$cxx" -std=c++17 -fsyntax-only -w -DTORCH_EXTENSION_NAME=check "$src" -I"$here" "${includes[@]}" -I"$pyinc"; then
     echo "ok    $(basename "$src")"
   else
     echo "FAIL  $(basename "$src")" >&2

@@ -1,7 +1,8 @@
 // Core of the fused CPU hash-grid encoding: plain C++ and OpenMP on raw pointers (no torch), so that it can be
 // benchmarked and tested standalone; hashgrid_cpu.cpp binds it to torch.
 //
-// Layout: positions [N, 3] float32, table [L, T, F] float32 contiguous, output [N, L * F] float32.
+// Layout: positions [N, 3] float32, table [L, T, F] float32 contiguous, output [N, L * F] float32. Many tables of
+// that shape may be given instead, with a table index per point (see ManyTables).
 // Work split (measured to be the fast one on small core counts):
 //   * forward: levels in the outer loop, so that one level's table stays in cache, points in parallel inside
 //     (dynamic (level, chunk) tasks, see forward);
@@ -25,6 +26,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "hashgrid_common.h"
@@ -136,6 +138,36 @@ class Scratch {
   std::vector<float> heap_;
 };
 
+// Where a point's features live. One table [L, T, F] for every point (the usual case), or many tables of the same
+// shape with a per-point index (one field per tracked actor, evaluated in one call): point n reads
+// tables[index[n]]. Both give the start of the point's table; the level offset is added by the caller.
+struct OneTable {
+  const float* table;
+  const float* at(int64_t) const { return table; }
+};
+struct ManyTables {
+  const float* const* tables;
+  const int32_t* index;
+  const float* at(int64_t n) const { return tables[index[n]]; }
+};
+// The same for table gradients (nullptr entries are not allowed: the caller asks for all or none).
+struct OneGrad {
+  float* grad;
+  float* at(int64_t) const { return grad; }
+  template <typename Fn>
+  void each(Fn&& fn) const { fn(grad); }
+};
+struct ManyGrads {
+  float* const* grads;
+  const int32_t* index;
+  int64_t count;
+  float* at(int64_t n) const { return grads[index[n]]; }
+  template <typename Fn>
+  void each(Fn&& fn) const {
+    for (int64_t a = 0; a < count; ++a) fn(grads[a]);
+  }
+};
+
 inline std::vector<Level> make_levels(const std::vector<int64_t>& resolutions, const std::vector<int64_t>& dense,
                                       int64_t table_size) {
   std::vector<Level> levels;
@@ -151,11 +183,13 @@ inline std::vector<Level> make_levels(const std::vector<int64_t>& resolutions, c
   return levels;
 }
 
-// Gather-and-interpolate of the points of a block on one level: out[n0 + j, level * F + f].
-template <int F>
-inline void gather_block(const float* __restrict tab, const BlockCells& cells, int nb, float* __restrict out,
-                         int64_t n0, int out_stride, int level) {
+// Gather-and-interpolate of the points of a block on one level: out[n0 + j, level * F + f]. `level_offset` is
+// the level's start (floats) within a table.
+template <int F, typename Tabs>
+inline void gather_block_scalar(const Tabs& tabs, int64_t level_offset, const BlockCells& cells, int nb,
+                                float* __restrict out, int64_t n0, int out_stride, int level) {
   for (int j = 0; j < nb; ++j) {
+    const float* tab = tabs.at(n0 + j) + level_offset;
     float acc[F] = {};
     for (int c = 0; c < 8; ++c) {
       const float* r = tab + static_cast<int64_t>(cells.row[c][j]) * F;
@@ -170,9 +204,8 @@ inline void gather_block(const float* __restrict tab, const BlockCells& cells, i
 #ifdef HG_AVX2
 // F = 2 with AVX2: a row is 8 bytes, so one 64-bit gather fetches both features of 4 points' corner; the
 // accumulator then holds (point, feature) pairs in output order. Same corner order as the scalar code.
-template <>
-inline void gather_block<2>(const float* __restrict tab, const BlockCells& cells, int nb, float* __restrict out,
-                            int64_t n0, int out_stride, int level) {
+inline void gather_block_avx2_f2(const float* __restrict tab, const BlockCells& cells, int nb, float* __restrict out,
+                                 int64_t n0, int out_stride, int level) {
   const auto* rows64 = reinterpret_cast<const long long*>(tab);
   const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
   int j = 0;
@@ -205,23 +238,35 @@ inline void gather_block<2>(const float* __restrict tab, const BlockCells& cells
 }
 #endif
 
+template <int F, typename Tabs>
+inline void gather_block(const Tabs& tabs, int64_t level_offset, const BlockCells& cells, int nb,
+                         float* __restrict out, int64_t n0, int out_stride, int level) {
+#ifdef HG_AVX2
+  if constexpr (F == 2 && std::is_same_v<Tabs, OneTable>) {  // one base pointer for the 64-bit gathers
+    gather_block_avx2_f2(tabs.table + level_offset, cells, nb, out, n0, out_stride, level);
+    return;
+  }
+#endif
+  gather_block_scalar<F>(tabs, level_offset, cells, nb, out, n0, out_stride, level);
+}
+
 // Forward of points [begin, end) on one level.
-template <int F>
-void forward_range(const float* __restrict pos, const float* __restrict tab, float* __restrict out, int64_t begin,
-                   int64_t end, int out_stride, int level, const Level& lv) {
+template <int F, typename Tabs>
+void forward_range(const float* __restrict pos, const Tabs& tabs, int64_t level_offset, float* __restrict out,
+                   int64_t begin, int64_t end, int out_stride, int level, const Level& lv) {
   BlockCells cells;
   for (int64_t n0 = begin; n0 < end; n0 += kBlock) {
     const int nb = static_cast<int>(std::min<int64_t>(kBlock, end - n0));
     compute_block(pos, n0, nb, lv, cells);
-    gather_block<F>(tab, cells, nb, out, n0, out_stride, level);
+    gather_block<F>(tabs, level_offset, cells, nb, out, n0, out_stride, level);
   }
 }
 
 // Backward of all points on one level (called by exactly one thread per level); gout is the level's [N, F]
 // slice of the level-major upstream gradient.
-template <int F>
-void backward_level(const float* __restrict pos, const float* __restrict tab, const float* __restrict gout,
-                    float* __restrict gtab, float* __restrict gpos, int64_t n, const Level& lv) {
+template <int F, typename Tabs, typename Grads>
+void backward_level(const float* __restrict pos, const Tabs& tabs, const float* __restrict gout, const Grads* grads,
+                    float* __restrict gpos, int64_t level_offset, int64_t n, const Level& lv) {
   BlockCells cells;
   for (int64_t n0 = 0; n0 < n; n0 += kBlock) {
     const int nb = static_cast<int>(std::min<int64_t>(kBlock, n - n0));
@@ -230,7 +275,8 @@ void backward_level(const float* __restrict pos, const float* __restrict tab, co
       const float* go = gout + (n0 + j) * F;
       float g[F];
       for (int f = 0; f < F; ++f) g[f] = go[f];
-      if (gtab) {
+      if (grads) {
+        float* gtab = grads->at(n0 + j) + level_offset;
         for (int c = 0; c < 8; ++c) {
           float* r = gtab + static_cast<int64_t>(cells.row[c][j]) * F;
           const float w = cells.w[c][j];
@@ -241,6 +287,7 @@ void backward_level(const float* __restrict pos, const float* __restrict tab, co
         const float fx = cells.frac[0][j], fy = cells.frac[1][j], fz = cells.frac[2][j];
         const float wx[2] = {1.f - fx, fx}, wy[2] = {1.f - fy, fy}, wz[2] = {1.f - fz, fz};
         float dx = 0.f, dy = 0.f, dz = 0.f;
+        const float* tab = tabs.at(n0 + j) + level_offset;
         for (int c = 0; c < 8; ++c) {
           const float* r = tab + static_cast<int64_t>(cells.row[c][j]) * F;
           float dot = 0.f;
@@ -260,13 +307,13 @@ void backward_level(const float* __restrict pos, const float* __restrict tab, co
   }
 }
 
-// out [N, L * F] = encode(pos [N, 3], table [L, T, F]) with `nthreads` OpenMP threads.
+// out [N, L * F] = encode(pos [N, 3], tables [L, T, F]) with `nthreads` OpenMP threads.
 // Tasks are (level, chunk of points) in level-major order, handed out dynamically: the threads sweep the levels
 // together (one level's table in cache at a time) without a barrier per level, and a thread that the OS
 // deschedules (a busy machine) does not hold the others up.
-template <int F>
-void forward(const float* pos, const float* table, float* out, int64_t n, const std::vector<Level>& levels,
-             int64_t t, int nthreads) {
+template <int F, typename Tabs>
+void forward(const float* pos, const Tabs& tabs, float* out, int64_t n, const std::vector<Level>& levels, int64_t t,
+             int nthreads) {
   if (n == 0) return;
   const int num_levels = static_cast<int>(levels.size());
   const int out_stride = num_levels * F;
@@ -281,7 +328,7 @@ void forward(const float* pos, const float* table, float* out, int64_t n, const 
     const int l = static_cast<int>(task / num_chunks);
     const int64_t chunk = task % num_chunks;
     const int64_t begin = chunk * chunk_blocks * kBlock, end = std::min(n, (chunk + 1) * chunk_blocks * kBlock);
-    forward_range<F>(pos, table + l * t * F, out, begin, end, out_stride, l, levels[l]);
+    forward_range<F>(pos, tabs, static_cast<int64_t>(l) * t * F, out, begin, end, out_stride, l, levels[l]);
   }
 }
 
@@ -308,11 +355,11 @@ inline int backward_threads(int64_t num_levels, int nthreads) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nthreads, num_levels)));
 }
 
-// Gradients of forward. grad_table [L, T, F]: zeroed here unless table_grad_is_zero (a fresh anonymous mapping
-// is), nullptr to skip. grad_pos [backward_threads(L, nthreads), N, 3]: per-thread partial sums, zeroed by the
+// Gradients of forward. grads: the table gradient(s) [L, T, F], zeroed here unless table_grad_is_zero (fresh
+// anonymous mappings are), nullptr to skip. grad_pos [backward_threads(L, nthreads), N, 3]: per-thread partial sums, zeroed by the
 // caller and summed over the first axis by the caller, nullptr to skip.
-template <int F>
-void backward(const float* pos, const float* table, const float* grad_out, float* grad_table, float* grad_pos,
+template <int F, typename Tabs, typename Grads>
+void backward(const float* pos, const Tabs& tabs, const float* grad_out, const Grads* grads, float* grad_pos,
               int64_t n, const std::vector<Level>& levels, int64_t t, int nthreads, bool table_grad_is_zero) {
   const int num_levels = static_cast<int>(levels.size());
   const int out_stride = num_levels * F;
@@ -328,10 +375,12 @@ void backward(const float* pos, const float* table, const float* grad_out, float
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (int task = 0; task < num_levels; ++task) {
     const int l = num_levels - 1 - task;
-    float* gt = grad_table ? grad_table + l * t * F : nullptr;
-    if (gt && !table_grad_is_zero) std::memset(gt, 0, sizeof(float) * t * F);  // by the level's own task
+    const int64_t level_offset = static_cast<int64_t>(l) * t * F;
+    if (grads && !table_grad_is_zero)  // by the level's own task: levels are disjoint, so no two threads meet
+      grads->each([&](float* g) { std::memset(g + level_offset, 0, sizeof(float) * t * F); });
     float* gp = grad_pos ? grad_pos + static_cast<int64_t>(omp_get_thread_num()) * n * 3 : nullptr;
-    if (n > 0) backward_level<F>(pos, table + l * t * F, g_lm + static_cast<int64_t>(l) * n * F, gt, gp, n, levels[l]);
+    if (n > 0)
+      backward_level<F>(pos, tabs, g_lm + static_cast<int64_t>(l) * n * F, grads, gp, level_offset, n, levels[l]);
   }
 }
 

@@ -3,6 +3,7 @@
 // that neither file needs ATen's CUDA headers.
 #include <torch/extension.h>
 
+#include <tuple>
 #include <vector>
 
 #include "hashgrid_cuda.h"
@@ -57,7 +58,7 @@ torch::Tensor hashgrid_forward(torch::Tensor positions, torch::Tensor table, std
   const int64_t n = positions.size(0);
   auto out = torch::empty({n, table.size(0) * table.size(2)}, table.options());
   const char* err = hg::launch_forward(positions.data_ptr<float>(), table.data_ptr(), out.data_ptr(), n, lv,
-                                       table.scalar_type() == torch::kFloat16, as_stream(stream));
+                                       table.scalar_type() == torch::kFloat16, hg::ManyTables{}, as_stream(stream));
   TORCH_CHECK(err == nullptr, "hashgrid_cuda forward: ", err ? err : "");
   return out;
 }
@@ -80,14 +81,98 @@ std::vector<torch::Tensor> hashgrid_backward(torch::Tensor grad_out, torch::Tens
   const char* err = hg::launch_backward(positions.data_ptr<float>(), table.data_ptr(), grad_out.data_ptr(),
                                         gtab.defined() ? gtab.data_ptr<float>() : nullptr,
                                         gpos.defined() ? gpos.data_ptr<float>() : nullptr, n, lv,
-                                        table.scalar_type() == torch::kFloat16, as_stream(stream));
+                                        table.scalar_type() == torch::kFloat16, hg::ManyTables{}, as_stream(stream));
   TORCH_CHECK(err == nullptr, "hashgrid_cuda backward: ", err ? err : "");
   if (gtab.defined() && table.scalar_type() != torch::kFloat32) gtab = gtab.to(table.scalar_type());
   return {gtab, gpos};
+}
+
+// Many tables of one shape, point i reading tables[table_index[i]] (int32 [N] on the device, in range: checked in
+// Python). The table pointers travel to the device as one small int64 tensor per call.
+namespace {
+
+torch::Tensor pointer_array(const std::vector<int64_t>& ptrs, const torch::Tensor& like) {
+  auto host = torch::tensor(ptrs, torch::TensorOptions().dtype(torch::kInt64));
+  return host.to(like.device(), /*non_blocking=*/false);
+}
+
+void check_many(const torch::Tensor& positions, const torch::Tensor& table_index, const std::vector<torch::Tensor>& tables) {
+  TORCH_CHECK(!tables.empty(), "hashgrid_cuda: at least one table expected");
+  for (const auto& table : tables) {
+    check_inputs(positions, table);
+    TORCH_CHECK(table.sizes() == tables[0].sizes() && table.scalar_type() == tables[0].scalar_type(),
+                "hashgrid_cuda: all tables must have one shape and dtype");
+  }
+  TORCH_CHECK(table_index.device() == positions.device() && table_index.scalar_type() == torch::kInt32 &&
+                  table_index.is_contiguous() && table_index.dim() == 1 && table_index.size(0) == positions.size(0),
+              "hashgrid_cuda: table_index must be contiguous int32 [N] on the positions' device, got ",
+              table_index.sizes());
+}
+
+}  // namespace
+
+torch::Tensor hashgrid_forward_many(torch::Tensor positions, torch::Tensor table_index, std::vector<torch::Tensor> tables,
+                                    std::vector<int64_t> resolutions, std::vector<int64_t> dense, int64_t stream) {
+  check_many(positions, table_index, tables);
+  const auto lv = make_levels(tables[0], resolutions, dense);
+  const int64_t n = positions.size(0);
+  auto out = torch::empty({n, tables[0].size(0) * tables[0].size(2)}, tables[0].options());
+  std::vector<int64_t> ptrs;
+  for (const auto& t : tables) ptrs.push_back(reinterpret_cast<int64_t>(t.data_ptr()));
+  const auto dev_ptrs = pointer_array(ptrs, positions);
+  hg::ManyTables many;
+  many.tables = reinterpret_cast<const void* const*>(dev_ptrs.data_ptr<int64_t>());
+  many.index = table_index.data_ptr<int32_t>();
+  const char* err = hg::launch_forward(positions.data_ptr<float>(), tables[0].data_ptr(), out.data_ptr(), n, lv,
+                                       tables[0].scalar_type() == torch::kFloat16, many, as_stream(stream));
+  TORCH_CHECK(err == nullptr, "hashgrid_cuda forward: ", err ? err : "");
+  return out;
+}
+
+std::tuple<std::vector<torch::Tensor>, torch::Tensor> hashgrid_backward_many(
+    torch::Tensor grad_out, torch::Tensor positions, torch::Tensor table_index, std::vector<torch::Tensor> tables,
+    std::vector<int64_t> resolutions, std::vector<int64_t> dense, bool need_table_grad, bool need_positions_grad,
+    int64_t stream) {
+  check_many(positions, table_index, tables);
+  const auto lv = make_levels(tables[0], resolutions, dense);
+  const int64_t n = positions.size(0);
+  TORCH_CHECK(grad_out.scalar_type() == tables[0].scalar_type() && grad_out.is_contiguous() && grad_out.dim() == 2 &&
+                  grad_out.size(0) == n && grad_out.size(1) == tables[0].size(0) * tables[0].size(2),
+              "hashgrid_cuda: grad_out must be contiguous [N, L * F] in the table dtype, got ", grad_out.sizes());
+  auto f32 = tables[0].options().dtype(torch::kFloat32);
+  std::vector<torch::Tensor> gtabs;
+  std::vector<int64_t> ptrs, gptrs;
+  for (const auto& t : tables) {
+    ptrs.push_back(reinterpret_cast<int64_t>(t.data_ptr()));
+    if (need_table_grad) {
+      gtabs.push_back(torch::zeros(t.sizes(), f32));
+      gptrs.push_back(reinterpret_cast<int64_t>(gtabs.back().data_ptr()));
+    }
+  }
+  torch::Tensor gpos;
+  if (need_positions_grad) gpos = torch::zeros({n, 3}, f32);
+  const auto dev_ptrs = pointer_array(ptrs, positions);
+  torch::Tensor dev_gptrs;
+  hg::ManyTables many;
+  many.tables = reinterpret_cast<const void* const*>(dev_ptrs.data_ptr<int64_t>());
+  many.index = table_index.data_ptr<int32_t>();
+  if (need_table_grad) {
+    dev_gptrs = pointer_array(gptrs, positions);
+    many.grad_tables = reinterpret_cast<float* const*>(dev_gptrs.data_ptr<int64_t>());
+  }
+  const char* err = hg::launch_backward(positions.data_ptr<float>(), tables[0].data_ptr(), grad_out.data_ptr(), nullptr,
+                                        gpos.defined() ? gpos.data_ptr<float>() : nullptr, n, lv,
+                                        tables[0].scalar_type() == torch::kFloat16, many, as_stream(stream));
+  TORCH_CHECK(err == nullptr, "hashgrid_cuda backward: ", err ? err : "");
+  if (tables[0].scalar_type() != torch::kFloat32)
+    for (auto& g : gtabs) g = g.to(tables[0].scalar_type());
+  return {gtabs, gpos};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "simrecon fused hash-grid encoding, CUDA";
   m.def("forward", &hashgrid_forward, "hash-grid encoding forward (CUDA)");
   m.def("backward", &hashgrid_backward, "hash-grid encoding backward (CUDA)");
+  m.def("forward_many", &hashgrid_forward_many, "hash-grid encoding forward, a table per point (CUDA)");
+  m.def("backward_many", &hashgrid_backward_many, "hash-grid encoding backward, a table per point (CUDA)");
 }

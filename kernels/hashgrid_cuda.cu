@@ -25,6 +25,21 @@ struct Io<__half> {
   static __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half(v); }
 };
 
+// Where point i's table starts: one table for all points, or tables[index[i]] (a field per actor in one launch).
+template <typename scalar_t>
+struct TableRef {
+  const scalar_t* one;
+  const scalar_t* const* many;  // device array of table pointers, or nullptr
+  const int32_t* index;         // [N] device, or nullptr
+  __device__ __forceinline__ const scalar_t* at(int64_t i) const { return index ? many[index[i]] : one; }
+};
+struct GradRef {
+  float* one;
+  float* const* many;
+  const int32_t* index;
+  __device__ __forceinline__ float* at(int64_t i) const { return index ? many[index[i]] : one; }
+};
+
 struct Corners {
   uint32_t row[8];
   float frac[3];
@@ -55,13 +70,13 @@ __device__ __forceinline__ float corner_weight(const float* frac, int k) {
 }
 
 template <int F, typename scalar_t>
-__global__ void forward_kernel(const float* __restrict__ positions, const scalar_t* __restrict__ table,
+__global__ void forward_kernel(const float* __restrict__ positions, TableRef<scalar_t> table,
                                scalar_t* __restrict__ out, int64_t n, GridLevels lv) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int level = blockIdx.y;
   if (i >= n) return;
   const Corners c = cell_corners(positions, i, lv, level);
-  const scalar_t* tab = table + static_cast<int64_t>(level) * lv.table_size * F;
+  const scalar_t* tab = table.at(i) + static_cast<int64_t>(level) * lv.table_size * F;
   float acc[F];
 #pragma unroll
   for (int f = 0; f < F; ++f) acc[f] = 0.f;
@@ -78,8 +93,8 @@ __global__ void forward_kernel(const float* __restrict__ positions, const scalar
 }
 
 template <int F, typename scalar_t>
-__global__ void backward_kernel(const float* __restrict__ positions, const scalar_t* __restrict__ table,
-                                const scalar_t* __restrict__ grad_out, float* __restrict__ grad_table,
+__global__ void backward_kernel(const float* __restrict__ positions, TableRef<scalar_t> table,
+                                const scalar_t* __restrict__ grad_out, GradRef grad_table,
                                 float* __restrict__ grad_positions, int64_t n, GridLevels lv) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int level = blockIdx.y;
@@ -90,8 +105,8 @@ __global__ void backward_kernel(const float* __restrict__ positions, const scala
   const scalar_t* go = grad_out + i * (static_cast<int64_t>(lv.num_levels) * F) + level * F;
 #pragma unroll
   for (int f = 0; f < F; ++f) g[f] = Io<scalar_t>::load(go + f);
-  if (grad_table != nullptr) {
-    float* gt = grad_table + level_offset;
+  if (grad_table.one != nullptr || grad_table.many != nullptr) {
+    float* gt = grad_table.at(i) + level_offset;
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
       const float w = corner_weight(c.frac, k);
@@ -101,7 +116,7 @@ __global__ void backward_kernel(const float* __restrict__ positions, const scala
     }
   }
   if (grad_positions != nullptr) {
-    const scalar_t* tab = table + level_offset;
+    const scalar_t* tab = table.at(i) + level_offset;
     const float fx = c.frac[0], fy = c.frac[1], fz = c.frac[2];
     const float wx[2] = {1.f - fx, fx}, wy[2] = {1.f - fy, fy}, wz[2] = {1.f - fz, fz};
     float dx = 0.f, dy = 0.f, dz = 0.f;
@@ -125,10 +140,15 @@ __global__ void backward_kernel(const float* __restrict__ positions, const scala
 }
 
 template <typename scalar_t>
+TableRef<scalar_t> table_ref(const void* table, const ManyTables& many) {
+  return {static_cast<const scalar_t*>(table), reinterpret_cast<const scalar_t* const*>(many.tables), many.index};
+}
+
+template <typename scalar_t>
 const char* forward_typed(const float* positions, const void* table, void* out, int64_t n, const GridLevels& lv,
-                          cudaStream_t stream) {
+                          const ManyTables& many, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((n + kThreads - 1) / kThreads), static_cast<unsigned>(lv.num_levels));
-  const auto* tab = static_cast<const scalar_t*>(table);
+  const TableRef<scalar_t> tab = table_ref<scalar_t>(table, many);
   auto* o = static_cast<scalar_t*>(out);
   switch (lv.features) {
     case 1: forward_kernel<1, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, o, n, lv); break;
@@ -143,15 +163,17 @@ const char* forward_typed(const float* positions, const void* table, void* out, 
 
 template <typename scalar_t>
 const char* backward_typed(const float* positions, const void* table, const void* grad_out, float* grad_table,
-                           float* grad_positions, int64_t n, const GridLevels& lv, cudaStream_t stream) {
+                           float* grad_positions, int64_t n, const GridLevels& lv, const ManyTables& many,
+                           cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((n + kThreads - 1) / kThreads), static_cast<unsigned>(lv.num_levels));
-  const auto* tab = static_cast<const scalar_t*>(table);
+  const TableRef<scalar_t> tab = table_ref<scalar_t>(table, many);
+  const GradRef gtab{grad_table, many.grad_tables, many.index};
   const auto* go = static_cast<const scalar_t*>(grad_out);
   switch (lv.features) {
-    case 1: backward_kernel<1, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, go, grad_table, grad_positions, n, lv); break;
-    case 2: backward_kernel<2, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, go, grad_table, grad_positions, n, lv); break;
-    case 4: backward_kernel<4, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, go, grad_table, grad_positions, n, lv); break;
-    case 8: backward_kernel<8, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, go, grad_table, grad_positions, n, lv); break;
+    case 1: backward_kernel<1, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, go, gtab, grad_positions, n, lv); break;
+    case 2: backward_kernel<2, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, go, gtab, grad_positions, n, lv); break;
+    case 4: backward_kernel<4, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, go, gtab, grad_positions, n, lv); break;
+    case 8: backward_kernel<8, scalar_t><<<grid, kThreads, 0, stream>>>(positions, tab, go, gtab, grad_positions, n, lv); break;
     default: return "features_per_level must be 1, 2, 4 or 8";
   }
   const cudaError_t err = cudaGetLastError();
@@ -168,22 +190,24 @@ const char* check_levels(int64_t n, const GridLevels& lv) {
 }  // namespace
 
 const char* launch_forward(const float* positions, const void* table, void* out, int64_t n, const GridLevels& levels,
-                           bool half_table, void* stream) {
+                           bool half_table, const ManyTables& many, void* stream) {
   if (const char* err = check_levels(n, levels)) return err;
   if (n == 0) return nullptr;
   auto s = static_cast<cudaStream_t>(stream);
-  return half_table ? forward_typed<__half>(positions, table, out, n, levels, s)
-                    : forward_typed<float>(positions, table, out, n, levels, s);
+  return half_table ? forward_typed<__half>(positions, table, out, n, levels, many, s)
+                    : forward_typed<float>(positions, table, out, n, levels, many, s);
 }
 
 const char* launch_backward(const float* positions, const void* table, const void* grad_out, float* grad_table,
                             float* grad_positions, int64_t n, const GridLevels& levels, bool half_table,
-                            void* stream) {
+                            const ManyTables& many, void* stream) {
   if (const char* err = check_levels(n, levels)) return err;
-  if (n == 0 || (grad_table == nullptr && grad_positions == nullptr)) return nullptr;
+  const bool table_grad = grad_table != nullptr || many.grad_tables != nullptr;
+  if (n == 0 || (!table_grad && grad_positions == nullptr)) return nullptr;
   auto s = static_cast<cudaStream_t>(stream);
-  return half_table ? backward_typed<__half>(positions, table, grad_out, grad_table, grad_positions, n, levels, s)
-                    : backward_typed<float>(positions, table, grad_out, grad_table, grad_positions, n, levels, s);
+  return half_table
+             ? backward_typed<__half>(positions, table, grad_out, grad_table, grad_positions, n, levels, many, s)
+             : backward_typed<float>(positions, table, grad_out, grad_table, grad_positions, n, levels, many, s);
 }
 
 }  // namespace simrecon_hashgrid

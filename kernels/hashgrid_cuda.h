@@ -18,15 +18,24 @@ struct GridLevels {
   int res[kMaxLevels];      // resolution of each level (from HashGridConfig, never recomputed)
 };
 
+// Many tables of one shape in one launch (a field per tracked actor): point i reads tables[index[i]] and its table
+// gradient goes to grad_tables[index[i]]. All three are device arrays; index == nullptr means one table (the
+// `table` / `grad_table` arguments), and then the others are ignored.
+struct ManyTables {
+  const void* const* tables = nullptr;  // [A] table pointers (table dtype)
+  float* const* grad_tables = nullptr;  // [A] float32 gradient pointers (zeroed by the caller), or nullptr
+  const int32_t* index = nullptr;       // [N] in [0, A)
+};
+
 // out [N, L * F] (same dtype as the table) = encode(positions [N, 3] float32, table [L, T, F]).
 // half_table: table and out are IEEE fp16, else float32. stream: a cudaStream_t (0 = legacy default stream).
 const char* launch_forward(const float* positions, const void* table, void* out, int64_t n, const GridLevels& levels,
-                           bool half_table, void* stream);
+                           bool half_table, const ManyTables& many, void* stream);
 
 // Backward: grad_out [N, L * F] (table dtype). grad_table [L, T, F] float32 (zeroed by the caller, accumulated
 // with atomics) and/or grad_positions [N, 3] float32 (zeroed by the caller); pass nullptr to skip either.
 const char* launch_backward(const float* positions, const void* table, const void* grad_out, float* grad_table,
                             float* grad_positions, int64_t n, const GridLevels& levels, bool half_table,
-                            void* stream);
+                            const ManyTables& many, void* stream);
 
 }  // namespace simrecon_hashgrid

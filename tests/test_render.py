@@ -145,3 +145,61 @@ def test_track_bank_poses_every_actor_as_its_own_track_does():
         torch.testing.assert_close(rot[k], r_ref, atol=1e-5, rtol=0)  # float32 slerp, same formula
         torch.testing.assert_close(trans[k], t_ref, atol=1e-5, rtol=0)
     assert TrackBank(tracks).at(torch.zeros(0, dtype=torch.float64))[0].shape == (5, 0, 3, 3)  # empty batch
+
+
+def _perturbed_actor_fields(cfg, sizes, seed: int):
+    from simrecon.fields import ActorField
+
+    torch.manual_seed(seed)
+    fields = [ActorField(cfg, np.asarray(s, dtype=np.float32)) for s in sizes]
+    for f in fields:  # away from the near-zero init, so that every output and gradient carries information
+        for p in f.parameters():
+            with torch.no_grad():
+                p.add_(torch.randn_like(p) * 0.3)
+    return fields
+
+
+@pytest.mark.parametrize("low_precision", [False, True])
+def test_all_actor_fields_in_one_pass_match_a_call_per_field(low_precision):
+    from simrecon.fields import ActorFieldConfig, evaluate_actor_fields
+
+    cfg = ActorFieldConfig(num_levels=3, log2_hashmap_size=10, max_resolution=32, hidden=16,
+                           low_precision=low_precision)
+    fields = _perturbed_actor_fields(cfg, [(4.5, 1.9, 1.5), (1.0, 0.8, 1.8), (12.0, 2.5, 3.5)], seed=0)
+    fields.append(fields[0])  # one field placed twice (the composer's inserted copy)
+    counts = [37, 0, 5, 12]  # a field no point reaches, groups of different sizes
+    gen = torch.Generator().manual_seed(1)
+    x = ((torch.rand(sum(counts), 3, generator=gen) - 0.5) * 6).requires_grad_(True)  # some outside their box
+    d = torch.nn.functional.normalize(torch.randn(sum(counts), 3, generator=gen), dim=-1)
+    sigma, rgb = evaluate_actor_fields(fields, x, d, counts)
+    parts = [f(xa, da) for f, xa, da, c in zip(fields, x.split(counts), d.split(counts), counts) if c]
+    ref_sigma, ref_rgb = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    # The same float32 (or bf16) arithmetic per row: a batched matmul instead of one per field; only the
+    # summation order may differ (bf16 products are accumulated in float32 both ways).
+    torch.testing.assert_close(sigma, ref_sigma, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(rgb, ref_rgb, rtol=1e-4, atol=1e-5)
+    assert bool((sigma == 0).any()) and bool((sigma > 0).any())  # points outside their box have no density
+    params = [p for f in fields[:3] for p in f.parameters()]
+    got = torch.autograd.grad(sigma.sum() + rgb.sum(), [x, *params], allow_unused=True)
+    ref = torch.autograd.grad(ref_sigma.sum() + ref_rgb.sum(), [x, *params], allow_unused=True)
+    for g, r in zip(got, ref):
+        assert (g is None) == (r is None)  # the unreached field gets no gradient, as with a call per field
+        if r is not None:
+            # float32: sums of many terms in another order. bf16: a weight gradient is a bf16 matmul output
+            # (8-bit mantissa, relative rounding 2^-8), summed over the chunks of a group instead of rounded
+            # once: a few roundings of 0.4 % each, relative to the largest entry.
+            tol = 1e-3 if not low_precision else 2e-2 * float(r.abs().max())
+            torch.testing.assert_close(g, r, rtol=1e-3 if not low_precision else 2e-2, atol=max(tol, 1e-4))
+
+
+def test_actor_fields_of_different_configs_are_evaluated_one_by_one():
+    from simrecon.fields import ActorFieldConfig, evaluate_actor_fields
+
+    a = _perturbed_actor_fields(ActorFieldConfig(num_levels=2, log2_hashmap_size=8, hidden=8), [(4, 2, 1.5)], 2)
+    b = _perturbed_actor_fields(ActorFieldConfig(num_levels=3, log2_hashmap_size=8, hidden=8), [(4, 2, 1.5)], 3)
+    x, d = torch.zeros(6, 3), torch.nn.functional.normalize(torch.ones(6, 3), dim=-1)
+    sigma, rgb = evaluate_actor_fields(a + b, x, d, [2, 4])
+    torch.testing.assert_close(sigma[2:], b[0](x[2:], d[2:])[0])
+    torch.testing.assert_close(rgb[:2], a[0](x[:2], d[:2])[1])
+    with pytest.raises(ValueError, match=r"counts \[2, 3\] and points \[6, 3\]"):
+        evaluate_actor_fields(a + b, x, d, [2, 3])

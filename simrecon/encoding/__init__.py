@@ -9,10 +9,11 @@ from simrecon.encoding.functional import (
     BACKENDS,
     BackendUnavailableError,
     hash_grid_encode,
+    hash_grid_encode_many,
     resolve_backend,
 )
 from simrecon.encoding.hashgrid import HashGridEncoding
-from simrecon.encoding.reference import hash_grid_encode_reference
+from simrecon.encoding.reference import hash_grid_encode_many_reference, hash_grid_encode_reference
 
 __all__ = [
     "BACKENDS",
@@ -21,6 +22,8 @@ __all__ = [
     "HashGridEncoding",
     "build_kernels",
     "hash_grid_encode",
+    "hash_grid_encode_many",
+    "hash_grid_encode_many_reference",
     "hash_grid_encode_reference",
     "resolve_backend",
 ]

@@ -82,3 +82,12 @@ def hash_grid_encode_reference(positions: torch.Tensor, table: torch.Tensor, con
     rows = rows.reshape(n, num_levels, 8, feats).to(compute_dtype)
     out = (rows * weights[..., None]).sum(dim=2)  # [N, L, F]
     return out.reshape(n, num_levels * feats).to(table.dtype)
+
+
+def hash_grid_encode_many_reference(positions: torch.Tensor, table_index: torch.Tensor, tables: list[torch.Tensor],
+                                    config: HashGridConfig) -> torch.Tensor:
+    """Point ``n`` encoded with ``tables[table_index[n]]`` (each ``[L, T, F]``): ``[N, L * F]``. The definition:
+    the points of each table encoded by :func:`hash_grid_encode_reference` and put back in place."""
+    rows = [(table_index == a).nonzero()[:, 0] for a in range(len(tables))]  # points of each table
+    out = torch.cat([hash_grid_encode_reference(positions[r], t, config) for r, t in zip(rows, tables)])
+    return out[torch.argsort(torch.cat(rows))]  # back in the points' order

@@ -1,10 +1,10 @@
 """Neural fields of a driving scene: background, sky, per-actor fields, proposal density, appearance."""
 
-from .actor import ActorField, ActorFieldConfig
+from .actor import ActorField, ActorFieldConfig, evaluate_actor_fields
 from .background import BackgroundField, BackgroundFieldConfig
 from .contraction import SceneBox
 from .proposal import ProposalField, ProposalFieldConfig
 from .sky import SkyField
 
 __all__ = ["ActorField", "ActorFieldConfig", "BackgroundField", "BackgroundFieldConfig", "ProposalField",
-           "ProposalFieldConfig", "SceneBox", "SkyField"]
+           "ProposalFieldConfig", "SceneBox", "SkyField", "evaluate_actor_fields"]

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..data.model import Actor
 from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundFieldConfig, ProposalField,
-                      ProposalFieldConfig, SceneBox, SkyField)
+                      ProposalFieldConfig, SceneBox, SkyField, evaluate_actor_fields)
 from .composite import alpha_weights, interlevel_loss
 from .poses import TrackBank, TrackTensor, pose_tensor
 from .rays import Rays
@@ -187,19 +187,20 @@ class SceneModel(nn.Module):
             amid = (edges[..., 1:] + edges[..., :-1]) / 2  # [R, K, Na]
             ag = spacing(edges)
             adelta = ag[..., 1:] - ag[..., :-1]
-            asigma = torch.zeros(r, k, na, device=o.device)
-            argb = torch.zeros(r, k, na, 3, device=o.device)
-            for p in range(placements):
-                sel = (slot_p == p) & slot_valid  # [R, K]
-                if not bool(sel.any()):
-                    continue
-                rows, slots = sel.nonzero(as_tuple=True)
-                o_l, d_l = o_loc[p], d_loc[p]
-                xl = o_l[rows, None] + d_l[rows, None] * (amid[rows, slots] * s)[..., None]  # [M, Na, 3]
-                dl = d_l[rows, None].expand(-1, na, 3)
-                sig, col = self.actor_fields[layout.field_index[p]](xl.reshape(-1, 3), dl.reshape(-1, 3))
-                asigma = asigma.index_put((rows, slots), sig.view(-1, na))
-                argb = argb.index_put((rows, slots), col.view(-1, na, 3))
+            # Every (ray, slot) an actor owns, grouped by actor: one gather for the box-frame points, one pass over
+            # all the actor fields (evaluate_actor_fields), one scatter back.
+            vr, vs = slot_valid.nonzero(as_tuple=True)  # [M] valid (ray, slot) pairs
+            vp = slot_p[vr, vs]  # [M] placement of each
+            by_p = vp.argsort(stable=True)
+            vr, vs, vp = vr[by_p], vs[by_p], vp[by_p]
+            counts = torch.bincount(vp, minlength=placements).tolist()
+            o_l, d_l = o_loc[vp, vr], d_loc[vp, vr]  # [M, 3]
+            xl = o_l[:, None] + d_l[:, None] * (amid[vr, vs] * s)[..., None]  # [M, Na, 3]
+            dl = d_l[:, None].expand(-1, na, 3)
+            fields = [self.actor_fields[i] for i in layout.field_index]
+            sig, col = evaluate_actor_fields(fields, xl.reshape(-1, 3), dl.reshape(-1, 3), [c * na for c in counts])
+            asigma = torch.zeros(r, k, na, device=o.device).index_put((vr, vs), sig.view(-1, na))
+            argb = torch.zeros(r, k, na, 3, device=o.device).index_put((vr, vs), col.view(-1, na, 3))
             asigma = asigma * slot_valid[..., None]
             sigma_parts.append(asigma.reshape(r, -1))
             delta_parts.append(adelta.reshape(r, -1))
