@@ -278,3 +278,45 @@ def test_scene_with_settings_from_another_version_still_loads(tiny_scene, tmp_pa
     assert "floater_until" in caplog.text and "model.background.future_knob" in caplog.text
     f = sc.log.cameras["front"][0]
     assert np.isfinite(sc.render(f.c2w, f.intrinsics, f.timestamp, {}).rgb).all()
+
+
+def _two_image_error_map():
+    from simrecon.train.error_map import ErrorMap
+
+    # a 40x30 and a 25x20 image, 4 tiles across: 10 px and 7 px tiles, edge tiles cut by the border
+    offsets = torch.tensor([0, 40 * 30, 40 * 30 + 25 * 20])
+    return ErrorMap(offsets, torch.tensor([30, 20]), torch.tensor([40, 25]), tiles_across=4), offsets
+
+
+def test_error_map_tiles_cover_every_pixel_and_samples_stay_in_their_tile():
+    em, offsets = _two_image_error_map()
+    assert em.tile_offsets.tolist() == [0, 12, 24]  # 4x3 tiles of 10 px, 4x3 of 7 px (the last row/col cut)
+    flat = torch.arange(int(offsets[-1]))
+    tiles = em.tile_of(flat)
+    assert torch.equal(torch.bincount(tiles, minlength=24)[[0, 11, 12, 23]], torch.tensor([100, 100, 49, 4 * 6]))
+    assert int(em.tile_of(torch.tensor([40 * 30 + 19 * 25 + 24]))) == 23  # last pixel of image 2: its last tile
+    drawn = em.sample(20000, torch.Generator().manual_seed(0))
+    assert int(drawn.min()) >= 0 and int(drawn.max()) < int(offsets[-1])
+    assert len(torch.unique(drawn)) > 0.95 * int(offsets[-1])  # uniform error: every pixel is reachable
+    counts = torch.bincount(em.tile_of(drawn), minlength=24).float()
+    assert counts.min() > 0.8 * counts.mean()  # and every tile equally likely, cut ones included
+
+
+def test_error_map_draws_where_the_error_is():
+    em, offsets = _two_image_error_map()
+    flat = torch.arange(int(offsets[-1]))
+    err = torch.zeros(len(flat))
+    err[em.tile_of(flat) == 17] = 0.3  # one tile of the second image is still wrong
+    for _ in range(16):  # the others decay from the initial 1 to 0.5^16
+        em.update(flat, err)
+    drawn = em.sample(5000, torch.Generator().manual_seed(1))
+    assert (em.tile_of(drawn) == 17).float().mean() > 0.95
+    em.update(flat, torch.zeros(len(flat)))  # fixed: its running error halves (decay 0.5), the others stay ~0
+    assert float(em.error[17]) == pytest.approx(0.15, rel=0.02) and float(em.error[:17].max()) < 1e-3
+
+
+def test_bad_error_sampling_is_refused(synth_small, tmp_path):
+    cfg = preset("tiny")
+    cfg.error_sampling = 1.5
+    with pytest.raises(ValueError, match=r"error_sampling must be in \[0, 1\]"):
+        reconstruct(synth_small, tmp_path / "s", cfg)

@@ -28,6 +28,8 @@ class TrainConfig:
     floater_weight: float = 0.02  # lidar: rays opaque over the nearer half of the way to the return (trainer)
     opacity_weight: float = 0.01  # lidar: the ray ends at the return
     interlevel_weight: float = 1.0
+    error_sampling: float = 0.5  # share of camera rays drawn by the running error map (train/error_map.py)
+    error_tiles: int = 32  # error-map tiles across an image's width (square tiles)
     holdout: str = "every:8"
     log_every: int = 25
     checkpoint_every: int = 500

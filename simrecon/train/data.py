@@ -16,6 +16,7 @@ from PIL import Image
 from ..data.model import DriveLog, Frame
 from ..fields import SceneBox
 from ..render.rays import Rays, camera_directions, camera_rays, lidar_rays
+from .error_map import ErrorMap
 
 
 def parse_holdout(spec: str, log: DriveLog) -> set[str]:
@@ -143,7 +144,17 @@ class TrainData:
 
     def sample_pixels(self, n: int, gen: torch.Generator) -> tuple[Rays, torch.Tensor]:
         """``n`` random training pixels as rays, with their colours [n, 3] in [0, 1]."""
-        flat = torch.randint(0, self.images.shape[0], (n,), generator=gen)
+        return self.pixel_rays(torch.randint(0, self.images.shape[0], (n,), generator=gen))
+
+    def error_map(self, tiles_across: int) -> ErrorMap:
+        """A fresh error map over the training images (see :mod:`simrecon.train.error_map`)."""
+        cams = [self.cam_list[int(c)] for c in self.cam_of_frame]
+        return ErrorMap(self.offsets, torch.tensor([c.h for c in cams]), torch.tensor([c.w for c in cams]),
+                        tiles_across)
+
+    def pixel_rays(self, flat: torch.Tensor) -> tuple[Rays, torch.Tensor]:
+        """Training pixels [n] (flat indices into all training images) as rays, with their colours [n, 3]."""
+        n = flat.shape[0]
         frame = torch.searchsorted(self.offsets, flat, right=True) - 1
         local = flat - self.offsets[frame]
         dirs = torch.empty(n, 3)

@@ -132,6 +132,9 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
         log_path = Path(info.source_log)
     elif (scene_dir / "scene.json").exists():
         raise FileExistsError(f"{scene_dir} already holds a scene (use --resume to continue it, or another -o)")
+    if not 0.0 <= cfg.error_sampling <= 1.0 or cfg.error_tiles < 1:
+        raise ValueError(f"config: error_sampling must be in [0, 1] and error_tiles >= 1, got "
+                         f"{cfg.error_sampling} and {cfg.error_tiles}")
     device = resolve_device(cfg.device)
     if world > 1:
         if device.type == "cuda":
@@ -169,6 +172,8 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     batch = max(1, cfg.batch_rays // world)
     lidar_batch = max(1, cfg.lidar_rays // world) if data.has_lidar and cfg.lidar_rays > 0 else 0
     budget_s = cfg.minutes * 60.0
+    # Not kept in checkpoints: after --resume it starts uniform again and is re-learnt within a few hundred steps.
+    error_map = data.error_map(cfg.error_tiles) if cfg.error_sampling > 0 else None
 
     stop_signal = {"flag": False}
     old_handler = None
@@ -202,7 +207,11 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             lr = cfg.lr * (cfg.lr_final / cfg.lr) ** min(progress, 1.0)
             for g in optim.param_groups:
                 g["lr"] = lr
-            rays, target = data.sample_pixels(batch, gen)
+            n_err = int(round(batch * cfg.error_sampling)) if error_map is not None else 0
+            pixels = torch.randint(0, data.images.shape[0], (batch - n_err,), generator=gen)
+            if n_err:
+                pixels = torch.cat([error_map.sample(n_err, gen), pixels])
+            rays, target = data.pixel_rays(pixels)
             ranges = None
             if lidar_batch:
                 lrays, ranges = data.sample_lidar(lidar_batch, gen)
@@ -220,13 +229,17 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             if not torch.isfinite(grad_norm):  # caught before the step: the weights are still good
                 raise TrainingDiverged(f"gradients became {grad_norm.item()} at step {step}")
             optim.step()
+            sq_err = (out["rgb"].detach() - target).square().mean(-1)  # [batch]
+            if error_map is not None:
+                error_map.update(pixels, sq_err)
             step += 1
             if step % cfg.checkpoint_every == 0:
                 checkpoint(step, elapsed0 + time.time() - start)
             if rank == 0 and (step % cfg.log_every == 0 or step == 1):
                 now = time.time()
                 rays_per_s = (step - last_log_step) * (batch + lidar_batch) * world / max(now - last_log_t, 1e-9)
-                mse = losses["rgb"].item()
+                # PSNR of the uniformly drawn pixels: the error-map share is drawn where the error is, by design
+                mse = (sq_err[n_err:] if n_err < batch else sq_err).mean().item()
                 rec = {"step": step, "time": round(elapsed0 + now - start, 2), "loss": round(loss.item(), 6),
                        "psnr": round(-10 * math.log10(max(mse, 1e-12)), 3), "rays_per_s": round(rays_per_s, 1),
                        "lr": lr, **{k: round(v.item(), 6) for k, v in losses.items()}}
