@@ -19,3 +19,14 @@ def synth_small(tmp_path_factory) -> "pytest.TempPathFactory":
     out = tmp_path_factory.mktemp("synth") / "street"
     generate(out, SMALL)
     return out
+
+
+@pytest.fixture(scope="session")
+def cpu_ext():
+    """The fused CPU hash-grid kernel, built once per session (skips when this machine cannot build it)."""
+    from simrecon.encoding import _build
+
+    module = _build.load_extension("cpu")
+    if module is None:
+        pytest.skip(f"CPU kernel unavailable: {_build.build_failure('cpu')}")
+    return module

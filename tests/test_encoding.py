@@ -54,15 +54,6 @@ def _adversarial_points(config: HashGridConfig) -> torch.Tensor:
     return torch.cat(pts)  # [N, 3]
 
 
-@pytest.fixture(scope="session")
-def cpu_ext():
-    """The CPU kernel, built once per session (skips when this machine cannot build it)."""
-    module = _build.load_extension("cpu")
-    if module is None:
-        pytest.skip(f"CPU kernel unavailable: {_build.build_failure('cpu')}")
-    return module
-
-
 def _kernel_backends() -> list[str]:
     names = ["cpu"]
     if torch.cuda.is_available():
@@ -72,6 +63,14 @@ def _kernel_backends() -> list[str]:
 
 def _device(backend: str) -> torch.device:
     return torch.device("cuda" if backend == "cuda" else "cpu")
+
+
+def _parity_points(backend: str, points: str, request, n: int, seed: int) -> tuple[torch.device, torch.Tensor]:
+    """The device of ``backend`` (building the CPU kernel first) and ``n`` random or the adversarial points."""
+    if backend == "cpu":
+        request.getfixturevalue("cpu_ext")
+    device = _device(backend)
+    return device, (_random_points(n, seed=seed) if points == "random" else _adversarial_points(SMALL)).to(device)
 
 
 def _encode_with_grads(positions, table, config, backend, grad_out):
@@ -149,10 +148,7 @@ def test_clamped_positions_use_boundary_value_and_inner_derivative():
 @pytest.mark.parametrize("backend", _kernel_backends())
 @pytest.mark.parametrize("points", ["random", "adversarial"])
 def test_kernel_matches_reference(backend, points, request):
-    if backend == "cpu":
-        request.getfixturevalue("cpu_ext")
-    device = _device(backend)
-    positions = (_random_points(500, seed=4) if points == "random" else _adversarial_points(SMALL)).to(device)
+    device, positions = _parity_points(backend, points, request, 500, seed=4)
     table = _table(SMALL, seed=5).to(device)
     grad_out = torch.randn(positions.shape[0], SMALL.output_dim, generator=torch.Generator().manual_seed(6)).to(device)
     ref = _encode_with_grads(positions, table, SMALL, "reference", grad_out)

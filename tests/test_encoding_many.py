@@ -7,14 +7,13 @@ import pytest
 import torch
 
 from simrecon.encoding import hash_grid_encode_many, hash_grid_encode_many_reference, hash_grid_encode_reference
-from tests.test_encoding import (  # noqa: F401 (cpu_ext is a fixture)
+from tests.test_encoding import (
     SMALL,
-    _adversarial_points,
     _device,
     _kernel_backends,
+    _parity_points,
     _random_points,
     _table,
-    cpu_ext,
 )
 
 
@@ -48,10 +47,7 @@ def test_reference_is_one_call_per_table():
 @pytest.mark.parametrize("backend", _kernel_backends())
 @pytest.mark.parametrize("points", ["random", "adversarial"])
 def test_many_kernel_matches_reference(backend, points, request):
-    if backend == "cpu":
-        request.getfixturevalue("cpu_ext")
-    device = _device(backend)
-    positions = (_random_points(700, seed=3) if points == "random" else _adversarial_points(SMALL)).to(device)
+    device, positions = _parity_points(backend, points, request, 700, seed=3)
     n = positions.shape[0]
     tables = [_table(SMALL, seed=10 + s).to(device) for s in range(4)]
     index = _index(n, 4, seed=4).to(device)
