@@ -313,6 +313,9 @@ def test_error_map_draws_where_the_error_is():
     assert (em.tile_of(drawn) == 17).float().mean() > 0.95
     em.update(flat, torch.zeros(len(flat)))  # fixed: its running error halves (decay 0.5), the others stay ~0
     assert float(em.error[17]) == pytest.approx(0.15, rel=0.02) and float(em.error[:17].max()) < 1e-3
+    em.error.zero_()  # everything fit exactly (or underflowed): the map still draws, uniformly
+    counts = torch.bincount(em.tile_of(em.sample(24000, torch.Generator().manual_seed(2))), minlength=24).float()
+    assert counts.min() > 0.8 * counts.mean()
 
 
 def test_bad_error_sampling_is_refused(synth_small, tmp_path):

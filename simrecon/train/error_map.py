@@ -45,7 +45,8 @@ class ErrorMap:
 
     def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """``n`` flat pixel indices: a tile with probability ~ its error, then a uniform pixel inside it."""
-        tiles = torch.multinomial(self.error, n, replacement=True, generator=gen)
+        # the floor keeps a perfectly fit map (every tile at 0) drawable: it is then uniform
+        tiles = torch.multinomial(self.error.clamp(min=1e-12), n, replacement=True, generator=gen)
         frame = torch.searchsorted(self.tile_offsets, tiles, right=True) - 1
         local_tile = tiles - self.tile_offsets[frame]
         t, w, h = self.tile[frame], self.w[frame], self.h[frame]
