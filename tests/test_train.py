@@ -323,3 +323,19 @@ def test_bad_error_sampling_is_refused(synth_small, tmp_path):
     cfg.error_sampling = 1.5
     with pytest.raises(ValueError, match=r"error_sampling must be in \[0, 1\]"):
         reconstruct(synth_small, tmp_path / "s", cfg)
+
+
+def test_error_map_is_kept_in_the_checkpoint_and_resumed(synth_small, tmp_path):
+    scene = tmp_path / "s"
+    reconstruct(synth_small / "log", scene, tiny(steps=4))
+    saved = load_checkpoint(scene / "checkpoint.pt")["error_map"]
+    assert bool((saved < 1).any()) and bool((saved == 1).any())  # drawn tiles learnt, the rest untouched
+    data = json.loads((scene / "scene.json").read_text())
+    data["config"]["steps"] = 5
+    (scene / "scene.json").write_text(json.dumps(data))
+    reconstruct(Path(), scene, tiny(), resume=True)
+    resumed = load_checkpoint(scene / "checkpoint.pt")["error_map"]
+    # The resumed run started from the saved map: tiles learnt before and not drawn in its one step kept their
+    # values (a fresh map would hold 1 there).
+    kept = (resumed == saved) & (saved < 1)
+    assert bool(kept.any())

@@ -10,11 +10,14 @@ import torch
 CHECKPOINT = "checkpoint.pt"
 
 
-def save_checkpoint(path: Path, model_state: dict, optim_state: dict | None, step: int, elapsed: float) -> None:
-    """Write ``path`` via a temporary file and rename: a crash never leaves a half checkpoint."""
+def save_checkpoint(path: Path, model_state: dict, optim_state: dict | None, step: int, elapsed: float,
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``path`` via a temporary file and rename: a crash never leaves a half checkpoint. ``extra``:
+    more training state (tensors) kept alongside, e.g. the pixel-sampling error map."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"model": model_state, "optimizer": optim_state, "step": step, "elapsed": elapsed}, tmp)
+    torch.save({"model": model_state, "optimizer": optim_state, "step": step, "elapsed": elapsed, **(extra or {})},
+               tmp)
     os.replace(tmp, path)
 
 

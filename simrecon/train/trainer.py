@@ -172,8 +172,11 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     batch = max(1, cfg.batch_rays // world)
     lidar_batch = max(1, cfg.lidar_rays // world) if data.has_lidar and cfg.lidar_rays > 0 else 0
     budget_s = cfg.minutes * 60.0
-    # Not kept in checkpoints: after --resume it starts uniform again and is re-learnt within a few hundred steps.
     error_map = data.error_map(cfg.error_tiles) if cfg.error_sampling > 0 else None
+    if error_map is not None and resume:  # kept in the checkpoint (rank 0's); a map of another shape starts anew
+        saved = state.get("error_map")
+        if saved is not None and saved.shape == error_map.error.shape:
+            error_map.error = saved.float().cpu().clone()
 
     stop_signal = {"flag": False}
     old_handler = None
@@ -185,7 +188,8 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
 
     def checkpoint(at_step: int, elapsed: float) -> None:
         if rank == 0:
-            save_checkpoint(scene_dir / CHECKPOINT, model.state_dict(), optim.state_dict(), at_step, elapsed)
+            save_checkpoint(scene_dir / CHECKPOINT, model.state_dict(), optim.state_dict(), at_step, elapsed,
+                            {"error_map": error_map.error} if error_map is not None else None)
 
     metrics_file = open(scene_dir / METRICS, "a") if rank == 0 else None
     start = time.time()
