@@ -189,7 +189,7 @@ template <int F, typename Tabs>
 inline void gather_block_scalar(const Tabs& tabs, int64_t level_offset, const BlockCells& cells, int nb,
                                 float* __restrict out, int64_t n0, int out_stride, int level) {
   for (int j = 0; j < nb; ++j) {
-    const float* tab = tabs.at(n0 + j) + level_offset;
+    const float* __restrict tab = tabs.at(n0 + j) + level_offset;
     float acc[F] = {};
     for (int c = 0; c < 8; ++c) {
       const float* r = tab + static_cast<int64_t>(cells.row[c][j]) * F;
@@ -276,7 +276,7 @@ void backward_level(const float* __restrict pos, const Tabs& tabs, const float* 
       float g[F];
       for (int f = 0; f < F; ++f) g[f] = go[f];
       if (grads) {
-        float* gtab = grads->at(n0 + j) + level_offset;
+        float* __restrict gtab = grads->at(n0 + j) + level_offset;
         for (int c = 0; c < 8; ++c) {
           float* r = gtab + static_cast<int64_t>(cells.row[c][j]) * F;
           const float w = cells.w[c][j];
@@ -287,7 +287,7 @@ void backward_level(const float* __restrict pos, const Tabs& tabs, const float* 
         const float fx = cells.frac[0][j], fy = cells.frac[1][j], fz = cells.frac[2][j];
         const float wx[2] = {1.f - fx, fx}, wy[2] = {1.f - fy, fy}, wz[2] = {1.f - fz, fz};
         float dx = 0.f, dy = 0.f, dz = 0.f;
-        const float* tab = tabs.at(n0 + j) + level_offset;
+        const float* __restrict tab = tabs.at(n0 + j) + level_offset;
         for (int c = 0; c < 8; ++c) {
           const float* r = tab + static_cast<int64_t>(cells.row[c][j]) * F;
           float dot = 0.f;
