@@ -144,7 +144,14 @@ class TrainData:
 
     def sample_pixels(self, n: int, gen: torch.Generator) -> tuple[Rays, torch.Tensor]:
         """``n`` random training pixels as rays, with their colours [n, 3] in [0, 1]."""
-        return self.pixel_rays(torch.randint(0, self.images.shape[0], (n,), generator=gen))
+        return self.pixel_rays(self.draw_pixels(n, gen))
+
+    def draw_pixels(self, n: int, gen: torch.Generator, error_map: ErrorMap | None = None,
+                    n_by_error: int = 0) -> torch.Tensor:
+        """``n`` training pixels (flat indices [n]): the first ``n_by_error`` drawn by ``error_map``, the rest
+        uniformly."""
+        uniform = torch.randint(0, self.images.shape[0], (n - n_by_error,), generator=gen)
+        return torch.cat([error_map.sample(n_by_error, gen), uniform]) if n_by_error else uniform
 
     def error_map(self, tiles_across: int) -> ErrorMap:
         """A fresh error map over the training images (see :mod:`simrecon.train.error_map`)."""

@@ -212,9 +212,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             for g in optim.param_groups:
                 g["lr"] = lr
             n_err = int(round(batch * cfg.error_sampling)) if error_map is not None else 0
-            pixels = torch.randint(0, data.images.shape[0], (batch - n_err,), generator=gen)
-            if n_err:
-                pixels = torch.cat([error_map.sample(n_err, gen), pixels])
+            pixels = data.draw_pixels(batch, gen, error_map, n_err)  # [batch], the error-map share first
             rays, target = data.pixel_rays(pixels)
             ranges = None
             if lidar_batch:
