@@ -111,6 +111,15 @@ class SceneModel(nn.Module):
         g = geo.view(len(rays), ns, -1)
         wr = w[rows]
         k = self.cfg.color_samples if 0 < self.cfg.color_samples < wr.shape[1] else wr.shape[1]
+        sky = self.sky(rays.dirs[rows], rays.appearance[rows])
+        a = acc[rows][:, None]
+        if k == wr.shape[1]:  # every sample: colour all of them in one pass, then in the merged order
+            col = self.background.color_along_rays(g[rows], rays.dirs[rows], rays.appearance[rows])  # [nr, Ns, 3]
+            if actor_rgb:
+                col = torch.cat([col, actor_rgb[0][rows]], 1)  # [nr, S, 3] in the order [background | actors]
+            col = col.gather(1, order[rows][..., None].expand(-1, -1, 3))
+            fg = (wr[..., None] * col).sum(1) / wr.sum(1, keepdim=True).clamp(min=1e-8)
+            return a * fg + (1 - a) * sky
         top_i = wr.detach().topk(k, dim=1).indices if k < wr.shape[1] else \
             torch.arange(wr.shape[1], device=w.device).expand(nr, -1)
         src = order[rows].gather(1, top_i)  # [nr, K] index into [background samples | actor samples]
@@ -125,8 +134,6 @@ class SceneModel(nn.Module):
             ri, ki = (~is_bg).nonzero(as_tuple=True)
             c_sel[ri, ki] = actor_rgb[0][rows[ri], src[ri, ki] - ns]
         fg = (w_sel[..., None] * c_sel).sum(1) / w_sel.sum(1, keepdim=True).clamp(min=1e-8)
-        sky = self.sky(rays.dirs[rows], rays.appearance[rows])
-        a = acc[rows][:, None]
         return a * fg + (1 - a) * sky
 
     def forward(self, rays: Rays, layout: Layout | None = None, stratified: bool = False,
