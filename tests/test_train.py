@@ -107,6 +107,39 @@ def test_nan_loss_stops_and_keeps_the_last_good_state(synth_small, tmp_path, mon
     assert read_scene_info(scene).status == "diverged"
 
 
+def test_nan_gradient_under_a_finite_loss_stops_before_the_update(synth_small, tmp_path, monkeypatch):
+    real = trainer_mod.compute_losses
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        losses = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # sqrt(0) adds 0 to the loss, but its backward is 0 * inf = NaN
+            losses["rgb"] = losses["rgb"] + torch.sqrt(losses["rgb"] * 0.0)
+        return losses
+
+    monkeypatch.setattr(trainer_mod, "compute_losses", poisoned)
+    scene = tmp_path / "s"
+    with pytest.raises(TrainingDiverged, match="gradients became non-finite at step 2"):
+        reconstruct(synth_small / "log", scene, tiny(steps=50))
+    state = load_checkpoint(scene / "checkpoint.pt")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_gradient_check_sees_any_nan_or_infinity():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    assert trainer_mod._grads_finite(net)  # no gradients yet
+    net(torch.ones(1, 3)).sum().backward()
+    assert trainer_mod._grads_finite(net)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        net[0].weight.grad[1, 2] = bad
+        assert not trainer_mod._grads_finite(net)
+        net[0].weight.grad[1, 2] = 0.0
+    net[0].weight.grad[0, 0], net[1].bias.grad[0] = float("inf"), -float("inf")  # they cancel into NaN: still seen
+    assert not trainer_mod._grads_finite(net)
+
+
 def test_sigterm_writes_a_checkpoint_and_resume_works(synth_small, tmp_path, monkeypatch):
     real = trainer_mod.compute_losses
     calls = {"n": 0}

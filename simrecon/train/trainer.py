@@ -73,6 +73,13 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr, eps=1e-15, betas=(0.9, 0.99))
 
 
+def _grads_finite(model: torch.nn.Module) -> bool:
+    """False when any gradient holds a NaN or an infinity: they propagate into the sum of the sums. One pass
+    over the ~70 MB of table gradients at memory speed (2.5 ms a step; clip_grad_norm_'s max-norm took 6)."""
+    sums = [p.grad.sum() for p in model.parameters() if p.grad is not None]
+    return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
+
+
 def _floater_penalty(tau: torch.Tensor, near: torch.Tensor) -> torch.Tensor:
     """Mean over rays of log1p(optical thickness over ``near``), counted only on rays that are opaque there
     (thickness > ln 2: more than half the light stopped): tau, near [R, S]. A healthy field is never opaque
@@ -227,9 +234,8 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
                 raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
             optim.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-            if not torch.isfinite(grad_norm):  # caught before the step: the weights are still good
-                raise TrainingDiverged(f"gradients became {grad_norm.item()} at step {step}")
+            if not _grads_finite(model):  # caught before the step: the weights are still good
+                raise TrainingDiverged(f"gradients became non-finite at step {step}")
             optim.step()
             sq_err = (out["rgb"].detach() - target).square().mean(-1)  # [batch]
             if error_map is not None:
