@@ -81,6 +81,32 @@ def test_resume_continues_with_optimizer_state(synth_small, tmp_path):
     assert max(steps) == 5.0
 
 
+def test_hash_tables_learn_at_their_own_rate(synth_small, tmp_path):
+    scene = tmp_path / "s"
+    reconstruct(synth_small / "log", scene, tiny(steps=3, table_lr_scale=3.0))
+    state = load_checkpoint(scene / "checkpoint.pt")
+    tables, rest = state["optimizer"]["param_groups"]
+    n_tables = sum(k.endswith("grid.table") for k in state["model"])
+    assert n_tables >= 3 and len(tables["params"]) == n_tables  # background, proposal, every actor
+    assert tables["lr"] == pytest.approx(3.0 * rest["lr"])  # the schedule keeps the ratio
+    assert rest["lr"] == pytest.approx(_metrics(scene)[-1]["lr"])
+
+
+def test_resume_of_a_checkpoint_with_other_parameter_groups_restarts_adam(synth_small, tmp_path, caplog):
+    scene = tmp_path / "s"
+    reconstruct(synth_small / "log", scene, tiny(steps=2))
+    state = load_checkpoint(scene / "checkpoint.pt")
+    opt = state["optimizer"]  # as an earlier version wrote it: one group for every parameter
+    opt["param_groups"] = [{**opt["param_groups"][1],
+                            "params": [i for g in opt["param_groups"] for i in g["params"]]}]
+    torch.save(state, scene / "checkpoint.pt")
+    data = json.loads((scene / "scene.json").read_text())
+    data["config"]["steps"] = 3
+    (scene / "scene.json").write_text(json.dumps(data))
+    assert reconstruct(Path(), scene, tiny(), resume=True).step == 3
+    assert "optimiser state not restored" in caplog.text
+
+
 def test_existing_scene_is_not_overwritten(tiny_scene, synth_small):
     with pytest.raises(FileExistsError, match="--resume"):
         reconstruct(synth_small / "log", tiny_scene, tiny())

@@ -65,12 +65,20 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam; the fused kernel where torch has one for the device (6x faster on CPU over big hash tables)."""
+def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    """Adam; the fused kernel where torch has one for the device (6x faster on CPU over big hash tables). Two
+    groups: the hash tables (learning rate times ``table_lr_scale``) and the rest; each group's "scale" is kept
+    so the schedule can set ``lr * scale``."""
+    tables = [p for n, p in model.named_parameters() if n.endswith("grid.table")]
+    ids = {id(p) for p in tables}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    groups = [{"params": tables, "lr": lr * table_lr_scale, "scale": table_lr_scale},
+              {"params": rest, "lr": lr, "scale": 1.0}]
+    groups = [g for g in groups if g["params"]]
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, eps=1e-15, betas=(0.9, 0.99), fused=True)
+        return torch.optim.Adam(groups, lr=lr, eps=1e-15, betas=(0.9, 0.99), fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(model.parameters(), lr=lr, eps=1e-15, betas=(0.9, 0.99))
+        return torch.optim.Adam(groups, lr=lr, eps=1e-15, betas=(0.9, 0.99))
 
 
 def _grads_finite(model: torch.nn.Module) -> bool:
@@ -156,13 +164,16 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     scale = float(np.mean(box.half))
     data = TrainData(drive, holdout, near=cfg.near_frac * scale, device=device)
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance).to(device)
-    optim = make_optimizer(model, cfg.lr)
+    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale)
     step, elapsed0 = 0, 0.0
     if resume:
         state = load_checkpoint(ckpt_path, device)
         model.load_state_dict(state["model"])
         if state.get("optimizer"):
-            optim.load_state_dict(state["optimizer"])
+            try:
+                optim.load_state_dict(state["optimizer"])
+            except ValueError as exc:  # a checkpoint of a version with other parameter groups
+                log.warning("%s: optimiser state not restored (%s); Adam starts anew", ckpt_path, exc)
         step, elapsed0 = int(state["step"]), float(state["elapsed"])
     info_out = SceneInfo(source_log=str(Path(log_path).resolve()), box=box, near=data.near,
                          camera_names=data.camera_names, actors=[a.id for a in drive.actors],
@@ -217,7 +228,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             progress = max(step / max(cfg.steps, 1), elapsed / max(budget_s, 1e-9))
             lr = cfg.lr * (cfg.lr_final / cfg.lr) ** min(progress, 1.0)
             for g in optim.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("scale", 1.0)
             n_err = int(round(batch * cfg.error_sampling)) if error_map is not None else 0
             pixels = data.draw_pixels(batch, gen, error_map, n_err)  # [batch], the error-map share first
             rays, target = data.pixel_rays(pixels)
