@@ -107,6 +107,21 @@ def test_resume_of_a_checkpoint_with_other_parameter_groups_restarts_adam(synth_
     assert "optimiser state not restored" in caplog.text
 
 
+def test_learning_rate_holds_then_decays_to_its_final_value():
+    cfg = tiny(lr=1e-2, lr_final=1e-3, lr_hold=0.4)
+    lrs = [trainer_mod.learning_rate(cfg, p) for p in np.linspace(0, 1.2, 25)]
+    assert lrs[0] == lrs[8] == pytest.approx(1e-2)  # held over the first 40 % of the budget
+    assert trainer_mod.learning_rate(cfg, 0.7) == pytest.approx(np.sqrt(1e-2 * 1e-3))  # half way down, geometrically
+    assert lrs[20] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3)  # the final value at the end of the budget, and after it
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+@pytest.mark.parametrize("bad", [{"lr_hold": 1.0}, {"lr_hold": -0.1}, {"lr_final": 0.0}])
+def test_bad_learning_rate_settings_are_refused(synth_small, tmp_path, bad):
+    with pytest.raises(ValueError, match="lr_hold in"):
+        reconstruct(synth_small / "log", tmp_path / "s", tiny(**bad))
+
+
 def test_existing_scene_is_not_overwritten(tiny_scene, synth_small):
     with pytest.raises(FileExistsError, match="--resume"):
         reconstruct(synth_small / "log", tiny_scene, tiny())

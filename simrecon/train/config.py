@@ -20,7 +20,8 @@ class TrainConfig:
     batch_rays: int = 4096  # camera rays per step (over all ranks)
     lidar_rays: int = 1024  # lidar rays per step when the log has lidar
     lr: float = 1e-2
-    lr_final: float = 1e-3  # exponential decay over the budget (steps or minutes)
+    lr_final: float = 1e-3  # exponential decay over the budget (steps or minutes) ...
+    lr_hold: float = 0.0  # ... after holding lr for this share of it
     table_lr_scale: float = 1.0  # hash tables learn at lr * this (MLPs at lr)
     box_lidar_range: float = 40.0  # metres: lidar returns that shape the full-resolution box (80: -0.8 dB)
     near_frac: float = 0.02  # near plane as a fraction of the scene scale (~0.6 m on a street)
