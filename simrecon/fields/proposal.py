@@ -21,7 +21,7 @@ class ProposalFieldConfig:
     max_resolution: int = 256
     hidden: int = 16
     density_bias: float = -3.0
-    low_precision: bool = False  # bf16 MLP on CPU: ~2x faster on its skinny matmuls
+    low_precision: bool = True  # bf16 MLP on CPU (fp16 on CUDA): its skinny matmuls ~2x faster, same quality
     backend: str = "auto"
 
 
