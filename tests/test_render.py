@@ -233,3 +233,22 @@ def test_colour_along_rays_is_the_per_sample_colour(low_precision):
         # float32 sums in another order (bf16 matmul outputs: a rounding of 2^-8 relative)
         tol = 1e-5 if not low_precision else 1e-2 * float(b.abs().max())
         torch.testing.assert_close(a, b, rtol=1e-4 if not low_precision else 1e-2, atol=tol)
+
+
+def test_lower_sh_degree_takes_the_first_bands_and_degree_1_ignores_the_view():
+    from simrecon.fields import BackgroundField, BackgroundFieldConfig
+    from simrecon.fields.sh import sh_encode
+
+    d = torch.nn.functional.normalize(torch.randn(50, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    full = sh_encode(d)
+    assert full.shape == (50, 16)
+    for k in (1, 2, 3):
+        torch.testing.assert_close(sh_encode(d, k), full[:, :k * k])
+    with pytest.raises(ValueError, match="degree must be 1 to 4, got 5"):
+        sh_encode(d, 5)
+    torch.manual_seed(0)
+    field = BackgroundField(BackgroundFieldConfig(num_levels=2, log2_hashmap_size=8, max_resolution=16, hidden=16,
+                                                  sh_degree=1), SceneBox(np.zeros(3), np.ones(3)), 1)
+    geo = torch.randn(1, 15).expand(50, 15)
+    rgb = field.color(geo, d, torch.zeros(50, dtype=torch.long))
+    torch.testing.assert_close(rgb, rgb[:1].expand(50, 3))  # one point seen from 50 directions: one colour

@@ -10,7 +10,7 @@ from torch import nn
 from ..encoding import HashGridEncoding
 from .contraction import SceneBox
 from .mlp import mlp, run_mlp, trunc_exp
-from .sh import SH_DIM, sh_encode
+from .sh import sh_encode
 
 
 @dataclass
@@ -25,6 +25,7 @@ class BackgroundFieldConfig:
     geo_features: int = 15
     color_layers: int = 1
     appearance_dim: int = 8  # per-camera (and optionally per-frame) appearance code
+    sh_degree: int = 4  # view direction: spherical harmonics of bands 0 .. sh_degree - 1 (sh_degree**2 values)
     density_bias: float = -3.0  # start nearly transparent (per normalised unit): avoids floaters at the cameras
     low_precision: bool = True  # bf16 MLPs on CPU
     backend: str = "auto"
@@ -38,7 +39,7 @@ class BackgroundField(nn.Module):
         self.grid = HashGridEncoding(cfg.num_levels, cfg.features_per_level, cfg.log2_hashmap_size,
                                      cfg.base_resolution, cfg.max_resolution, backend=cfg.backend)
         self.density_net = mlp(self.grid.output_dim, cfg.hidden, cfg.density_layers, 1 + cfg.geo_features)
-        self.color_net = mlp(cfg.geo_features + SH_DIM + cfg.appearance_dim, cfg.hidden, cfg.color_layers, 3)
+        self.color_net = mlp(cfg.geo_features + cfg.sh_degree**2 + cfg.appearance_dim, cfg.hidden, cfg.color_layers, 3)
         self.appearance = nn.Embedding(max(num_appearance, 1), cfg.appearance_dim)
         nn.init.zeros_(self.appearance.weight)
 
@@ -49,7 +50,7 @@ class BackgroundField(nn.Module):
 
     def color(self, geo: torch.Tensor, dirs: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         """Geometry features [N, G], unit view directions [N, 3], appearance ids [N] -> RGB [N, 3]."""
-        inp = torch.cat([geo, sh_encode(dirs), self.appearance(appearance)], dim=-1)
+        inp = torch.cat([geo, sh_encode(dirs, self.cfg.sh_degree), self.appearance(appearance)], dim=-1)
         return torch.sigmoid(run_mlp(self.color_net, inp, self.cfg.low_precision))
 
     def color_along_rays(self, geo: torch.Tensor, dirs: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
@@ -57,6 +58,6 @@ class BackgroundField(nn.Module):
         and appearance ids [R] -> RGB [R, S, 3]. The direction encoding and the appearance code are looked up
         once per ray, not per sample (the embedding's backward over one index per sample cost ~3 ms a step)."""
         r, s, _ = geo.shape
-        per_ray = torch.cat([sh_encode(dirs), self.appearance(appearance)], dim=-1)  # [R, 16 + A]
+        per_ray = torch.cat([sh_encode(dirs, self.cfg.sh_degree), self.appearance(appearance)], dim=-1)  # [R, D**2 + A]
         inp = torch.cat([geo, per_ray[:, None].expand(r, s, -1)], dim=-1).view(r * s, -1)
         return torch.sigmoid(run_mlp(self.color_net, inp, self.cfg.low_precision)).view(r, s, 3)

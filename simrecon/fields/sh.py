@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 
 
-def sh_encode(d: torch.Tensor) -> torch.Tensor:
-    """Unit directions [N, 3] -> SH basis values [N, 16] (bands 0-3)."""
+def sh_encode(d: torch.Tensor, degree: int = 4) -> torch.Tensor:
+    """Unit directions [N, 3] -> SH basis values [N, degree**2] (bands 0 to degree - 1; degree 1 to 4)."""
+    if not 1 <= degree <= 4:
+        raise ValueError(f"sh_encode: degree must be 1 to 4, got {degree}")
     x, y, z = d.unbind(-1)
     xx, yy, zz = x * x, y * y, z * z
     xy, yz, xz = x * y, y * z, x * z
@@ -19,7 +21,7 @@ def sh_encode(d: torch.Tensor) -> torch.Tensor:
         0.45704579946446572 * y * (1.0 - 5.0 * zz), 0.3731763325901154 * z * (5.0 * zz - 3.0),
         0.45704579946446572 * x * (1.0 - 5.0 * zz), 1.4453057213202769 * z * (xx - yy),
         0.59004358992664352 * x * (-xx + 3.0 * yy),
-    ], dim=-1)
+    ][:degree * degree], dim=-1)
 
 
 SH_DIM = 16
