@@ -112,7 +112,7 @@ def test_learning_rate_holds_then_decays_to_its_final_value():
     lrs = [trainer_mod.learning_rate(cfg, p) for p in np.linspace(0, 1.2, 25)]
     assert lrs[0] == lrs[8] == pytest.approx(1e-2)  # held over the first 40 % of the budget
     assert trainer_mod.learning_rate(cfg, 0.7) == pytest.approx(np.sqrt(1e-2 * 1e-3))  # half way down, geometrically
-    assert lrs[20] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3)  # the final value at the end of the budget, and after it
+    assert lrs[20] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3)  # at the budget's end, and after
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
@@ -127,45 +127,37 @@ def test_existing_scene_is_not_overwritten(tiny_scene, synth_small):
         reconstruct(synth_small / "log", tiny_scene, tiny())
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_state(synth_small, tmp_path, monkeypatch):
+def _nan_loss(rgb):
+    return rgb * float("nan")
+
+
+def _nan_gradient(rgb):
+    return rgb + torch.sqrt(rgb * 0.0)  # adds 0 to the loss, but its backward is 0 * inf = NaN
+
+
+@pytest.mark.parametrize("poison, at_call, message", [
+    (_nan_loss, 4, "loss became nan at step 3"),
+    (_nan_gradient, 3, "gradients became non-finite at step 2"),  # caught before the update, not after
+])
+def test_nan_stops_and_keeps_the_last_good_state(synth_small, tmp_path, monkeypatch, poison, at_call, message):
     real = trainer_mod.compute_losses
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         losses = real(*args, **kwargs)
         calls["n"] += 1
-        if calls["n"] == 4:
-            losses["rgb"] = losses["rgb"] * float("nan")
+        if calls["n"] == at_call:
+            losses["rgb"] = poison(losses["rgb"])
         return losses
 
     monkeypatch.setattr(trainer_mod, "compute_losses", poisoned)
     scene = tmp_path / "s"
-    with pytest.raises(TrainingDiverged, match="loss became nan at step 3"):
+    with pytest.raises(TrainingDiverged, match=message):
         reconstruct(synth_small / "log", scene, tiny(steps=50))
     state = load_checkpoint(scene / "checkpoint.pt")
-    assert state["step"] == 3
+    assert state["step"] == at_call - 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert read_scene_info(scene).status == "diverged"
-
-
-def test_nan_gradient_under_a_finite_loss_stops_before_the_update(synth_small, tmp_path, monkeypatch):
-    real = trainer_mod.compute_losses
-    calls = {"n": 0}
-
-    def poisoned(*args, **kwargs):
-        losses = real(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 3:  # sqrt(0) adds 0 to the loss, but its backward is 0 * inf = NaN
-            losses["rgb"] = losses["rgb"] + torch.sqrt(losses["rgb"] * 0.0)
-        return losses
-
-    monkeypatch.setattr(trainer_mod, "compute_losses", poisoned)
-    scene = tmp_path / "s"
-    with pytest.raises(TrainingDiverged, match="gradients became non-finite at step 2"):
-        reconstruct(synth_small / "log", scene, tiny(steps=50))
-    state = load_checkpoint(scene / "checkpoint.pt")
-    assert state["step"] == 2
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 def test_gradient_check_sees_any_nan_or_infinity():
