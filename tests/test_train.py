@@ -116,7 +116,7 @@ def test_learning_rate_holds_then_decays_to_its_final_value():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
-@pytest.mark.parametrize("bad", [{"lr_hold": 1.0}, {"lr_hold": -0.1}, {"lr_final": 0.0}])
+@pytest.mark.parametrize("bad", [{"lr_hold": 1.0}, {"lr_hold": -0.1}, {"lr_final": 0.0}, {"table_lr_scale": 0.0}])
 def test_bad_learning_rate_settings_are_refused(synth_small, tmp_path, bad):
     with pytest.raises(ValueError, match="lr_hold in"):
         reconstruct(synth_small / "log", tmp_path / "s", tiny(**bad))

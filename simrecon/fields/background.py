@@ -39,7 +39,8 @@ class BackgroundField(nn.Module):
         self.grid = HashGridEncoding(cfg.num_levels, cfg.features_per_level, cfg.log2_hashmap_size,
                                      cfg.base_resolution, cfg.max_resolution, backend=cfg.backend)
         self.density_net = mlp(self.grid.output_dim, cfg.hidden, cfg.density_layers, 1 + cfg.geo_features)
-        self.color_net = mlp(cfg.geo_features + cfg.sh_degree**2 + cfg.appearance_dim, cfg.hidden, cfg.color_layers, 3)
+        color_in = cfg.geo_features + cfg.sh_degree**2 + cfg.appearance_dim
+        self.color_net = mlp(color_in, cfg.hidden, cfg.color_layers, 3)
         self.appearance = nn.Embedding(max(num_appearance, 1), cfg.appearance_dim)
         nn.init.zeros_(self.appearance.weight)
 
@@ -58,6 +59,6 @@ class BackgroundField(nn.Module):
         and appearance ids [R] -> RGB [R, S, 3]. The direction encoding and the appearance code are looked up
         once per ray, not per sample (the embedding's backward over one index per sample cost ~3 ms a step)."""
         r, s, _ = geo.shape
-        per_ray = torch.cat([sh_encode(dirs, self.cfg.sh_degree), self.appearance(appearance)], dim=-1)  # [R, D**2 + A]
+        per_ray = torch.cat([sh_encode(dirs, self.cfg.sh_degree), self.appearance(appearance)], dim=-1)  # [R, D^2+A]
         inp = torch.cat([geo, per_ray[:, None].expand(r, s, -1)], dim=-1).view(r * s, -1)
         return torch.sigmoid(run_mlp(self.color_net, inp, self.cfg.low_precision)).view(r, s, 3)

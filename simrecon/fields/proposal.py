@@ -36,4 +36,5 @@ class ProposalField(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """World points [N, 3] -> density [N]."""
-        return trunc_exp(run_mlp(self.net, self.grid(self.box.contract(x)), self.cfg.low_precision)[:, 0] + self.cfg.density_bias)
+        h = run_mlp(self.net, self.grid(self.box.contract(x)), self.cfg.low_precision)  # [N, 1]
+        return trunc_exp(h[:, 0] + self.cfg.density_bias)
