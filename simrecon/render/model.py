@@ -120,8 +120,7 @@ class SceneModel(nn.Module):
             col = col.gather(1, order[rows][..., None].expand(-1, -1, 3))
             fg = (wr[..., None] * col).sum(1) / wr.sum(1, keepdim=True).clamp(min=1e-8)
             return a * fg + (1 - a) * sky
-        top_i = wr.detach().topk(k, dim=1).indices if k < wr.shape[1] else \
-            torch.arange(wr.shape[1], device=w.device).expand(nr, -1)
+        top_i = wr.detach().topk(k, dim=1).indices  # K < S here: all samples took the branch above
         src = order[rows].gather(1, top_i)  # [nr, K] index into [background samples | actor samples]
         w_sel = wr.gather(1, top_i)
         c_sel = torch.zeros(nr, k, 3, device=w.device)

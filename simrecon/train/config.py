@@ -38,6 +38,15 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
 
+    def check(self) -> None:
+        """Refuse settings training cannot run with (ValueError naming them)."""
+        if not 0.0 <= self.lr_hold < 1.0 or min(self.lr, self.lr_final, self.table_lr_scale) <= 0:
+            raise ValueError(f"config: lr, lr_final and table_lr_scale must be > 0 and lr_hold in [0, 1), got "
+                             f"{self.lr}, {self.lr_final}, {self.table_lr_scale} and {self.lr_hold}")
+        if not 0.0 <= self.error_sampling <= 1.0 or self.error_tiles < 1:
+            raise ValueError(f"config: error_sampling must be in [0, 1] and error_tiles >= 1, got "
+                             f"{self.error_sampling} and {self.error_tiles}")
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 

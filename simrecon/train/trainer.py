@@ -153,12 +153,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
         log_path = Path(info.source_log)
     elif (scene_dir / "scene.json").exists():
         raise FileExistsError(f"{scene_dir} already holds a scene (use --resume to continue it, or another -o)")
-    if not 0.0 <= cfg.lr_hold < 1.0 or min(cfg.lr, cfg.lr_final, cfg.table_lr_scale) <= 0:
-        raise ValueError(f"config: lr, lr_final and table_lr_scale must be > 0 and lr_hold in [0, 1), got {cfg.lr}, "
-                         f"{cfg.lr_final}, {cfg.table_lr_scale} and {cfg.lr_hold}")
-    if not 0.0 <= cfg.error_sampling <= 1.0 or cfg.error_tiles < 1:
-        raise ValueError(f"config: error_sampling must be in [0, 1] and error_tiles >= 1, got "
-                         f"{cfg.error_sampling} and {cfg.error_tiles}")
+    cfg.check()
     device = resolve_device(cfg.device)
     if world > 1:
         if device.type == "cuda":
