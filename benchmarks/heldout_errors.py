@@ -48,6 +48,7 @@ def main() -> None:
     cnt = dict.fromkeys(labels, 0)
     edge_err = total_err = 0.0
     edge_px = total_px = 0
+    vert_err, vert_px = 0.0, 0  # the edges that run up the image (stronger horizontal gradient)
     rows = []
     for f in frames:
         with Image.open(scene.log.root / f.file_path) as im:
@@ -63,13 +64,18 @@ def main() -> None:
         err["sky"] += float(e[sky].sum())
         cnt["sky"] += int(sky.sum())
         grey = gt.mean(-1)
-        grad = np.abs(np.diff(grey, axis=1, prepend=grey[:, :1])) + np.abs(np.diff(grey, axis=0, prepend=grey[:1]))
-        edge = grad > args.edge
+        gx = np.abs(np.diff(grey, axis=1, prepend=grey[:, :1]))  # [H, W] across columns: vertical edges
+        gy = np.abs(np.diff(grey, axis=0, prepend=grey[:1]))
+        edge = gx + gy > args.edge
         edge_err += float(e[edge].sum())
         edge_px += int(edge.sum())
+        vertical = edge & (gx > gy)
+        vert_err += float(e[vertical].sum())
+        vert_px += int(vertical.sum())
         total_err += float(e.sum())
         total_px += e.size
-        row = {"frame": f.file_path, "psnr": _psnr(float(e.sum()), e.size)}
+        row = {"frame": f.file_path, "psnr": _psnr(float(e.sum()), e.size),
+               "edges_psnr": _psnr(float(e[edge].sum()), int(edge.sum()))}
         if args.supersample > 1:
             k, intr = args.supersample, f.intrinsics
             big = dataclasses.replace(intr, fl_x=intr.fl_x * k, fl_y=intr.fl_y * k, cx=intr.cx * k, cy=intr.cy * k,
@@ -86,6 +92,8 @@ def main() -> None:
             print(f"{lab:>10} | {share_px:6.3f} | {share_err:11.3f} | {_psnr(err[lab], cnt[lab])}")
     print(f"edges: {edge_px / total_px:.3f} of the pixels, {edge_err / total_err:.3f} of the squared error "
           f"(PSNR {_psnr(edge_err, edge_px)} on them, {_psnr(total_err - edge_err, total_px - edge_px)} elsewhere)")
+    print(f"  vertical edges: {vert_px / max(edge_px, 1):.3f} of the edge pixels, PSNR {_psnr(vert_err, vert_px)}; "
+          f"horizontal: PSNR {_psnr(edge_err - vert_err, edge_px - vert_px)}")
     print(f"mean PSNR {np.mean([r['psnr'] for r in rows]):.2f}" + "".join(
         f", {k}: {np.mean([r[k] for r in rows]):.2f}" for k in rows[0] if k.startswith("psnr_")))
 

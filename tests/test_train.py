@@ -49,7 +49,8 @@ def test_scene_folder_and_step_budget(tiny_scene):
     steps = [m["step"] for m in _metrics(tiny_scene)]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert all(np.isfinite(m["loss"]) and m["rays_per_s"] > 0 for m in _metrics(tiny_scene))
-    assert {"rgb", "depth", "empty", "opacity", "interlevel"} <= set(_metrics(tiny_scene)[0])
+    assert {"rgb", "beyond", "empty", "opacity", "interlevel"} <= set(_metrics(tiny_scene)[0])
+    assert "depth" not in _metrics(tiny_scene)[0]  # depth_weight 0: the expected-range L1 is off
 
 
 def test_training_reduces_the_loss(synth_small, tmp_path):
@@ -230,6 +231,8 @@ def test_cli_eval_and_render(tiny_scene, tmp_path, capsys):
     (["reconstruct", "LOG", "-o", "OUT", "--preset", "huge"], "--preset: expected fast, default, quality or tiny"),
     (["reconstruct", "LOG", "-o", "OUT", "--holdout", "every:x"], "--holdout: expected every:N"),
     (["reconstruct", "LOG", "-o", "OUT", "--device", "cuda"], "--device cuda: no CUDA device"),
+    (["reconstruct", "LOG", "-o", "OUT", "--lidar-prior-steps", "-1"], "--lidar-prior-steps must be >= 0"),
+    (["reconstruct", "-o", "SCENE", "--resume", "--lidar-prior-steps", "5"], "the prior runs before the first step"),
     (["eval", "/no/scene"], "no such file or folder"),
     (["render", "SCENE", "-o", "OUT"], "give exactly one of --poses FRAMES.json or --trajectory"),
 ])
@@ -325,6 +328,29 @@ def test_floater_losses_keep_a_gradient_when_opaque_and_leave_clear_rays_alone(t
     # Clear and hazy rays add nothing: a healthy field is left alone.
     assert (g[1:] == 0).all()
     assert losses[loss_key].item() == pytest.approx(w * np.log1p(total) / 3, rel=1e-5)
+
+
+def test_lidar_weight_terms_count_weight_before_and_past_the_return_but_not_at_it():
+    from simrecon.train.trainer import compute_losses
+
+    cfg = tiny()
+    ranges = torch.tensor([10.0, 10.0])  # returns at 10 m; margin 0.2 m + a tenth of the near plane
+    mids = torch.tensor([[5.0, 9.95, 10.05, 15.0]] * 2)  # [2, 4] m
+    weights = torch.tensor([[0.1, 0.4, 0.3, 0.2],  # 0.1 before the margin, 0.2 past it
+                            [0.0, 0.5, 0.5, 0.0]], requires_grad=True)  # all within the margin
+    out = {"rgb": torch.zeros(0, 3), "depth": torch.tensor([100.0, 10.0]), "acc": torch.ones(2), "weights": weights,
+           "mids": mids, "tau": torch.zeros(2, 4), "proposal_tau": torch.zeros(2, 4), "proposal_mids": mids}
+    model = type("M", (), {"scale": 1.0})()
+    losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
+    assert losses["empty"].item() == pytest.approx(cfg.empty_weight * 0.1 / 2)
+    assert losses["beyond"].item() == pytest.approx(cfg.beyond_weight * 0.2 / 2)
+    # The expected range (100 m on ray 0: weight leaked far) is not a loss by default: depth_weight is 0.
+    assert "depth" not in losses and cfg.depth_weight == 0
+    (losses["empty"] + losses["beyond"]).backward()
+    assert weights.grad[:, 1:3].abs().max() == 0 and weights.grad[0, 0] > 0 and weights.grad[0, 3] > 0
+    cfg.depth_weight = 0.03
+    assert compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)["depth"].item() == pytest.approx(
+        0.03 * 90.0 / 2)
 
 
 def test_scene_with_settings_from_another_version_still_loads(tiny_scene, tmp_path, caplog):

@@ -14,7 +14,8 @@ from .progress import bar
 
 
 def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: int | None, minutes: float | None,
-                        holdout: str | None, device: str, resume: bool, console: Console) -> Path:
+                        holdout: str | None, device: str, resume: bool, console: Console,
+                        lidar_prior_steps: int | None = None) -> Path:
     from ..train import TrainingInterrupted, preset, reconstruct  # noqa: F401  (re-raised to main)
 
     if not resume and log is None:
@@ -37,6 +38,12 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
         cfg.holdout = holdout
     if device != "auto":
         overrides["device"] = device
+    if lidar_prior_steps is not None:
+        if resume:
+            raise ValueError("--lidar-prior-steps: the prior runs before the first step, not when resuming")
+        if lidar_prior_steps < 0:
+            raise ValueError(f"--lidar-prior-steps must be >= 0, got {lidar_prior_steps}")
+        cfg.lidar_prior.steps = lidar_prior_steps
     for key, value in overrides.items():
         setattr(cfg, key, value)
     columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -45,6 +52,9 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
         task = progress.add_task("", total=1.0, info="loading log")
 
         def on_log(rec: dict) -> None:
+            if "stage" in rec:  # before the first step (the lidar prior)
+                progress.update(task, info=rec["stage"])
+                return
             frac = max(rec["step"] / rec["budget_steps"], rec["time"] / rec["budget_s"])
             progress.update(task, completed=min(frac, 1.0),
                             info=f"step {rec['step']}  loss {rec['loss']:.4f}  PSNR {rec['psnr']:.2f}  "

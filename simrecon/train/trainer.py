@@ -27,6 +27,7 @@ from ..render import SceneModel
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainData, parse_holdout, scene_box
+from .lidar_prior import train_lidar_prior
 from .scene_file import MODEL_FILE, SceneInfo, read_scene_info, write_scene_info
 
 log = get_logger(__name__)
@@ -112,13 +113,18 @@ def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: in
         acc = out["acc"][n_cam:]
         mids = out["mids"][n_cam:]
         margin = 0.02 * ranges[:, None] + 0.1 * s * cfg.near_frac  # lidar noise grows with range
-        losses["depth"] = cfg.depth_weight * torch.mean(torch.abs(depth - ranges) / s)
+        if cfg.depth_weight:
+            losses["depth"] = cfg.depth_weight * torch.mean(torch.abs(depth - ranges) / s)
         # Empty space before the return (minus a margin), on the weights: once a surface is opaque its penalty
         # saturates, so lidar that disagrees with the cameras (moving actors, track errors) cannot erode it.
         w = out["weights"][n_cam:]
         losses["empty"] = cfg.empty_weight * torch.mean((w * (mids < ranges[:, None] - margin)).sum(-1))
+        # Weight past the return (plus the margin): what the expected-range L1 said, without its pull on the
+        # weight in front when a little of it leaks to the far plane (TrainConfig).
+        if cfg.beyond_weight:
+            losses["beyond"] = cfg.beyond_weight * torch.mean((w * (mids > ranges[:, None] + margin)).sum(-1))
         # Floaters: the nearer half of the way to the return must be clear whatever the field has learned. The
-        # weight penalty above has no gradient left once the field is opaque there (d weight / d density ~
+        # empty-space penalty has no gradient left once the field is opaque there (d weight / d density ~
         # exp(-thickness)), so an early collapse in front of the cameras never cleared (learning rate 0.015,
         # a 2^18 table: 16-18 dB); this one acts on the optical thickness of such rays through log1p (~linear
         # near 0, gradient bounded and alive).
@@ -139,7 +145,8 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     """Train (or resume) the scene for ``log_path`` into ``scene_dir``.
 
     With ``resume`` the configuration comes from scene.json; ``overrides`` (e.g. ``{"minutes": 20}``)
-    replace some of its fields, to extend a finished run."""
+    replace some of its fields, to extend a finished run. ``on_log`` gets every logged step's record and,
+    before the first step, ``{"stage": ...}`` records of the lidar prior's progress."""
     rank, world, local_rank = _dist_info()
     scene_dir = Path(scene_dir)
     if resume:
@@ -186,6 +193,17 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     if rank == 0:
         scene_dir.mkdir(parents=True, exist_ok=True)
         write_scene_info(scene_dir, info_out)
+    if not resume and data.has_lidar and cfg.lidar_prior.steps:  # before DDP, which broadcasts rank 0's weights
+        t0 = time.time()
+        n_prior = cfg.lidar_prior.steps
+
+        def prior_step(i: int) -> None:
+            if on_log and rank == 0 and (i % 10 == 0 or i == n_prior):
+                on_log({"stage": f"lidar prior {i}/{n_prior}"})
+
+        prior = train_lidar_prior(model, data, cfg.lidar_prior, cfg.near_frac, cfg.seed, prior_step)
+        elapsed0 = time.time() - t0  # counted in the budget
+        log.info("lidar prior: %d steps in %.1f s, %s", n_prior, elapsed0, prior)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
