@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.model import Frame
 from ..fields import evaluate_actor_fields
 from ..render.model import SceneModel
 from .data import TrainData
@@ -56,13 +57,14 @@ class ColouredReturns:
         return self.index.shape[0]
 
 
-def colour_returns(points: np.ndarray, times: np.ndarray, frames: list, images: list[np.ndarray],
+def colour_returns(points: np.ndarray, times: np.ndarray, frames: list[Frame], images: list[np.ndarray],
                    appearance: list[int], near: float, sync_s: float, cell: int = 2) -> ColouredReturns:
     """The colour of each lidar return (points [M, 3] world, times [M]) in each camera frame taken within
     ``sync_s`` of its sweep: frames with their images [H, W, 3] uint8 and appearance codes.
 
     The lidar sits apart from the cameras, so a return can be hidden from a camera by something nearer: per
-    cell of ``cell`` x ``cell`` pixels, only returns within 5 % (plus 0.1 unit) of the nearest one are kept."""
+    cell of ``cell`` x ``cell`` pixels, only returns within 5 % (plus 0.1 world unit) of the nearest one are
+    kept."""
     idx, rgb, eye, app = [], [], [], []
     for f, img, a in zip(frames, images, appearance):
         sel = np.nonzero(np.abs(times - f.timestamp) <= sync_s)[0]
