@@ -173,3 +173,14 @@ def test_cli_sets_the_prior_steps_and_progress_sees_them(synth_small, tmp_path, 
     reconstruct(synth_small / "log", tmp_path / "s2", cfg, on_log=records.append)
     stages = [r["stage"] for r in records if "stage" in r]
     assert stages == ["lidar prior 10/20", "lidar prior 20/20"] and records[len(stages)]["step"] == 1
+
+
+def test_bad_shapes_are_refused_with_the_shapes_in_the_message(small):
+    cfg, log, box, data = small
+    model = SceneModel(cfg.model, box, log.actors, data.num_appearance)
+    with pytest.raises(ValueError, match=r"origins \[4, 3\], points \[4, 2\] and times \[4\]"):
+        lidar_prior_step(model, torch.zeros(4, 3), torch.zeros(4, 2), torch.zeros(4), 0.5, cfg.near_frac)
+    with pytest.raises(ValueError, match=r"points \[5, 3\] and times \[4\]"):
+        colour_returns(np.zeros((5, 3)), np.zeros(4), [], [], [], 0.5, 0.05)
+    with pytest.raises(ValueError, match="1 frames, 0 images and 1 appearance codes"):
+        colour_returns(np.zeros((5, 3)), np.zeros(5), [_pinhole_frame()], [], [0], 0.5, 0.05)

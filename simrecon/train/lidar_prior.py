@@ -65,6 +65,12 @@ def colour_returns(points: np.ndarray, times: np.ndarray, frames: list[Frame], i
     The lidar sits apart from the cameras, so a return can be hidden from a camera by something nearer: per
     cell of ``cell`` x ``cell`` pixels, only returns within 5 % (plus 0.1 world unit) of the nearest one are
     kept."""
+    if points.ndim != 2 or points.shape[1] != 3 or times.shape != points.shape[:1]:
+        raise ValueError(f"colour_returns: points {list(points.shape)} and times {list(times.shape)} must be [M, 3] "
+                         f"and [M]")
+    if not len(frames) == len(images) == len(appearance):
+        raise ValueError(f"colour_returns: {len(frames)} frames, {len(images)} images and {len(appearance)} "
+                         f"appearance codes")
     idx, rgb, eye, app = [], [], [], []
     for f, img, a in zip(frames, images, appearance):
         sel = np.nonzero(np.abs(times - f.timestamp) <= sync_s)[0]
@@ -149,6 +155,9 @@ def lidar_prior_step(model: SceneModel, origins: torch.Tensor, points: torch.Ten
     Each return gives three points: one up to a margin behind it (occupied), one uniformly between the near
     plane and the margin before it (empty) and one within four margins before that (empty: a sharp surface).
     The margin is the lidar losses' (2 % of the range plus a tenth of the near plane)."""
+    if points.ndim != 2 or points.shape[1] != 3 or origins.shape != points.shape or times.shape != points.shape[:1]:
+        raise ValueError(f"lidar_prior_step: origins {list(origins.shape)}, points {list(points.shape)} and times "
+                         f"{list(times.shape)} must be [N, 3], [N, 3] and [N]")
     s = model.scale
     n = points.shape[0]
     v = points - origins
