@@ -145,13 +145,15 @@ def test_reconstruct_runs_the_prior_inside_the_budget_and_not_on_resume(synth_sm
     first_metric = json.loads((tmp_path / "s" / "metrics.jsonl").read_text().splitlines()[0])
     assert first_metric["time"] > 0 and info.elapsed >= first_metric["time"]  # the prior's time is counted
     assert info.config["lidar_prior"]["steps"] == 5
+    # With the prior the lidar terms are on the weights: no expected-range L1, the beyond term instead.
+    assert "beyond" in first_metric and "depth" not in first_metric
     caplog.clear()
     with caplog.at_level("INFO"):
         reconstruct(synth_small / "log", tmp_path / "s", cfg, resume=True, overrides={"steps": 4})
     assert "lidar prior" not in caplog.text and read_scene_info(tmp_path / "s").step == 4
 
 
-@pytest.mark.parametrize("bad", [{"steps": -1}, {"points": 0}, {"lr": 0.0}, {"sync_s": -0.1}])
+@pytest.mark.parametrize("bad", [{"steps": -1}, {"points": 0}, {"lr": 0.0}, {"sync_s": -0.1}, {"beyond_weight": -1.0}])
 def test_bad_prior_settings_are_refused(synth_small, tmp_path, bad):
     cfg = preset("tiny")
     cfg.lidar_prior = LidarPriorConfig(**bad)

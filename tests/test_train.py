@@ -49,8 +49,8 @@ def test_scene_folder_and_step_budget(tiny_scene):
     steps = [m["step"] for m in _metrics(tiny_scene)]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert all(np.isfinite(m["loss"]) and m["rays_per_s"] > 0 for m in _metrics(tiny_scene))
-    assert {"rgb", "beyond", "empty", "opacity", "interlevel"} <= set(_metrics(tiny_scene)[0])
-    assert "depth" not in _metrics(tiny_scene)[0]  # depth_weight 0: the expected-range L1 is off
+    assert {"rgb", "depth", "empty", "opacity", "interlevel"} <= set(_metrics(tiny_scene)[0])
+    assert "beyond" not in _metrics(tiny_scene)[0]  # beyond_weight 0 without the lidar prior
 
 
 def test_training_reduces_the_loss(synth_small, tmp_path):
@@ -341,16 +341,17 @@ def test_lidar_weight_terms_count_weight_before_and_past_the_return_but_not_at_i
     out = {"rgb": torch.zeros(0, 3), "depth": torch.tensor([100.0, 10.0]), "acc": torch.ones(2), "weights": weights,
            "mids": mids, "tau": torch.zeros(2, 4), "proposal_tau": torch.zeros(2, 4), "proposal_mids": mids}
     model = type("M", (), {"scale": 1.0})()
+    # Without the prior: the expected-range L1 (100 m on ray 0, its weight leaked far), no beyond term.
     losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
+    assert losses["depth"].item() == pytest.approx(cfg.depth_weight * 90.0 / 2) and "beyond" not in losses
     assert losses["empty"].item() == pytest.approx(cfg.empty_weight * 0.1 / 2)
-    assert losses["beyond"].item() == pytest.approx(cfg.beyond_weight * 0.2 / 2)
-    # The expected range (100 m on ray 0: weight leaked far) is not a loss by default: depth_weight is 0.
-    assert "depth" not in losses and cfg.depth_weight == 0
+    # With the prior: the weight past the return replaces the L1, for the whole run.
+    cfg.lidar_prior.steps = 60
+    losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
+    assert "depth" not in losses
+    assert losses["beyond"].item() == pytest.approx(cfg.lidar_prior.beyond_weight * 0.2 / 2)
     (losses["empty"] + losses["beyond"]).backward()
     assert weights.grad[:, 1:3].abs().max() == 0 and weights.grad[0, 0] > 0 and weights.grad[0, 3] > 0
-    cfg.depth_weight = 0.03
-    assert compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)["depth"].item() == pytest.approx(
-        0.03 * 90.0 / 2)
 
 
 def test_scene_with_settings_from_another_version_still_loads(tiny_scene, tmp_path, caplog):

@@ -132,8 +132,9 @@ def reconstruct(
     resume: bool = typer.Option(False, "--resume", help="Continue the scene in -o from its last checkpoint."),
     lidar_prior_steps: Optional[int] = typer.Option(
         None, "--lidar-prior-steps", help="Steps of the lidar prior before photometric training: surfaces and "
-                                          "colours from the lidar returns by point queries (default 60, ~7 s on "
-                                          "2 cores; 0: off; logs without lidar skip it)."),
+                                          "colours from the lidar returns by point queries; 60 (~7 s on 2 cores) "
+                                          "for short budgets: +1.2 dB at 2 minutes, -0.8 dB at 10 (default 0: "
+                                          "off; logs without lidar skip it)."),
 ) -> None:
     """Train a neural scene from a drive log (background, sky, appearance, one field per actor).
 

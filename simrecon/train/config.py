@@ -27,14 +27,11 @@ class TrainConfig:
     table_lr_scale: float = 1.0  # hash tables learn at lr * this (MLPs at lr)
     box_lidar_range: float = 40.0  # metres: lidar returns that shape the full-resolution box (80: -0.8 dB)
     near_frac: float = 0.02  # near plane as a fraction of the scene scale (~0.6 m on a street)
-    # Lidar: the weights along a lidar ray must sit at its return. The expected-range L1 (depth_weight; 0.03 was
-    # the default until the lidar prior) broke the prior's surfaces within 25 steps: a ray whose last 2 % of
-    # weight leaks to the far plane has an expected range of hundreds of metres, and the L1 then pulls weight up
-    # everywhere in front of the return (switched on only from step 300 it still cost 1.7 dB at 2 minutes). The
-    # weight past the return (beyond_weight) says the same without it.
-    depth_weight: float = 0.0  # expected lidar range vs measured (normalised units)
+    # Lidar: the weights along a lidar ray must sit at the return. With the lidar prior on, the expected-range L1
+    # is replaced by lidar_prior.beyond_weight (see LidarPriorConfig and lidar_loss_weights).
+    depth_weight: float = 0.03  # expected lidar range vs measured (normalised units); 0.1-1.0 measured worse
     empty_weight: float = 0.02  # no weight before the return
-    beyond_weight: float = 0.005  # no weight past the return (0.02: -0.9 dB held out at 1400 steps)
+    beyond_weight: float = 0.0  # no weight past the return
     floater_weight: float = 0.02  # lidar: rays opaque over the nearer half of the way to the return (trainer)
     opacity_weight: float = 0.01  # lidar: the ray ends at the return
     interlevel_weight: float = 1.0
@@ -55,6 +52,14 @@ class TrainConfig:
             raise ValueError(f"config: error_sampling must be in [0, 1] and error_tiles >= 1, got "
                              f"{self.error_sampling} and {self.error_tiles}")
         self.lidar_prior.check()
+
+    def lidar_loss_weights(self) -> tuple[float, float]:
+        """(depth_weight, beyond_weight) that training uses. With the lidar prior the expected-range L1 is off: it
+        undid the prior's surfaces within 25 steps (docs/reconstruction.md), and the weight past the return
+        takes its place; this holds for the whole run, resumes included."""
+        if self.lidar_prior.steps > 0:
+            return 0.0, self.lidar_prior.beyond_weight
+        return self.depth_weight, self.beyond_weight
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -105,7 +110,7 @@ def preset(name: str) -> TrainConfig:
             actor=ActorFieldConfig(num_levels=2, log2_hashmap_size=8, max_resolution=16, hidden=8),
             proposal_samples=16, samples=8, actor_samples=4)
         return TrainConfig(model=model, steps=20, minutes=5.0, batch_rays=256, lidar_rays=128, log_every=1,
-                           checkpoint_every=5, lidar_prior=LidarPriorConfig(steps=0))
+                           checkpoint_every=5)
     if name == "default":
         return TrainConfig(minutes=60.0, steps=30000)
     if name == "quality":

@@ -9,9 +9,10 @@ the density at single points is far cheaper than a rendered ray:
 - colour: each return seen by a training camera at the same time takes that pixel's colour, and the colour
   head learns it at the return, from that camera's direction (and appearance code).
 
-The trainer's old expected-range L1 on lidar rays undid such a start within 25 steps (21.6 dB held out at 2
+The trainer's expected-range L1 on lidar rays undid such a start within 25 steps (21.6 dB held out at 2
 minutes instead of 27.3), because the few per cent of weight that some rays leak to the far plane make their
-expected range hundreds of metres: the lidar losses are on the weights alone now (TrainConfig).
+expected range hundreds of metres: with the prior on, the lidar losses are on the weights alone
+(``TrainConfig.lidar_loss_weights``).
 
 Points inside a present actor's box teach that actor's field instead, density and colour (the background's
 density is zeroed there in rendering, and the proposal only places background samples).
@@ -33,15 +34,19 @@ from .data import TrainData
 
 @dataclass
 class LidarPriorConfig:
-    steps: int = 60  # 0: off (logs without lidar skip it); 50 and 100 measured alike at 2 minutes
+    # Off by default: +1.2 dB held out at 2 CPU minutes, but -0.8 dB at 10 and -2.1 dB at +2 m (RESULTS.md,
+    # session 7). For short budgets: 60 steps (50 and 100 measured alike at 2 minutes).
+    steps: int = 0  # logs without lidar skip it
     points: int = 8192  # lidar returns per step (three points each) and as many coloured returns
     lr: float = 1e-2
     sync_s: float = 0.05  # a camera frame colours the returns of sweeps within this many seconds of it
+    beyond_weight: float = 0.005  # replaces the trainer's expected-range L1 when the prior is on (0.02: -0.9 dB)
 
     def check(self) -> None:
-        if self.steps < 0 or self.points < 1 or self.lr <= 0 or self.sync_s < 0:
-            raise ValueError(f"config: lidar_prior needs steps >= 0, points >= 1, lr > 0 and sync_s >= 0, got "
-                             f"{self.steps}, {self.points}, {self.lr} and {self.sync_s}")
+        if self.steps < 0 or self.points < 1 or self.lr <= 0 or self.sync_s < 0 or self.beyond_weight < 0:
+            raise ValueError(f"config: lidar_prior needs steps >= 0, points >= 1, lr > 0, sync_s >= 0 and "
+                             f"beyond_weight >= 0, got {self.steps}, {self.points}, {self.lr}, {self.sync_s} and "
+                             f"{self.beyond_weight}")
 
 
 @dataclass

@@ -113,16 +113,17 @@ def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: in
         acc = out["acc"][n_cam:]
         mids = out["mids"][n_cam:]
         margin = 0.02 * ranges[:, None] + 0.1 * s * cfg.near_frac  # lidar noise grows with range
-        if cfg.depth_weight:
-            losses["depth"] = cfg.depth_weight * torch.mean(torch.abs(depth - ranges) / s)
+        depth_weight, beyond_weight = cfg.lidar_loss_weights()
+        if depth_weight:
+            losses["depth"] = depth_weight * torch.mean(torch.abs(depth - ranges) / s)
         # Empty space before the return (minus a margin), on the weights: once a surface is opaque its penalty
         # saturates, so lidar that disagrees with the cameras (moving actors, track errors) cannot erode it.
         w = out["weights"][n_cam:]
         losses["empty"] = cfg.empty_weight * torch.mean((w * (mids < ranges[:, None] - margin)).sum(-1))
-        # Weight past the return (plus the margin): what the expected-range L1 said, without its pull on the
-        # weight in front when a little of it leaks to the far plane (TrainConfig).
-        if cfg.beyond_weight:
-            losses["beyond"] = cfg.beyond_weight * torch.mean((w * (mids > ranges[:, None] + margin)).sum(-1))
+        # Weight past the return (plus the margin): what the expected-range L1 says, without its pull on the
+        # weight in front when a little of it leaks to the far plane (used with the lidar prior).
+        if beyond_weight:
+            losses["beyond"] = beyond_weight * torch.mean((w * (mids > ranges[:, None] + margin)).sum(-1))
         # Floaters: the nearer half of the way to the return must be clear whatever the field has learned. The
         # empty-space penalty has no gradient left once the field is opaque there (d weight / d density ~
         # exp(-thickness)), so an early collapse in front of the cameras never cleared (learning rate 0.015,
