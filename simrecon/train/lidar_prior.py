@@ -30,6 +30,7 @@ from ..data.model import Frame
 from ..fields import evaluate_actor_fields
 from ..render.model import SceneModel
 from .data import TrainData
+from .optim import adam
 
 
 @dataclass
@@ -212,11 +213,7 @@ def run_lidar_prior(model: SceneModel, origins: torch.Tensor, points: torch.Tens
     random coloured returns; the model is updated in place by its own Adam (the photometric training starts
     its own). Returns the last step's losses."""
     device = next(model.parameters()).device
-    params = prior_parameters(model)
-    try:
-        opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-15, betas=(0.9, 0.99), fused=True)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device
-        opt = torch.optim.Adam(params, lr=cfg.lr, eps=1e-15, betas=(0.9, 0.99))
+    opt = adam(prior_parameters(model), cfg.lr)
     losses: dict[str, torch.Tensor] = {}
     for i in range(cfg.steps):
         idx = torch.randint(0, points.shape[0], (cfg.points,), generator=gen)

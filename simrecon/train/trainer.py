@@ -28,6 +28,7 @@ from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainData, parse_holdout, scene_box
 from .lidar_prior import train_lidar_prior
+from .optim import adam
 from .scene_file import MODEL_FILE, SceneInfo, read_scene_info, write_scene_info
 
 log = get_logger(__name__)
@@ -67,19 +68,14 @@ def _dist_info() -> tuple[int, int, int]:
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.0) -> torch.optim.Optimizer:
-    """Adam; the fused kernel where torch has one for the device (6x faster on CPU over big hash tables). Two
-    groups: the hash tables (learning rate times ``table_lr_scale``) and the rest; each group's "scale" is kept
-    so the schedule can set ``lr * scale``."""
+    """Adam (:func:`simrecon.train.optim.adam`) in two groups: the hash tables (learning rate times
+    ``table_lr_scale``) and the rest; each group's "scale" is kept so the schedule can set ``lr * scale``."""
     tables = [p for n, p in model.named_parameters() if n.endswith("grid.table")]
     ids = {id(p) for p in tables}
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": tables, "lr": lr * table_lr_scale, "scale": table_lr_scale},
               {"params": rest, "lr": lr, "scale": 1.0}]
-    groups = [g for g in groups if g["params"]]
-    try:
-        return torch.optim.Adam(groups, lr=lr, eps=1e-15, betas=(0.9, 0.99), fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(groups, lr=lr, eps=1e-15, betas=(0.9, 0.99))
+    return adam([g for g in groups if g["params"]], lr)
 
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
