@@ -6,8 +6,9 @@ and slab-testing their boxes: all tracks at once (``SceneModel.logged_layout``, 
 the reference measured in the same run, a loop over the tracks (``TrackTensor.at`` and one box test per actor,
 the implementation before session 4), and evaluating the actor fields crossed by a training batch, forward and
 backward: all in one pass (``evaluate_actor_fields``, what training uses) against a call per field (the
-implementation before session 5). Logs with many tracked actors (real ones: DGP, nuScenes, Waymo) are where
-both matter.
+implementation before session 5); and the lidar prior's test of which box holds each point, per sweep against a
+loop over the boxes (the implementation before session 8). Logs with many tracked actors (real ones: DGP,
+nuScenes, Waymo) are where these matter.
 
     python benchmarks/step.py --log LOG                   # e.g. a converted DGP scene (97 actors)
     python benchmarks/step.py --log LOG --set batch_rays=4096 --set model.samples=32
@@ -37,6 +38,7 @@ from simrecon.render import SceneModel  # noqa: E402
 from simrecon.render.samplers import box_intervals  # noqa: E402
 from simrecon.train import preset  # noqa: E402
 from simrecon.train.data import TrainData, parse_holdout, scene_box  # noqa: E402
+from simrecon.train.lidar_prior import _in_actor_boxes, _in_actor_boxes_loop  # noqa: E402
 from simrecon.train.trainer import compute_losses, make_optimizer  # noqa: E402
 
 
@@ -163,6 +165,14 @@ def main() -> int:
             ours = _time(lambda: _bank_layout(model, rays), 10)
         print(f"posing {len(model.tracks)} actors + box tests for {len(rays)} rays: per-track loop (reference) "
               f"{ref * 1000:.1f} ms, all at once {ours * 1000:.1f} ms: {ref / ours:.1f}x")
+        if data.has_lidar:  # the lidar prior's box test: 8192 returns, three points each
+            idx = torch.randint(0, len(data.lidar_points), (3 * 8192,), generator=gen)
+            x, t = data.lidar_points[idx], data.lidar_times[idx]
+            with torch.no_grad():
+                ref = _time(lambda: _in_actor_boxes_loop(model, x, t), 5)
+                ours = _time(lambda: _in_actor_boxes(model, x, t), 5)
+            print(f"lidar prior: which box holds each of {len(x)} points: a loop over the boxes (reference) "
+                  f"{ref * 1000:.1f} ms, per sweep with a distance pre-test {ours * 1000:.1f} ms: {ref / ours:.1f}x")
         calls = []  # the arguments of the model's actor-field pass on one training batch
 
         def capture(*args):

@@ -13,8 +13,8 @@ from simrecon.data.model import Frame, Intrinsics
 from simrecon.render import SceneModel
 from simrecon.train import preset, read_scene_info, reconstruct
 from simrecon.train.data import TrainData, parse_holdout, scene_box
-from simrecon.train.lidar_prior import (LidarPriorConfig, _empty_loss, _in_actor_boxes, _occupied_loss,
-                                        colour_returns, lidar_prior_step, train_lidar_prior)
+from simrecon.train.lidar_prior import (LidarPriorConfig, _empty_loss, _in_actor_boxes, _in_actor_boxes_loop,
+                                        _occupied_loss, colour_returns, lidar_prior_step, train_lidar_prior)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,32 @@ def test_returns_in_an_actor_box_go_to_that_actor(small):
     actor = model.actor_fields[layout.field_index[0]]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.color_net.parameters())
     assert all(p.grad is None for p in model.background.color_net.parameters())
+
+
+def test_box_test_of_all_actors_at_once_matches_one_box_at_a_time(small):
+    cfg, log, box, data = small
+    model = SceneModel(cfg.model, box, log.actors, data.num_appearance)
+    gen = torch.Generator().manual_seed(3)
+    # Points scattered around every actor's box at its logged times (inside, near the faces and outside), and
+    # some far away; times across the log, so boxes come and go.
+    times = data.lidar_times[torch.randint(0, len(data.lidar_times), (4000,), generator=gen)]
+    lay = model.logged_layout(times)
+    assert len(lay.field_index) >= 2, "the small street has several actors"
+    pick = torch.randint(0, len(lay.field_index), (4000,), generator=gen)
+    half = torch.stack([model.actor_fields[i].half_size for i in lay.field_index])[pick]  # [N, 3]
+    offset = (torch.rand(4000, 3, generator=gen) * 2 - 1) * 1.3 * half
+    rows = torch.arange(4000)
+    x = lay.trans[pick, rows] + torch.einsum("nij,nj->ni", lay.rot[pick, rows], offset)
+    x[:500] += 100.0  # nowhere near a box
+    dirs = torch.nn.functional.normalize(torch.randn(4000, 3, generator=gen), dim=-1)
+    got = _in_actor_boxes(model, x, times, dirs)
+    want = _in_actor_boxes_loop(model, x, times, dirs)
+    assert torch.equal(got[0], want[0]) and got[3] == want[3]
+    assert (got[0] >= 0).sum() > 1000 and (got[0] < 0).sum() > 500  # both cases are exercised
+    # float32 box-frame coordinates of a few metres: the same einsum, only the summation order may differ
+    assert torch.allclose(got[1], want[1], atol=1e-5) and torch.allclose(got[2], want[2], atol=1e-6)
+    empty = _in_actor_boxes(model, x[:0], times[:0], dirs[:0])  # no points
+    assert empty[0].shape == (0,) and empty[1].shape == (0, 3)
 
 
 def test_prior_losses_on_empty_and_extreme_inputs():
