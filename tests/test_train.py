@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from simrecon.cli.main import main
+from simrecon.data.io import load_log
 from simrecon.data.scene_api import RenderableScene, logged_placements
 from simrecon.scene import load_scene
 from simrecon.train import TrainingDiverged, TrainingInterrupted, preset, read_scene_info, reconstruct
@@ -432,3 +433,12 @@ def test_error_map_is_kept_in_the_checkpoint_and_resumed(synth_small, tmp_path):
     # values (a fresh map would hold 1 there).
     kept = (resumed == saved) & (saved < 1)
     assert bool(kept.any())
+
+
+def test_a_holdout_that_holds_out_nothing_is_said_at_training_and_eval(synth_small, tmp_path, caplog, capsys):
+    frames = max(len(f) for f in load_log(synth_small / "log").cameras.values())
+    spec = f"every:{2 * frames + 2}"  # the middle frame of every 2 * frames + 2: past the end of each camera
+    reconstruct(synth_small / "log", tmp_path / "s", tiny(steps=1, holdout=spec))
+    assert f"--holdout {spec} holds out no frame" in caplog.text and f"at most {frames} frames" in caplog.text
+    assert main(["eval", str(tmp_path / "s")]) == 0
+    assert f"--holdout {spec} held out no frame of its log" in capsys.readouterr().out

@@ -85,7 +85,9 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console) -> di
                   + (f", actor pixels PSNR {result['psnr_actor_pixels']:.2f} dB" if "psnr_actor_pixels" in result
                      else ""), highlight=False)
     else:
-        out.print("no held-out frames (the scene was trained with --holdout none)")
+        spec = (scene.info.config or {}).get("holdout", "none")
+        why = "trained with --holdout none" if spec in ("", "none") else f"--holdout {spec} held out no frame of its log"
+        out.print(f"no held-out frames ({why})", highlight=False)
     if "lidar_depth" in result:
         d = result["lidar_depth"]
         out.print(f"lidar depth error: mean {d['mean_abs_m']:.3f} m, median {d['median_abs_m']:.3f} m, "
