@@ -135,11 +135,32 @@ class SceneModel(nn.Module):
         fg = (w_sel[..., None] * c_sel).sum(1) / w_sel.sum(1, keepdim=True).clamp(min=1e-8)
         return a * fg + (1 - a) * sky
 
+    def _instances(self, all_mid: torch.Tensor, order: torch.Tensor, w: torch.Tensor, acc: torch.Tensor,
+                   slot_owner: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which actor each ray shows: instance [R] (0 background, k = layout placement k - 1: the actor holding
+        more than half the ray's opacity) and actor_acc [R], the opacity all actors hold. ``all_mid`` [R, S] in
+        the order [background | actor slots], ``order`` [R, S] its sort, ``w`` [R, S] the weights in that sort,
+        ``slot_owner`` [R, K] the placement of each ray's actor slots (None without actors)."""
+        r = all_mid.shape[0]
+        owner = torch.zeros_like(all_mid, dtype=torch.long)  # 0 background, j + 1 slot j
+        if slot_owner is not None:
+            owner[:, self.cfg.samples:] = (torch.arange(slot_owner.shape[1], device=w.device) + 1).repeat_interleave(
+                self.cfg.actor_samples)
+        owner_w = torch.zeros(r, 1 + (slot_owner.shape[1] if slot_owner is not None else 0), device=w.device)
+        owner_w = owner_w.scatter_add(1, owner.gather(1, order), w.detach())
+        best = owner_w.argmax(1)
+        instance = torch.zeros(r, dtype=torch.long, device=w.device)
+        if slot_owner is not None:
+            is_actor = (best > 0) & (owner_w.gather(1, best[:, None])[:, 0] > 0.5 * acc.detach().clamp(min=1e-6))
+            instance = torch.where(is_actor, slot_owner.gather(1, (best - 1).clamp(min=0)[:, None])[:, 0] + 1,
+                                   instance)
+        return instance, owner_w[:, 1:].sum(-1)
+
     def forward(self, rays: Rays, layout: Layout | None = None, stratified: bool = False,
                 rgb_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Render rays. Returns depth [R] (world distance along the ray), acc [R], instance [R]
-        (0 background, k = layout placement k - 1), rgb for the rows ``rgb_rows`` [R] (bool; None: all),
-        and loss terms when training. Colour is the costly part: lidar rays skip it."""
+        """Render rays. Returns depth [R] (world distance along the ray), acc [R], rgb for the rows ``rgb_rows``
+        [R] (bool; None: all), outside training instance [R] and actor_acc [R] (see ``_instances``), and loss terms
+        when training. Colour is the costly part: lidar rays skip it."""
         cfg = self.cfg
         r = len(rays)
         s = self.scale
@@ -227,19 +248,8 @@ class SceneModel(nn.Module):
             "weights": w,
             "mids": mid_s * s,
         }
-        owner = torch.zeros_like(all_mid, dtype=torch.long)  # 0 background, j + 1 slot j
-        if slot_owner is not None:
-            owner[:, cfg.samples:] = (torch.arange(slot_owner.shape[1], device=o.device) + 1).repeat_interleave(na)
-        owner_w = torch.zeros(r, 1 + (slot_owner.shape[1] if slot_owner is not None else 0), device=o.device)
-        owner_w = owner_w.scatter_add(1, owner.gather(1, order), w.detach())
-        best = owner_w.argmax(1)
-        instance = torch.zeros(r, dtype=torch.long, device=o.device)
-        if slot_owner is not None:
-            is_actor = (best > 0) & (owner_w.gather(1, best[:, None])[:, 0] > 0.5 * acc.detach().clamp(min=1e-6))
-            instance = torch.where(is_actor, slot_owner.gather(1, (best - 1).clamp(min=0)[:, None])[:, 0] + 1,
-                                   instance)
-        out["instance"] = instance
-        out["actor_acc"] = owner_w[:, 1:].sum(-1)
+        if not self.training:  # rendering outputs that no loss uses
+            out["instance"], out["actor_acc"] = self._instances(all_mid, order, w, acc, slot_owner)
         rows = torch.arange(r, device=o.device) if rgb_rows is None else rgb_rows.nonzero()[:, 0]
         if len(rows):
             out["rgb"] = self._color(rays, rows, w, order, geo, rgb_parts, acc)
