@@ -354,7 +354,7 @@ def test_composer_renders_an_asset_actor(tmp_path, synth_small, street):
     import yaml
 
     from simrecon.compose import load_scenario, render_frame
-    from simrecon.mesh.compose import ground_z, scenario_assets, with_assets
+    from simrecon.mesh.compose import ground_z, scenario_assets
 
     _box_asset(tmp_path, "van", [4.0, 2.0, 2.0], color=(0, 0, 255), sidecar={"class": "truck", "size": [4, 2, 2]})
     assets = scenario_assets(["car_1", "asset:van.ply"], scene_dir=None, base_dir=tmp_path)

@@ -34,7 +34,7 @@ def training_curve(metrics_file: Path, size: tuple[int, int] = (640, 240)) -> Im
         draw.line((left - 3, yy, left, yy), fill="black")
         draw.text((4, yy - 6), f"{v:.0f}", fill="black")
     draw.line(list(zip(x.tolist(), y.tolist())), fill=(30, 90, 200), width=2)
-    draw.text((left, bottom + 8), f"0 s", fill="black")
+    draw.text((left, bottom + 8), "0 s", fill="black")
     draw.text((right - 60, bottom + 8), f"{t.max():.0f} s", fill="black")
     draw.text((left + 8, top + 4), "batch PSNR (dB) over training time", fill="black")
     return im
