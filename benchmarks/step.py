@@ -12,6 +12,8 @@ nuScenes, Waymo) are where these matter.
 
     python benchmarks/step.py --log LOG                   # e.g. a converted DGP scene (97 actors)
     python benchmarks/step.py --log LOG --set batch_rays=4096 --set model.samples=32
+    python benchmarks/step.py --log LOG --regions           # the forward pass part by part
+    python benchmarks/step.py --log LOG --profile 30        # the 30 costliest ops
 """
 
 from __future__ import annotations
@@ -82,6 +84,41 @@ def _forward_backward(fn, params):
     return run
 
 
+def _print_regions(model: SceneModel, step, steps: int = 5) -> None:
+    """Profile ``steps`` training steps with the model's parts wrapped in named ranges; print the CPU time of each
+    (forward only: the backward of a part is not attributed to it) per step. The wrappers are removed after."""
+    from torch.profiler import profile, record_function
+
+    def wrap(obj, name: str, label: str) -> tuple:
+        fn = getattr(obj, name)
+
+        def wrapped(*a, **k):
+            with record_function("part: " + label):
+                return fn(*a, **k)
+        setattr(obj, name, wrapped)
+        return obj, name, fn
+
+    saved = [wrap(model_module, n, n) for n in ("spaced_bins", "pdf_bins", "alpha_weights", "spacing",
+                                               "box_intervals", "evaluate_actor_fields", "interlevel_loss")]
+    saved += [wrap(model.proposal, "forward", "proposal field"), wrap(model.background, "density", "background density"),
+              wrap(model.background, "color_along_rays", "background colour"), wrap(model.sky, "forward", "sky"),
+              wrap(model, "logged_layout", "logged_layout (pose the actors)"), wrap(model, "_color", "_color (all colour)")]
+    try:
+        with profile() as prof:
+            for _ in range(steps):
+                with record_function("part: whole step"):
+                    step()
+    finally:
+        for obj, name, fn in reversed(saved):
+            if obj is model_module:
+                setattr(obj, name, fn)
+            else:
+                delattr(obj, name)  # back to the class's method
+    parts = sorted((e for e in prof.key_averages() if e.key.startswith("part: ")), key=lambda e: -e.cpu_time_total)
+    for e in parts:
+        print(f"{e.cpu_time_total / 1000 / steps:8.1f} ms  {e.key[6:]} ({e.count // steps} calls per step)")
+
+
 def _time(fn, repeats: int) -> float:
     fn()
     t = time.perf_counter()
@@ -100,6 +137,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--profile", type=int, default=0, metavar="K",
                     help="after timing, profile 5 steps and print the K ops with the most self CPU time")
+    ap.add_argument("--regions", action="store_true",
+                    help="after timing, profile 5 steps and print the time of each part of the model's forward pass "
+                         "(proposal, background density and colour, actors, sampling, compositing) and of the phases")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = preset(args.preset)
@@ -158,6 +198,8 @@ def main() -> int:
             for _ in range(5):
                 step(False)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
+    if args.regions:
+        _print_regions(model, lambda: step(False))
     if len(model.tracks):
         rays, _, _ = batch()
         with torch.no_grad():
