@@ -139,7 +139,7 @@ def main() -> int:
                     help="after timing, profile 5 steps and print the K ops with the most self CPU time")
     ap.add_argument("--regions", action="store_true",
                     help="after timing, profile 5 steps and print the time of each part of the model's forward pass "
-                         "(proposal, background density and colour, actors, sampling, compositing) and of the phases")
+                         "(proposal, background density and colour, actors, sampling, compositing) and of the whole step")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = preset(args.preset)
