@@ -100,9 +100,12 @@ def _print_regions(model: SceneModel, step, steps: int = 5) -> None:
 
     saved = [wrap(model_module, n, n) for n in ("spaced_bins", "pdf_bins", "alpha_weights", "spacing",
                                                "box_intervals", "evaluate_actor_fields", "interlevel_loss")]
-    saved += [wrap(model.proposal, "forward", "proposal field"), wrap(model.background, "density", "background density"),
-              wrap(model.background, "color_along_rays", "background colour"), wrap(model.sky, "forward", "sky"),
-              wrap(model, "logged_layout", "logged_layout (pose the actors)"), wrap(model, "_color", "_color (all colour)")]
+    saved += [wrap(model.proposal, "forward", "proposal field"),
+              wrap(model.background, "density", "background density"),
+              wrap(model.background, "color_along_rays", "background colour"),
+              wrap(model.sky, "forward", "sky"),
+              wrap(model, "logged_layout", "logged_layout (pose the actors)"),
+              wrap(model, "_color", "_color (all colour)")]
     try:
         with profile() as prof:
             for _ in range(steps):
@@ -138,8 +141,9 @@ def main() -> int:
     ap.add_argument("--profile", type=int, default=0, metavar="K",
                     help="after timing, profile 5 steps and print the K ops with the most self CPU time")
     ap.add_argument("--regions", action="store_true",
-                    help="after timing, profile 5 steps and print the time of each part of the model's forward pass "
-                         "(proposal, background density and colour, actors, sampling, compositing) and of the whole step")
+                    help="after timing, profile 5 steps and print the time of each part of the model's forward "
+                         "pass (proposal, background density and colour, actors, sampling, compositing) and of the "
+                         "whole step")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = preset(args.preset)

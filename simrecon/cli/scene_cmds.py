@@ -86,7 +86,8 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console) -> di
                      else ""), highlight=False)
     else:
         spec = (scene.info.config or {}).get("holdout", "none")
-        why = "trained with --holdout none" if spec in ("", "none") else f"--holdout {spec} held out no frame of its log"
+        why = ("trained with --holdout none" if spec in ("", "none")
+               else f"--holdout {spec} held out no frame of its log")
         out.print(f"no held-out frames ({why})", highlight=False)
     if "lidar_depth" in result:
         d = result["lidar_depth"]

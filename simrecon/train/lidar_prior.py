@@ -162,8 +162,8 @@ def _in_actor_boxes(model: SceneModel, x: torch.Tensor, times: torch.Tensor,
     return slot, local, local_dirs, lay.field_index
 
 
-def _in_actor_boxes_loop(model: SceneModel, x: torch.Tensor, times: torch.Tensor,
-                         dirs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+def _in_actor_boxes_loop(model: SceneModel, x: torch.Tensor, times: torch.Tensor, dirs: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
     """The reference for ``_in_actor_boxes`` (same signature and results; the implementation before session 8):
     every box tested on every point, one box at a time, at each point's own time. For tests and
     benchmarks/step.py."""
