@@ -154,7 +154,7 @@ def main() -> int:
     data = TrainData(log, parse_holdout(cfg.holdout, log), near=cfg.near_frac * float(np.mean(box.half)),
                      device=torch.device("cpu"))
     model = SceneModel(cfg.model, box, log.actors, data.num_appearance).train()
-    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale, cfg.table_adam)
+    optim = make_optimizer(model, cfg.lr)
     gen = torch.Generator().manual_seed(0)
     phases = dict.fromkeys(("sample", "forward", "backward", "optimiser"), 0.0)
 

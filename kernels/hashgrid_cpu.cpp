@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "hashgrid_cpu_impl.h"
-#include "table_adam_common.h"
 
 namespace hgc = simrecon_hashgrid_cpu;
 
@@ -181,73 +180,10 @@ std::tuple<std::vector<torch::Tensor>, torch::Tensor> hashgrid_backward_many(
   return {gtabs, gpos};
 }
 
-namespace {
-
-constexpr int64_t kAdamChunk = 256;
-
-__attribute__((noinline)) bool any_nonzero(const float* __restrict__ g, int64_t n) {
-  int any = 0;  // an int: GCC does not vectorise a bool reduction
-  for (int64_t i = 0; i < n; ++i) any |= g[i] != 0.f;
-  return any != 0;
-}
-
-// The rule over n entries, on copies stored back whole (no conditional store, so the loop vectorises).
-__attribute__((noinline)) void table_adam_chunk(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                      float* __restrict__ v, int32_t* __restrict__ st, int64_t n, float lr, float b1, float b2,
-                      float eps, const float* __restrict__ corr, int32_t t_max) {
-  for (int64_t i = 0; i < n; ++i) {
-    float mi = m[i], vi = v[i];
-    int32_t ti = st[i];
-    const float d = hg::table_adam_rule(g[i], mi, vi, ti, lr, b1, b2, eps, corr, t_max);
-    m[i] = mi;
-    v[i] = vi;
-    st[i] = ti;
-    p[i] -= d;
-  }
-}
-
-}  // namespace
-
-// In place on param, exp_avg, exp_avg_sq (float32) and steps (int32), all contiguous and of one size; corr is the
-// bias-correction table of TableAdamArgs.
-void table_adam_step(torch::Tensor param, torch::Tensor grad, torch::Tensor exp_avg, torch::Tensor exp_avg_sq,
-                     torch::Tensor steps, torch::Tensor corr, double lr, double beta1, double beta2, double eps) {
-  for (const auto* t : {&param, &grad, &exp_avg, &exp_avg_sq}) {
-    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == torch::kFloat32 && t->is_contiguous() &&
-                    t->numel() == param.numel(),
-                "table_adam: param, grad and moments must be contiguous float32 CPU tensors of one size, got ",
-                t->sizes(), " vs ", param.sizes());
-  }
-  TORCH_CHECK(steps.device().is_cpu() && steps.scalar_type() == torch::kInt32 && steps.is_contiguous() &&
-                  steps.numel() == param.numel(),
-              "table_adam: steps must be a contiguous int32 CPU tensor of param's size, got ", steps.sizes());
-  TORCH_CHECK(corr.device().is_cpu() && corr.scalar_type() == torch::kFloat32 && corr.dim() == 1 &&
-                  corr.numel() >= 2 && corr.numel() <= (int64_t(1) << 30),
-              "table_adam: corr must be a float32 CPU vector of at least 2 entries, got ", corr.sizes());
-  const float lr_f = static_cast<float>(lr), b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2),
-              eps_f = static_cast<float>(eps);
-  float* p = param.data_ptr<float>();
-  const float* g = grad.data_ptr<float>();
-  float* m = exp_avg.data_ptr<float>();
-  float* v = exp_avg_sq.data_ptr<float>();
-  int32_t* st = steps.data_ptr<int32_t>();
-  const float* corr_p = corr.data_ptr<float>();
-  const int32_t t_max = static_cast<int32_t>(corr.numel() - 1);
-  const int64_t n = param.numel();
-  const int64_t chunks = (n + kAdamChunk - 1) / kAdamChunk;
-#pragma omp parallel for num_threads(num_threads()) schedule(static) if (n > 65536)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t lo = c * kAdamChunk, hi = std::min(n, lo + kAdamChunk);
-    if (!any_nonzero(g + lo, hi - lo)) continue;  // nobody touched it (e.g. a dense level's unused rows)
-    table_adam_chunk(p + lo, g + lo, m + lo, v + lo, st + lo, hi - lo, lr_f, b1, b2, eps_f, corr_p, t_max);
-  }
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "simrecon fused hash-grid encoding, CPU (OpenMP)";
   m.def("forward", &hashgrid_forward, "hash-grid encoding forward (CPU)");
   m.def("backward", &hashgrid_backward, "hash-grid encoding backward (CPU)");
   m.def("forward_many", &hashgrid_forward_many, "hash-grid encoding forward, a table per point (CPU)");
   m.def("backward_many", &hashgrid_backward_many, "hash-grid encoding backward, a table per point (CPU)");
-  m.def("table_adam_step", &table_adam_step, "Adam over a hash table, skipping untouched entries (CPU)");
 }

@@ -169,38 +169,10 @@ std::tuple<std::vector<torch::Tensor>, torch::Tensor> hashgrid_backward_many(
   return {gtabs, gpos};
 }
 
-// In place on param, exp_avg, exp_avg_sq (float32) and steps (int32), all contiguous CUDA tensors of one size on one
-// device; corr (float32, on that device) is the bias-correction table (table_adam_common.h).
-void table_adam_step(torch::Tensor param, torch::Tensor grad, torch::Tensor exp_avg, torch::Tensor exp_avg_sq,
-                     torch::Tensor steps, torch::Tensor corr, double lr, double beta1, double beta2, double eps,
-                     int64_t stream) {
-  for (const auto* t : {&param, &grad, &exp_avg, &exp_avg_sq, &steps, &corr}) {
-    TORCH_CHECK(t->is_cuda() && t->device() == param.device() && t->is_contiguous(),
-                "table_adam: tensors must be contiguous CUDA tensors on one device, got ", t->sizes(), " on ",
-                t->device());
-  }
-  for (const auto* t : {&param, &grad, &exp_avg, &exp_avg_sq}) {
-    TORCH_CHECK(t->scalar_type() == torch::kFloat32 && t->numel() == param.numel(),
-                "table_adam: param, grad and moments must be float32 of one size, got ", t->sizes());
-  }
-  TORCH_CHECK(steps.scalar_type() == torch::kInt32 && steps.numel() == param.numel(),
-              "table_adam: steps must be int32 of param's size, got ", steps.sizes());
-  TORCH_CHECK(corr.scalar_type() == torch::kFloat32 && corr.dim() == 1 && corr.numel() >= 2 &&
-                  corr.numel() <= (int64_t(1) << 30),
-              "table_adam: corr must be a float32 vector of at least 2 entries, got ", corr.sizes());
-  const char* err = hg::launch_table_adam(
-      param.data_ptr<float>(), grad.data_ptr<float>(), exp_avg.data_ptr<float>(), exp_avg_sq.data_ptr<float>(),
-      steps.data_ptr<int32_t>(), param.numel(), static_cast<float>(lr), static_cast<float>(beta1),
-      static_cast<float>(beta2), static_cast<float>(eps), corr.data_ptr<float>(),
-      static_cast<int32_t>(corr.numel() - 1), as_stream(stream));
-  TORCH_CHECK(err == nullptr, "table_adam (CUDA): ", err ? err : "");
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "simrecon fused hash-grid encoding, CUDA";
   m.def("forward", &hashgrid_forward, "hash-grid encoding forward (CUDA)");
   m.def("backward", &hashgrid_backward, "hash-grid encoding backward (CUDA)");
   m.def("forward_many", &hashgrid_forward_many, "hash-grid encoding forward, a table per point (CUDA)");
   m.def("backward_many", &hashgrid_backward_many, "hash-grid encoding backward, a table per point (CUDA)");
-  m.def("table_adam_step", &table_adam_step, "Adam over a hash table, skipping untouched entries (CUDA)");
 }

@@ -180,24 +180,6 @@ const char* backward_typed(const float* positions, const void* table, const void
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
-// One thread per entry; an untouched entry (zero gradient) reads nothing but its gradient and writes nothing.
-__global__ void table_adam_kernel(float* __restrict__ param, const float* __restrict__ grad,
-                                  float* __restrict__ exp_avg, float* __restrict__ exp_avg_sq,
-                                  int32_t* __restrict__ steps, int64_t n, float lr, float beta1, float beta2,
-                                  float eps, const float* __restrict__ corr, int32_t t_max) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float g = grad[i];
-  if (g == 0.f) return;
-  float m = exp_avg[i], v = exp_avg_sq[i];
-  int32_t t = steps[i];
-  const float d = table_adam_rule(g, m, v, t, lr, beta1, beta2, eps, corr, t_max);
-  exp_avg[i] = m;
-  exp_avg_sq[i] = v;
-  steps[i] = t;
-  param[i] -= d;
-}
-
 const char* check_levels(int64_t n, const GridLevels& lv) {
   if (lv.num_levels < 1 || lv.num_levels > kMaxLevels) return "num_levels must be in [1, 32]";
   if (lv.table_size == 0 || (lv.table_size & (lv.table_size - 1)) != 0) return "table size must be a power of two";
@@ -226,18 +208,6 @@ const char* launch_backward(const float* positions, const void* table, const voi
   return half_table
              ? backward_typed<__half>(positions, table, grad_out, grad_table, grad_positions, n, levels, many, s)
              : backward_typed<float>(positions, table, grad_out, grad_table, grad_positions, n, levels, many, s);
-}
-
-const char* launch_table_adam(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int32_t* steps,
-                              int64_t n, float lr, float beta1, float beta2, float eps, const float* corr,
-                              int32_t t_max, void* stream) {
-  if (n == 0) return nullptr;
-  if ((n + kThreads - 1) / kThreads > 2147483647LL) return "table too large for one launch";
-  const unsigned blocks = static_cast<unsigned>((n + kThreads - 1) / kThreads);
-  table_adam_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      param, grad, exp_avg, exp_avg_sq, steps, n, lr, beta1, beta2, eps, corr, t_max);
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 }  // namespace simrecon_hashgrid

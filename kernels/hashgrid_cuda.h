@@ -6,7 +6,6 @@
 #include <cstdint>
 
 #include "hashgrid_common.h"
-#include "table_adam_common.h"
 
 namespace simrecon_hashgrid {
 
@@ -38,11 +37,5 @@ const char* launch_forward(const float* positions, const void* table, void* out,
 const char* launch_backward(const float* positions, const void* table, const void* grad_out, float* grad_table,
                             float* grad_positions, int64_t n, const GridLevels& levels, bool half_table,
                             const ManyTables& many, void* stream);
-
-// Adam over a hash table of n float32 entries, in place, skipping entries whose gradient is zero (table_adam_common.h).
-// corr: device array of t_max + 1 bias corrections.
-const char* launch_table_adam(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int32_t* steps,
-                              int64_t n, float lr, float beta1, float beta2, float eps, const float* corr,
-                              int32_t t_max, void* stream);
 
 }  // namespace simrecon_hashgrid

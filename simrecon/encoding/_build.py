@@ -33,11 +33,11 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "cuda": ("hashgrid_cuda.cpp", "hashgrid_cuda.cu"),
 }
 _HEADERS: dict[str, tuple[str, ...]] = {
-    "cpu": ("hashgrid_common.h", "hashgrid_cpu_impl.h", "table_adam_common.h"),
-    "cuda": ("hashgrid_common.h", "hashgrid_cuda.h", "table_adam_common.h"),
+    "cpu": ("hashgrid_common.h", "hashgrid_cpu_impl.h"),
+    "cuda": ("hashgrid_common.h", "hashgrid_cuda.h"),
 }
 
-_CPU_CFLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]  # no value changes; lets selects vectorise
+_CPU_CFLAGS = ["-O3", "-fopenmp", "-fno-math-errno"]
 _CPU_LDFLAGS = ["-fopenmp"]
 _CUDA_CFLAGS = ["-O3"]
 _NVCC_FLAGS = ["-O3"]  # no --use_fast_math: flushing denormals would break exact parity

@@ -25,7 +25,6 @@ class TrainConfig:
     lr_final: float = 1e-3  # exponential decay over the budget (steps or minutes) ...
     lr_hold: float = 0.0  # ... after holding lr for this share of it
     table_lr_scale: float = 1.0  # hash tables learn at lr * this (MLPs at lr)
-    table_adam: bool = False  # hash tables: Adam that leaves entries without a gradient alone (optim.TableAdam)
     box_lidar_range: float = 40.0  # metres: lidar returns that shape the full-resolution box (80: -0.8 dB)
     near_frac: float = 0.02  # near plane as a fraction of the scene scale (~0.6 m on a street)
     # Lidar: the weights along a lidar ray must sit at the return. With the lidar prior on, the expected-range L1

@@ -28,7 +28,7 @@ from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainData, parse_holdout, scene_box
 from .lidar_prior import train_lidar_prior
-from .optim import Optimizers, TableAdam, adam
+from .optim import adam
 from .scene_file import MODEL_FILE, SceneInfo, read_scene_info, write_scene_info
 
 log = get_logger(__name__)
@@ -67,18 +67,14 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.0,
-                   table_adam: bool = False) -> torch.optim.Optimizer | Optimizers:
+def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.0) -> torch.optim.Optimizer:
     """Adam (:func:`simrecon.train.optim.adam`) in two groups: the hash tables (learning rate times
-    ``table_lr_scale``) and the rest; each group's "scale" is kept so the schedule can set ``lr * scale``.
-    ``table_adam``: the tables get :class:`~simrecon.train.optim.TableAdam` (untouched entries left alone)."""
+    ``table_lr_scale``) and the rest; each group's "scale" is kept so the schedule can set ``lr * scale``."""
     tables = [p for n, p in model.named_parameters() if n.endswith("grid.table")]
     ids = {id(p) for p in tables}
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": tables, "lr": lr * table_lr_scale, "scale": table_lr_scale},
               {"params": rest, "lr": lr, "scale": 1.0}]
-    if table_adam and tables:
-        return Optimizers(TableAdam([groups[0]], lr * table_lr_scale), adam([groups[1]], lr))
     return adam([g for g in groups if g["params"]], lr)
 
 
@@ -180,7 +176,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     scale = float(np.mean(box.half))
     data = TrainData(drive, holdout, near=cfg.near_frac * scale, device=device)
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance).to(device)
-    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale, cfg.table_adam)
+    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale)
     step, elapsed0 = 0, 0.0
     if resume:
         state = load_checkpoint(ckpt_path, device)
