@@ -248,14 +248,16 @@ def test_cli_errors_are_one_line(args, message, synth_small, tiny_scene, tmp_pat
 
 
 def test_ddp_two_cpu_processes(synth_small, tmp_path):
-    """torchrun with 2 gloo processes: both train, rank 0 writes the scene, rays are split between ranks."""
+    """torchrun with 2 gloo processes: both train, rank 0 writes the scene, rays are split between ranks; a warning
+    about the log (here: a holdout that holds out nothing) is said once, not once per rank."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m",
            "simrecon", "reconstruct", str(synth_small / "log"), "-o", str(out), "--preset", "tiny", "--steps", "3",
-           "--device", "cpu"]
+           "--device", "cpu", "--holdout", "every:1000"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.stdout + proc.stderr).count("holds out no frame") == 1, proc.stderr[-3000:]
     info = read_scene_info(out)
     assert info.step == 3 and info.status == "complete"
     rec = _metrics(out)[-1]

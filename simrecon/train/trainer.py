@@ -168,7 +168,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     torch.manual_seed(cfg.seed + rank)
     drive = load_log(log_path)
     holdout = parse_holdout(cfg.holdout, drive) if not resume else set(info.holdout)
-    if not resume and not holdout and cfg.holdout not in ("", "none"):
+    if rank == 0 and not resume and not holdout and cfg.holdout not in ("", "none"):
         longest = max((len(f) for f in drive.cameras.values()), default=0)
         log.warning("--holdout %s holds out no frame of %s (at most %d frames per camera): eval will have no "
                     "held-out figures; use every:2 or a file of image paths", cfg.holdout, log_path, longest)
