@@ -444,3 +444,57 @@ def test_a_holdout_that_holds_out_nothing_is_said_at_training_and_eval(synth_sma
     assert f"--holdout {spec} holds out no frame" in caplog.text and f"at most {frames} frames" in caplog.text
     assert main(["eval", str(tmp_path / "s")]) == 0
     assert f"--holdout {spec} held out no frame of its log" in capsys.readouterr().out
+
+
+def _patch_rays(plane_n: np.ndarray, plane_d: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 3 x 3 pixel patch of a pinhole camera at the origin (OpenGL axes) that sees the plane n.x = d: one
+    sample per ray with all the weight at the plane. Returns weights [9, 1], mids [9, 1] and view_cos [9]."""
+    from simrecon.data.model import Intrinsics
+    from simrecon.render.rays import camera_directions
+
+    dirs = camera_directions(Intrinsics(50.0, 50.0, 2.5, 2.0, 5, 4, "PINHOLE"))[0:3, 1:4].reshape(9, 3).double()
+    t = plane_d / (dirs @ torch.as_tensor(plane_n, dtype=torch.float64))  # [9] distance along each ray
+    assert (t > 0).all()
+    return torch.ones(9, 1), t[:, None].float(), (-dirs[:, 2]).float()
+
+
+@pytest.mark.parametrize("normal", [(0.0, 0.0, -1.0), (0.3, -0.5, -1.0), (-0.8, 0.1, -0.4)])
+def test_smoothness_prior_leaves_every_plane_alone_and_flattens_a_bump(normal):
+    from simrecon.train.trainer import smoothness_loss
+
+    n = np.asarray(normal) / np.linalg.norm(normal)
+    w, mids, cos = _patch_rays(n, 8.0)
+    flat_rgb = torch.full((9, 3), 0.5)
+    # A plane at any slant: the inverse depth is affine in pixel coordinates, all second differences vanish.
+    # The tolerance is float32 rounding of inverse depths ~1/8 scaled by 20.
+    assert smoothness_loss(w, mids, cos, flat_rgb, scale=20.0).item() < 1e-4
+    # The centre pixel 10 % nearer: a bump, penalised, and the gradient pushes the centre back out.
+    bumped = mids.clone()
+    bumped[4] *= 0.9
+    bumped.requires_grad_(True)
+    loss = smoothness_loss(w, bumped, cos, flat_rgb, scale=20.0)
+    assert loss.item() > 0.05
+    loss.backward()
+    assert bumped.grad[4, 0] < 0  # a larger distance lowers the loss
+    # The same bump in a patch with a colour edge (where depth edges usually are) counts far less.
+    edge_rgb = flat_rgb.clone()
+    edge_rgb[:3] = 0.0
+    assert smoothness_loss(w, bumped.detach(), cos, edge_rgb, scale=20.0).item() < 0.01 * loss.item()
+
+
+def test_smoothness_patches_are_3x3_neighbourhoods_inside_one_image(synth_small):
+    from simrecon.train.data import TrainData
+
+    data = TrainData(load_log(synth_small / "log"), set(), near=0.1, device=torch.device("cpu"))
+    flat = data.draw_patches(500, torch.Generator().manual_seed(0)).view(500, 9)
+    frame = torch.searchsorted(data.offsets, flat, right=True) - 1
+    assert (frame == frame[:, :1]).all()  # never across two images
+    w = torch.tensor([data.cam_list[int(data.cam_of_frame[f])].w for f in frame[:, 0]])
+    local = flat - data.offsets[frame]
+    row, col = local // w[:, None], local % w[:, None]
+    torch.testing.assert_close(row - row[:, 4:5], torch.tensor([-1, -1, -1, 0, 0, 0, 1, 1, 1]).expand(500, 9))
+    torch.testing.assert_close(col - col[:, 4:5], torch.tensor([-1, 0, 1, -1, 0, 1, -1, 0, 1]).expand(500, 9))
+    # the centre never sits on a border, so the patch never wraps to another row
+    h = torch.tensor([data.cam_list[int(data.cam_of_frame[f])].h for f in frame[:, 0]])
+    assert (row[:, 4] >= 1).all() and (row[:, 4] <= h - 2).all() and (col[:, 4] >= 1).all()
+    assert (col[:, 4] <= w - 2).all()
