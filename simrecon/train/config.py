@@ -35,8 +35,6 @@ class TrainConfig:
     floater_weight: float = 0.02  # lidar: rays opaque over the nearer half of the way to the return (trainer)
     opacity_weight: float = 0.01  # lidar: the ray ends at the return
     interlevel_weight: float = 1.0
-    smooth_patches: int = 0  # 3 x 3 pixel patches among each step's camera rays whose inverse depth ...
-    smooth_weight: float = 0.0  # ... is pulled towards a plane (trainer.smoothness_loss) with this weight
     error_sampling: float = 0.5  # share of camera rays drawn by the running error map (train/error_map.py)
     error_tiles: int = 32  # error-map tiles across an image's width (square tiles)
     holdout: str = "every:8"
@@ -50,9 +48,6 @@ class TrainConfig:
         if not 0.0 <= self.lr_hold < 1.0 or min(self.lr, self.lr_final, self.table_lr_scale) <= 0:
             raise ValueError(f"config: lr, lr_final and table_lr_scale must be > 0 and lr_hold in [0, 1), got "
                              f"{self.lr}, {self.lr_final}, {self.table_lr_scale} and {self.lr_hold}")
-        if self.smooth_patches < 0 or self.smooth_weight < 0:
-            raise ValueError(f"config: smooth_patches and smooth_weight must be >= 0, got {self.smooth_patches} "
-                             f"and {self.smooth_weight}")
         if not 0.0 <= self.error_sampling <= 1.0 or self.error_tiles < 1:
             raise ValueError(f"config: error_sampling must be in [0, 1] and error_tiles >= 1, got "
                              f"{self.error_sampling} and {self.error_tiles}")

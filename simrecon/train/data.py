@@ -153,22 +153,6 @@ class TrainData:
         uniform = torch.randint(0, self.images.shape[0], (n - n_by_error,), generator=gen)
         return torch.cat([error_map.sample(n_by_error, gen), uniform]) if n_by_error else uniform
 
-    def draw_patches(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        """``n`` random 3 x 3 pixel patches of the training images: flat indices [n * 9], patch by patch in
-        row-major order (a patch's centre is never on an image border)."""
-        frame = torch.randint(0, len(self.c2w), (n,), generator=gen)  # [n]
-        cams = [self.cam_list[int(c)] for c in self.cam_of_frame]
-        h = torch.tensor([c.h for c in cams])[frame]
-        w = torch.tensor([c.w for c in cams])[frame]
-        if bool((h < 3).any() or (w < 3).any()):
-            raise ValueError("depth patches need images of at least 3 x 3 pixels")
-        row = 1 + (torch.rand(n, generator=gen) * (h - 2)).long()  # [n] centre row
-        col = 1 + (torch.rand(n, generator=gen) * (w - 2)).long()
-        d = torch.arange(-1, 2)
-        rr = row[:, None, None] + d[None, :, None]  # [n, 3, 1]
-        cc = col[:, None, None] + d[None, None, :]  # [n, 1, 3]
-        return (self.offsets[frame][:, None, None] + rr * w[:, None, None] + cc).reshape(-1)
-
     def error_map(self, tiles_across: int) -> ErrorMap:
         """A fresh error map over the training images (see :mod:`simrecon.train.error_map`)."""
         cams = [self.cam_list[int(c)] for c in self.cam_of_frame]

@@ -99,25 +99,6 @@ def _floater_penalty(tau: torch.Tensor, near: torch.Tensor) -> torch.Tensor:
     return torch.mean(torch.log1p(thick) * (thick.detach() > math.log(2.0)))
 
 
-def smoothness_loss(weights: torch.Tensor, mids: torch.Tensor, view_cos: torch.Tensor, rgb: torch.Tensor,
-                    scale: float) -> torch.Tensor:
-    """Mean deviation from a plane of the rendered inverse depth over 3 x 3 pixel patches (the rays of P patches
-    in row-major order: weights, mids [9P, S] world distances, view_cos [9P], target colours rgb [9P, 3]).
-
-    The inverse depth of a plane is affine in pixel coordinates, so its second differences (along rows, columns
-    and the diagonal) vanish for every plane, whatever its slant: the prior flattens bumps, not slopes. The
-    inverse depth is the weights' mean of scale / depth along the view axis, so the sky counts as infinitely far
-    and needs no mask. Patches whose colours span an edge (where depth edges usually are) count less."""
-    p = weights.shape[0] // 9
-    disp = ((weights / mids.clamp(min=1e-6)).sum(-1) * scale / view_cos).view(p, 3, 3)  # [P, 3, 3]
-    d2u = (disp[:, :, 2] - 2 * disp[:, :, 1] + disp[:, :, 0]).abs().mean(-1)  # [P]
-    d2v = (disp[:, 2, :] - 2 * disp[:, 1, :] + disp[:, 0, :]).abs().mean(-1)
-    duv = (disp[:, 2, 2] - disp[:, 2, 0] - disp[:, 0, 2] + disp[:, 0, 0]).abs() / 2
-    c = rgb.view(p, 9, 3)
-    edge = (c.amax(1) - c.amin(1)).amax(-1)  # [P] colour range within the patch
-    return torch.mean(torch.exp(-edge / 0.1) * (d2u + d2v + duv))
-
-
 def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: int, ranges: torch.Tensor | None,
                    cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """Photometric loss on the first ``n_cam`` rays, lidar losses on the rest."""
@@ -272,11 +253,8 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             for g in optim.param_groups:
                 g["lr"] = lr * g.get("scale", 1.0)
             n_err = int(round(batch * cfg.error_sampling)) if error_map is not None else 0
-            n_patch = min(cfg.smooth_patches, (batch - n_err) // 9) if cfg.smooth_weight > 0 else 0
-            pixels = data.draw_pixels(batch - 9 * n_patch, gen, error_map, n_err)  # the error-map share first
-            if n_patch:  # then the patches of the smoothness prior, then the uniform share
-                pixels = torch.cat([pixels[:n_err], data.draw_patches(n_patch, gen), pixels[n_err:]])
-            rays, target = data.pixel_rays(pixels)  # [batch]
+            pixels = data.draw_pixels(batch, gen, error_map, n_err)  # [batch], the error-map share first
+            rays, target = data.pixel_rays(pixels)
             ranges = None
             if lidar_batch:
                 lrays, ranges = data.sample_lidar(lidar_batch, gen)
@@ -285,10 +263,6 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             rgb_rows[:batch] = True
             out = net(rays, stratified=True, rgb_rows=rgb_rows)
             losses = compute_losses(model, out, target, batch, ranges, cfg)
-            if n_patch:
-                pr = slice(n_err, n_err + 9 * n_patch)
-                losses["smooth"] = cfg.smooth_weight * smoothness_loss(
-                    out["weights"][pr], out["mids"][pr], rays.view_cos[pr], target[pr], model.scale)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
