@@ -2,7 +2,8 @@
 
 Each variant is ``key=value`` pairs joined by ``;`` (dotted keys reach into the config, ``""`` is the
 preset itself); every run prints one JSON line: steps, wall and CPU seconds, the last training-batch PSNR,
-held-out PSNR, actor-pixel PSNR, lidar median depth error and PSNR against the +2 m lane-shift ground truth.
+held-out PSNR, actor-pixel PSNR, lidar median depth error, PSNR against the +2 m lane-shift ground truth and
+the share of its sky that the render covers with a surface (``sky_opaque``, see ``score_gt_set``).
 Run variants one at a time on an otherwise idle machine: a time budget turns contention into fewer steps.
 
     python benchmarks/ablate.py --street /tmp/street --minutes 3 "" "model.color_samples=6" "batch_rays=4096"
@@ -71,7 +72,7 @@ def main() -> None:
                           "batch_psnr": round(sum(m["psnr"] for m in metrics[-3:]) / 3, 2),
                           "heldout_psnr": ev.get("psnr"), "actor_psnr": ev.get("psnr_actor_pixels"),
                           "lidar_median_m": ev.get("lidar_depth", {}).get("median_abs_m"),
-                          "shift_2m_psnr": shift["psnr"]}), flush=True)
+                          "shift_2m_psnr": shift["psnr"], "sky_opaque": shift["sky_opaque"]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Trains the ``fast`` preset (or --preset) on the default synthetic log once per time mark, each run with that
 budget (what ``simrecon reconstruct --minutes M`` gives a user: the learning rate decays over the whole budget),
 and evaluates it: held-out PSNR/SSIM, PSNR on actor pixels, lidar depth error, and PSNR against the ground truth
-the log never saw (ego shifted +1 / -1 / +2 m, car_0 removed). Prints a table; --json too.
+the log never saw (ego shifted +1 / -1 / +2 m, car_0 removed), and ``sky_opaque``: the share of the +2 m set's
+sky that the render covers with a surface (a sky painted onto a ceiling of density; see ``score_gt_set``). Prints
+a table; --json too.
 
 ``--resume-marks`` trains one run instead, extended with ``--resume`` to each later mark: cheaper (10 minutes of
 training for 2,5,10 instead of 17), but each resume raises the learning rate again (its decay is stretched over the
@@ -69,7 +71,8 @@ def main() -> None:
                "heldout_psnr": ev.get("psnr"), "heldout_ssim": ev.get("ssim"),
                "actor_pixels_psnr": ev.get("psnr_actor_pixels"),
                "lidar_median_abs_m": ev.get("lidar_depth", {}).get("median_abs_m"),
-               **{f"{k}_psnr": v["psnr"] for k, v in gt.items()}, "eval_s": round(time.time() - t0, 1)}
+               **{f"{k}_psnr": v["psnr"] for k, v in gt.items()},
+               "sky_opaque": gt["ego_shift_left_2m"]["sky_opaque"], "eval_s": round(time.time() - t0, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = list(rows[0])

@@ -270,8 +270,10 @@ def test_demo_end_to_end_with_a_tiny_reconstruction(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "reconstructing" in out and "ego_shift_left_2m: PSNR" in out and "composing scenarios" in out
+    assert "sky covered" in out
     html = (tmp_path / "d/report.html").read_text()
     assert "training_curve.png" in html and "heldout_0.jpg" in html and "lane_shift/video.mp4" in html
+    assert "sky covered by a surface" in html
     assert (tmp_path / "d/lane_shift/video.mp4").stat().st_size > 1000
     assert main(args) == 0  # second run reuses the log and the scene
     assert "reusing reconstruction" in capsys.readouterr().out
@@ -444,3 +446,38 @@ def test_a_holdout_that_holds_out_nothing_is_said_at_training_and_eval(synth_sma
     assert f"--holdout {spec} holds out no frame" in caplog.text and f"at most {frames} frames" in caplog.text
     assert main(["eval", str(tmp_path / "s")]) == 0
     assert f"--holdout {spec} held out no frame of its log" in capsys.readouterr().out
+
+
+def test_gt_scores_say_how_much_of_the_true_sky_the_render_covers(tiny_scene, synth_small, tmp_path, monkeypatch):
+    """score_gt_set's sky_opaque: the share of the set's sky pixels (infinite depth) rendered with opacity > 0.5."""
+    import shutil
+
+    from simrecon.render.image import ImageOutput
+    from simrecon.scene.score import score_gt_set
+
+    scene = load_scene(tiny_scene)
+    gt = synth_small / "gt" / "ego_shift_left_2m"
+    doc = json.loads((gt / "cameras.json").read_text())
+    h, w = int(doc["h"]), int(doc["w"])
+    sky = np.concatenate([~np.isfinite(np.load(gt / f["depth_file_path"])) for f in doc["frames"][:2]])
+    assert 0 < sky.mean() < 1  # the set has sky and ground
+
+    def render_with(acc_of_row):  # a render whose opacity depends on the image row only
+        acc = np.repeat(acc_of_row(np.arange(h))[:, None], w, 1).astype(np.float32)
+        return lambda *a, **k: ImageOutput(np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), acc,
+                                           np.zeros((h, w), np.int32))
+
+    monkeypatch.setattr(scene, "render_image", render_with(lambda r: np.ones(len(r))))
+    assert score_gt_set(scene, gt, 2)["sky_opaque"] == 1.0
+    monkeypatch.setattr(scene, "render_image", render_with(lambda r: np.zeros(len(r))))
+    assert score_gt_set(scene, gt, 2)["sky_opaque"] == 0.0
+    top = h // 3  # opaque below the top third: the share is that of the sky pixels below it
+    monkeypatch.setattr(scene, "render_image", render_with(lambda r: (r >= top).astype(float)))
+    below = np.concatenate([~np.isfinite(np.load(gt / f["depth_file_path"]))[top:] for f in doc["frames"][:2]])
+    assert score_gt_set(scene, gt, 2)["sky_opaque"] == pytest.approx(below.sum() / sky.sum(), abs=1e-3)
+    # a set without depth files has no figure
+    bare = tmp_path / "bare"
+    shutil.copytree(gt, bare)
+    doc_bare = {**doc, "frames": [{k: v for k, v in f.items() if k != "depth_file_path"} for f in doc["frames"]]}
+    (bare / "cameras.json").write_text(json.dumps(doc_bare))
+    assert score_gt_set(scene, bare, 2)["sky_opaque"] is None

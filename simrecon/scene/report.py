@@ -73,10 +73,14 @@ def scene_sections(scene: NeuralScene, files_dir: Path, rel: str, evaluation: di
         parts.append(f"<p>Lidar depth error: median {d['median_abs_m']:.3f} m, mean {d['mean_abs_m']:.3f} m, "
                      f"{100 * d['within_10cm']:.1f}% within 10 cm.</p>")
     if gt_scores:
-        rows = "".join(f"<tr><td>{html.escape(s['set'])}</td><td>{s['psnr']:.2f}</td><td>{s['ssim']:.4f}</td></tr>"
-                       for s in gt_scores)
+        def sky(s: dict) -> str:
+            return "" if s.get("sky_opaque") is None else f"{100 * s['sky_opaque']:.0f} %"
+
+        rows = "".join(f"<tr><td>{html.escape(s['set'])}</td><td>{s['psnr']:.2f}</td><td>{s['ssim']:.4f}</td>"
+                       f"<td>{sky(s)}</td></tr>" for s in gt_scores)
         parts.append("<h3>Views the log never recorded, against the generator's ground truth</h3>"
-                     f"<table><tr><th>set</th><th>PSNR</th><th>SSIM</th></tr>{rows}</table>")
+                     "<table><tr><th>set</th><th>PSNR</th><th>SSIM</th><th>sky covered by a surface</th></tr>"
+                     f"{rows}</table>")
     if video is not None:
         parts.append(f"<h3>Lane-shifted drive</h3><video src=\"{html.escape(str(video))}\" controls loop "
                      "width=\"640\"></video>")

@@ -15,7 +15,10 @@ from .neural import NeuralScene
 
 
 def score_gt_set(scene: NeuralScene, gt_dir: Path, max_frames: int | None = None) -> dict:
-    """PSNR / SSIM of the scene rendered at every camera of ``gt_dir/cameras.json`` vs its images.
+    """PSNR / SSIM of the scene rendered at every camera of ``gt_dir/cameras.json`` vs its images, and
+    ``sky_opaque``: the share of the true sky's pixels (infinite depth in the set's depth files) that the render
+    covers with a surface (opacity > 0.5), None when the set has no depth. A scene can paint the sky onto a
+    ceiling of density a few tens of metres away and still score a fair PSNR; its depth maps are then wrong.
 
     Actors are placed as logged except those the set removed (``removed_actor``)."""
     gt_dir = Path(gt_dir)
@@ -27,6 +30,7 @@ def score_gt_set(scene: NeuralScene, gt_dir: Path, max_frames: int | None = None
     from ..data.scene_api import logged_placements
 
     scores = []
+    sky_px = sky_opaque = 0
     for f in frames:
         placements = logged_placements(scene.log, f["timestamp"])
         placements.pop(removed, None)
@@ -36,5 +40,10 @@ def score_gt_set(scene: NeuralScene, gt_dir: Path, max_frames: int | None = None
             gt = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
         pred = torch.from_numpy(out.rgb)
         scores.append((psnr(pred, gt), ssim(pred, gt)))
+        if f.get("depth_file_path"):
+            sky = ~np.isfinite(np.load(gt_dir / f["depth_file_path"]))  # [H, W]
+            sky_px += int(sky.sum())
+            sky_opaque += int((out.acc[sky] > 0.5).sum())
     return {"set": gt_dir.name, "frames": len(scores), "psnr": round(float(np.mean([s[0] for s in scores])), 3),
-            "ssim": round(float(np.mean([s[1] for s in scores])), 4)}
+            "ssim": round(float(np.mean([s[1] for s in scores])), 4),
+            "sky_opaque": round(sky_opaque / sky_px, 3) if sky_px else None}
