@@ -481,3 +481,23 @@ def test_gt_scores_say_how_much_of_the_true_sky_the_render_covers(tiny_scene, sy
     doc_bare = {**doc, "frames": [{k: v for k, v in f.items() if k != "depth_file_path"} for f in doc["frames"]]}
     (bare / "cameras.json").write_text(json.dumps(doc_bare))
     assert score_gt_set(scene, bare, 2)["sky_opaque"] is None
+
+
+def test_a_full_disk_stops_training_with_one_line_and_leaves_no_partial_file(synth_small, tmp_path, monkeypatch,
+                                                                              capsys):
+    from simrecon.train import checkpoint as ckpt_mod
+
+    real_save = torch.save
+
+    def short_write(obj, f, *a, **k):  # what torch does on a full disk: part of the file, then an error
+        real_save({"partial": torch.zeros(10)}, f)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 88849024 vs 88848916")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", short_write)
+    out = tmp_path / "s"
+    code = main(["reconstruct", str(synth_small / "log"), "-o", str(out), "--preset", "tiny", "--steps", "8"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "checkpoint.pt: could not be written" in err and "disk full" in err and "--resume" in err
+    assert "Traceback" not in err and len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, err
+    assert not list(out.glob(".*tmp*")) and not (out / "checkpoint.pt").exists()

@@ -338,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             err.print(str(p), highlight=False, markup=False, soft_wrap=True)
         err.print(f"error: {len(exc.problems)} problem(s) in the drive log", highlight=False)
         return 2
-    except (UserError, ValueError, KeyError, FileExistsError, FileNotFoundError, NotADirectoryError,
-            PermissionError, IsADirectoryError) as exc:
+    except (UserError, ValueError, KeyError, OSError) as exc:  # OSError: missing files, permissions, a full disk
         if isinstance(exc, KeyError):
             exc = exc.args[0] if exc.args else exc
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from ..data.io import load_log
 from ..logs import get_logger
 from ..render import SceneModel
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, load_checkpoint, save_atomic, save_checkpoint
 from .config import TrainConfig
 from .data import TrainData, parse_holdout, scene_box
 from .lidar_prior import train_lidar_prior
@@ -229,8 +229,12 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
 
     def checkpoint(at_step: int, elapsed: float) -> None:
         if rank == 0:
-            save_checkpoint(scene_dir / CHECKPOINT, model.state_dict(), optim.state_dict(), at_step, elapsed,
-                            {"error_map": error_map.error} if error_map is not None else None)
+            try:
+                save_checkpoint(scene_dir / CHECKPOINT, model.state_dict(), optim.state_dict(), at_step, elapsed,
+                                {"error_map": error_map.error} if error_map is not None else None)
+            except OSError as exc:
+                raise OSError(f"{exc}; training stopped at step {at_step}: free space, then continue with "
+                              f"simrecon reconstruct --resume -o {scene_dir} (or start again)") from exc
 
     metrics_file = open(scene_dir / METRICS, "a") if rank == 0 else None
     start = time.time()
@@ -307,9 +311,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     elapsed = elapsed0 + time.time() - start
     checkpoint(step, elapsed)
     if rank == 0:
-        tmp = scene_dir / f".{MODEL_FILE}.tmp"
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, scene_dir / MODEL_FILE)
+        save_atomic(model.state_dict(), scene_dir / MODEL_FILE)
         info_out.step, info_out.elapsed, info_out.status = step, round(elapsed, 2), status
         write_scene_info(scene_dir, info_out)
     if world > 1:
