@@ -38,6 +38,9 @@ class SceneModelConfig:
     max_actors_per_ray: int = 2
     proposal_uniform: float = 0.0  # share of final samples spread evenly; 0.1 measured -0.4 dB (RESULTS.md)
     color_samples: int = 0  # 0: colour at every sample; K: only at the K heaviest (-1.65 dB at equal time)
+    # > 0: the sky also looks up a texture of that many elevation rows (fields/sky.py; the presets use 32). 0 here
+    # so that scenes written before it, whose config lacks the key, load as they were trained.
+    sky_texture: int = 0
     far: float = 1000.0  # normalised distance: effectively infinity after contraction
     actors: bool = True  # model tracked actors with their own fields
 
@@ -66,7 +69,8 @@ class SceneModel(nn.Module):
         self.scale = float(np.mean(box.half))
         self.background = BackgroundField(cfg.background, box, num_appearance)
         self.proposal = ProposalField(cfg.proposal, box)
-        self.sky = SkyField(appearance_dim=cfg.background.appearance_dim, num_appearance=num_appearance)
+        self.sky = SkyField(appearance_dim=cfg.background.appearance_dim, num_appearance=num_appearance,
+                            texture=cfg.sky_texture)
         actors = actors if cfg.actors else []
         self.actor_ids = [a.id for a in actors]
         self.actor_fields = nn.ModuleList([ActorField(cfg.actor, a.size) for a in actors])

@@ -100,7 +100,7 @@ def preset(name: str) -> TrainConfig:
         model = SceneModelConfig(
             background=BackgroundFieldConfig(num_levels=16, log2_hashmap_size=19, max_resolution=2048),
             proposal=ProposalFieldConfig(num_levels=5, log2_hashmap_size=16, max_resolution=128),
-            proposal_samples=48, samples=24, actor_samples=12)
+            proposal_samples=48, samples=24, actor_samples=12, sky_texture=32)
         return TrainConfig(model=model, steps=100000, minutes=10.0, batch_rays=2048, lidar_rays=1024)
     if name == "tiny":  # smoke tests and CI: seconds, not quality
         model = SceneModelConfig(
@@ -108,14 +108,14 @@ def preset(name: str) -> TrainConfig:
                                              color_layers=1),
             proposal=ProposalFieldConfig(num_levels=2, log2_hashmap_size=10, max_resolution=32, hidden=8),
             actor=ActorFieldConfig(num_levels=2, log2_hashmap_size=8, max_resolution=16, hidden=8),
-            proposal_samples=16, samples=8, actor_samples=4)
+            proposal_samples=16, samples=8, actor_samples=4, sky_texture=8)
         return TrainConfig(model=model, steps=20, minutes=5.0, batch_rays=256, lidar_rays=128, log_every=1,
                            checkpoint_every=5)
     if name == "default":
-        return TrainConfig(minutes=60.0, steps=30000)
+        return TrainConfig(model=SceneModelConfig(sky_texture=32), minutes=60.0, steps=30000)
     if name == "quality":
         model = SceneModelConfig(
             background=BackgroundFieldConfig(log2_hashmap_size=21, max_resolution=8192, hidden=128),
-            proposal_samples=128, samples=64, actor_samples=24)
+            proposal_samples=128, samples=64, actor_samples=24, sky_texture=32)
         return TrainConfig(model=model, minutes=180.0, steps=100000, batch_rays=8192, lidar_rays=2048)
     raise ValueError(f"--preset: expected fast, default, quality or tiny, got {name!r}")
