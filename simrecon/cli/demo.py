@@ -102,7 +102,7 @@ def _reconstruct_stage(out_dir: Path, log_dir: Path, gt_dir: Path, preset_name: 
     atomic_write_text(scene_dir / "eval.json", json.dumps(evaluation, indent=1))
     gt_scores = [score_gt_set(scene, gt_dir / name, max_frames=4) for name in ("ego_shift_left_2m", "actor_removed")]
     for s in gt_scores:
-        sky = f", sky covered {100 * s['sky_opaque']:.0f} %" if s["sky_opaque"] is not None else ""  # score_gt_set
+        sky = f", sky covered {100 * s['sky_opaque']:.0f} %" if s["sky_opaque"] is not None else ""
         out.print(f"  {s['set']}: PSNR {s['psnr']:.2f} dB vs ground truth{sky}", highlight=False)
     if "psnr" in evaluation:
         out.print(f"  held-out PSNR {evaluation['psnr']:.2f} dB, SSIM {evaluation['ssim']:.4f}", highlight=False)

@@ -14,11 +14,12 @@ from .sh import SH_DIM, sh_encode
 
 class SkyField(nn.Module):
     """An MLP of the direction's spherical harmonics and the appearance code; with ``texture`` E > 0, also of
-    ``texture_features`` features looked up bilinearly in an E x 2E texture over (azimuth, elevation).
+    ``texture_features`` features looked up bilinearly in an E x 2E texture over the direction's azimuth and z.
 
-    The harmonics are global: every ray that is not opaque pulls the whole sky, so rays of road and facades
-    that are still transparent early on drag the zenith towards grey. The texture lets each direction keep its
-    own colour (it starts at zero: the harmonics decide where nothing was seen)."""
+    The harmonics are global and smooth: they fit the sky just above a sharp horizon poorly, and every ray not
+    yet opaque pulls the whole sky. Without the texture, a third of the runs painted the sky onto a ceiling of
+    density instead (docs/reconstruction.md). The texture lets each direction keep its own colour; it starts at
+    zero, so the harmonics decide where nothing was seen."""
 
     def __init__(self, hidden: int = 32, appearance_dim: int = 8, num_appearance: int = 1, texture: int = 0,
                  texture_features: int = 8):
