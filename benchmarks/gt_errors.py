@@ -20,19 +20,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+from heldout_errors import _psnr  # benchmarks/, the script's own folder
 from PIL import Image
 
-from simrecon.data.model import Intrinsics
-from simrecon.data.scene_api import logged_placements
 from simrecon.render.rays import camera_directions
 from simrecon.scene import load_scene
+from simrecon.scene.score import gt_set_intrinsics, render_gt_set
 
 ACC_BINS = (0.0, 0.02, 0.2, 0.5, 0.9, 1.01)  # opacity of the render on ground-truth sky pixels
 HEIGHT_BINS = (-np.inf, 4.0, 8.0, 11.0, 14.0, 17.0, np.inf)  # metres (world z) of the true surface
-
-
-def _psnr(sq_err_sum: float, n: int) -> float:
-    return round(float(-10 * np.log10(max(sq_err_sum / max(n, 1), 1e-12))), 2)
 
 
 class _Tally:
@@ -58,18 +54,12 @@ def main() -> None:
     doc = json.loads((args.gt_set / "cameras.json").read_text())
     classes = json.loads((args.gt_set.parent / "actors.json").read_text())["semantic_classes"]  # name -> id
     names = {v: k for k, v in classes.items()}
-    intr = Intrinsics(doc["fl_x"], doc["fl_y"], doc["cx"], doc["cy"], int(doc["w"]), int(doc["h"]),
-                      doc.get("camera_model", "PINHOLE"))
-    view = camera_directions(intr).numpy()  # [H, W, 3] OpenGL camera axes
+    view = camera_directions(gt_set_intrinsics(doc)).numpy()  # [H, W, 3] OpenGL camera axes
     view = view / -view[..., 2:3]  # per unit depth along the view axis
     by_class, sky, total = _Tally(), _Tally(), _Tally()
     depth_off = {i: [0, 0] for i in range(len(HEIGHT_BINS) - 1)}  # height bin -> [off by > 10 %, pixels]
-    for f in doc["frames"][:args.frames]:
+    for f, out, gt in render_gt_set(scene, args.gt_set, args.frames):
         c2w = np.array(f["transform_matrix"])
-        out = scene.render_image(c2w, intr, f["timestamp"], camera=f["camera"],
-                                 placements=logged_placements(scene.log, f["timestamp"]))
-        with Image.open(args.gt_set / f["file_path"]) as im:
-            gt = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
         with Image.open(args.gt_set / f["semantic_file_path"]) as im:
             sem = np.asarray(im)
         depth = np.load(args.gt_set / f["depth_file_path"])  # [H, W] along the view axis, inf on the sky

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,36 @@ import torch
 from PIL import Image
 
 from ..data.model import Intrinsics
+from ..render.image import ImageOutput
 from ..train.metrics import psnr, ssim
 from .neural import NeuralScene
+
+
+def gt_set_intrinsics(doc: dict) -> Intrinsics:
+    """The one camera model of a GT set's cameras.json."""
+    return Intrinsics(doc["fl_x"], doc["fl_y"], doc["cx"], doc["cy"], int(doc["w"]), int(doc["h"]),
+                      doc.get("camera_model", "PINHOLE"))
+
+
+def render_gt_set(scene: NeuralScene, gt_dir: Path, max_frames: int | None = None
+                  ) -> Iterator[tuple[dict, ImageOutput, np.ndarray]]:
+    """Render the scene at each camera of ``gt_dir/cameras.json`` (its first ``max_frames``), actors placed as
+    logged except the one the set removed (``removed_actor``). Yields (the frame's entry, the render, the
+    ground-truth RGB [H, W, 3] float32 in [0, 1])."""
+    gt_dir = Path(gt_dir)
+    doc = json.loads((gt_dir / "cameras.json").read_text())
+    intr = gt_set_intrinsics(doc)
+    removed = doc.get("removed_actor")
+    from ..data.scene_api import logged_placements
+
+    for f in doc["frames"][:max_frames] if max_frames else doc["frames"]:
+        placements = logged_placements(scene.log, f["timestamp"])
+        placements.pop(removed, None)
+        out = scene.render_image(np.array(f["transform_matrix"]), intr, f["timestamp"], camera=f["camera"],
+                                 placements=placements)
+        with Image.open(gt_dir / f["file_path"]) as im:
+            gt = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        yield f, out, gt
 
 
 def score_gt_set(scene: NeuralScene, gt_dir: Path, max_frames: int | None = None) -> dict:
@@ -22,24 +51,11 @@ def score_gt_set(scene: NeuralScene, gt_dir: Path, max_frames: int | None = None
 
     Actors are placed as logged except those the set removed (``removed_actor``)."""
     gt_dir = Path(gt_dir)
-    doc = json.loads((gt_dir / "cameras.json").read_text())
-    intr = Intrinsics(doc["fl_x"], doc["fl_y"], doc["cx"], doc["cy"], int(doc["w"]), int(doc["h"]),
-                      doc.get("camera_model", "PINHOLE"))
-    removed = doc.get("removed_actor")
-    frames = doc["frames"][:max_frames] if max_frames else doc["frames"]
-    from ..data.scene_api import logged_placements
-
     scores = []
     sky_px = sky_opaque = 0
-    for f in frames:
-        placements = logged_placements(scene.log, f["timestamp"])
-        placements.pop(removed, None)
-        out = scene.render_image(np.array(f["transform_matrix"]), intr, f["timestamp"], camera=f["camera"],
-                                 placements=placements)
-        with Image.open(gt_dir / f["file_path"]) as im:
-            gt = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
-        pred = torch.from_numpy(out.rgb)
-        scores.append((psnr(pred, gt), ssim(pred, gt)))
+    for f, out, gt in render_gt_set(scene, gt_dir, max_frames):
+        pred, gt_t = torch.from_numpy(out.rgb), torch.from_numpy(gt)
+        scores.append((psnr(pred, gt_t), ssim(pred, gt_t)))
         if f.get("depth_file_path"):
             sky = ~np.isfinite(np.load(gt_dir / f["depth_file_path"]))  # [H, W]
             sky_px += int(sky.sum())
