@@ -47,6 +47,8 @@ from simrecon.synth.render import render_camera, world_at  # noqa: E402
 from simrecon.synth.scene import build_street  # noqa: E402
 from simrecon.train import preset, reconstruct  # noqa: E402
 
+from ablate import apply  # noqa: E402  (benchmarks/, the script's own folder)
+
 
 def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Camera-to-world [4, 4] in OpenGL axes (x right, y up, z backwards) at ``eye`` looking at ``target``."""
@@ -115,6 +117,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10**6)
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change the preset, as benchmarks/ablate.py's variants (e.g. model.proposal_uniform=0)")
     args = ap.parse_args()
     capture, log, scene_dir = args.out / "capture", args.out / "log", args.out / "scene"
     for p in (capture, log, scene_dir):
@@ -126,13 +130,14 @@ def main() -> None:
                    check=True)
     cfg = preset(args.preset)
     cfg.minutes, cfg.steps = args.minutes, args.steps
+    apply(cfg, ";".join(args.set))
     t = time.time()
     result = reconstruct(log, scene_dir, cfg)
     wall = time.time() - t
     ev = evaluate(load_scene(scene_dir))
     metrics = [json.loads(x) for x in (scene_dir / "metrics.jsonl").read_text().splitlines()]
     print(json.dumps({"frames": args.frames, "size": [args.width, args.height], "k1": args.k1, "units": args.units,
-                      "preset": args.preset, "steps": result.step, "wall_s": round(wall),
+                      "preset": args.preset, "set": args.set, "steps": result.step, "wall_s": round(wall),
                       "capture_s": round(t_capture), "batch_psnr": round(sum(m["psnr"] for m in metrics[-3:]) / 3, 2),
                       "heldout_psnr": ev.get("psnr"), "heldout_ssim": ev.get("ssim"),
                       "heldout_frames": len(ev.get("frames", [])),

@@ -40,6 +40,7 @@ from simrecon.render import SceneModel  # noqa: E402
 from simrecon.render.samplers import box_intervals  # noqa: E402
 from simrecon.train import preset  # noqa: E402
 from simrecon.train.data import TrainData, parse_holdout, scene_box  # noqa: E402
+from simrecon.train.free_columns import free_columns_of  # noqa: E402
 from simrecon.train.lidar_prior import _in_actor_boxes, _in_actor_boxes_loop  # noqa: E402
 from simrecon.train.trainer import compute_losses, make_optimizer  # noqa: E402
 
@@ -156,6 +157,7 @@ def main() -> int:
     model = SceneModel(cfg.model, box, log.actors, data.num_appearance).train()
     optim = make_optimizer(model, cfg.lr)
     gen = torch.Generator().manual_seed(0)
+    columns = free_columns_of(data, box, cfg.free_columns)  # the trainer's free-columns prior, when on
     phases = dict.fromkeys(("sample", "forward", "backward", "optimiser"), 0.0)
 
     def batch():
@@ -172,8 +174,12 @@ def main() -> int:
         rgb_rows = torch.zeros(len(rays), dtype=torch.bool)
         rgb_rows[:cfg.batch_rays] = True
         t1 = time.perf_counter()
-        out = model(rays, stratified=True, rgb_rows=rgb_rows)
-        loss = sum(compute_losses(model, out, target, cfg.batch_rays, ranges, cfg).values())
+        probe = columns.sample(cfg.free_columns.points, gen) if columns is not None else None
+        out = model(rays, stratified=True, rgb_rows=rgb_rows, probe=probe)
+        losses = compute_losses(model, out, target, cfg.batch_rays, ranges, cfg)
+        if columns is not None:
+            losses.update(columns.loss(out, model.scale, cfg.free_columns.weight))
+        loss = sum(losses.values())
         t2 = time.perf_counter()
         optim.zero_grad(set_to_none=True)
         loss.backward()

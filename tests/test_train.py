@@ -234,6 +234,9 @@ def test_cli_eval_and_render(tiny_scene, tmp_path, capsys):
     (["reconstruct", "LOG", "-o", "OUT", "--device", "cuda"], "--device cuda: no CUDA device"),
     (["reconstruct", "LOG", "-o", "OUT", "--lidar-prior-steps", "-1"], "--lidar-prior-steps must be >= 0"),
     (["reconstruct", "-o", "SCENE", "--resume", "--lidar-prior-steps", "5"], "the prior runs before the first step"),
+    (["reconstruct", "LOG", "-o", "OUT", "--free-columns", "-0.1"], "--free-columns must be >= 0"),
+    (["reconstruct", "LOG", "-o", "OUT", "--free-columns", "nan"], "--free-columns must be >= 0"),
+    (["reconstruct", "-o", "SCENE", "--resume", "--free-columns", "0"], "--free-columns cannot change when resuming"),
     (["eval", "/no/scene"], "no such file or folder"),
     (["render", "SCENE", "-o", "OUT"], "give exactly one of --poses FRAMES.json or --trajectory"),
 ])

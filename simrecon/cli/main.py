@@ -135,6 +135,11 @@ def reconstruct(
                                           "colours from the lidar returns by point queries; 60 (~7 s on 2 cores) "
                                           "for short budgets: +1.2 dB at 2 minutes, -0.8 dB at 10 (default 0: "
                                           "off; logs without lidar skip it)."),
+    free_columns: Optional[float] = typer.Option(
+        None, "--free-columns", help="Weight of the free-columns prior: the lidar's empty space near the ground "
+                                     "taken to be open up to the scene box's top, so upper floors cannot bulge "
+                                     "into the street (default: the preset's; 0: off; logs without lidar skip "
+                                     "it)."),
 ) -> None:
     """Train a neural scene from a drive log (background, sky, appearance, one field per actor).
 
@@ -146,7 +151,8 @@ def reconstruct(
 
     if log is not None and not log.exists():
         raise UserError(f"{log}: no such file or folder")
-    reconstruct_command(log, output, preset, steps, minutes, holdout, device, resume, err, lidar_prior_steps)
+    reconstruct_command(log, output, preset, steps, minutes, holdout, device, resume, err, lidar_prior_steps,
+                        free_columns)
 
 
 @app.command("eval")

@@ -15,7 +15,7 @@ from .progress import bar
 
 def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: int | None, minutes: float | None,
                         holdout: str | None, device: str, resume: bool, console: Console,
-                        lidar_prior_steps: int | None = None) -> Path:
+                        lidar_prior_steps: int | None = None, free_columns: float | None = None) -> Path:
     from ..train import TrainingInterrupted, preset, reconstruct  # noqa: F401  (re-raised to main)
 
     if not resume and log is None:
@@ -44,6 +44,12 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
         if lidar_prior_steps < 0:
             raise ValueError(f"--lidar-prior-steps must be >= 0, got {lidar_prior_steps}")
         cfg.lidar_prior.steps = lidar_prior_steps
+    if free_columns is not None:
+        if resume:
+            raise ValueError("--free-columns cannot change when resuming: the run keeps the weight it started with")
+        if not free_columns >= 0:
+            raise ValueError(f"--free-columns must be >= 0, got {free_columns}")
+        cfg.free_columns.weight = free_columns
     for key, value in overrides.items():
         setattr(cfg, key, value)
     columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

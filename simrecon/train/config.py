@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..fields import ActorFieldConfig, BackgroundFieldConfig, ProposalFieldConfig
 from ..logs import get_logger
 from ..render import SceneModelConfig
+from .free_columns import FreeColumnsConfig
 from .lidar_prior import LidarPriorConfig
 
 log = get_logger(__name__)
@@ -21,6 +22,7 @@ class TrainConfig:
     batch_rays: int = 4096  # camera rays per step (over all ranks)
     lidar_rays: int = 1024  # lidar rays per step when the log has lidar
     lidar_prior: LidarPriorConfig = field(default_factory=LidarPriorConfig)  # surfaces and colours from lidar first
+    free_columns: FreeColumnsConfig = field(default_factory=FreeColumnsConfig)  # open air above the lidar's free space
     lr: float = 1e-2
     lr_final: float = 1e-3  # exponential decay over the budget (steps or minutes) ...
     lr_hold: float = 0.0  # ... after holding lr for this share of it
@@ -52,6 +54,7 @@ class TrainConfig:
             raise ValueError(f"config: error_sampling must be in [0, 1] and error_tiles >= 1, got "
                              f"{self.error_sampling} and {self.error_tiles}")
         self.lidar_prior.check()
+        self.free_columns.check()
 
     def lidar_loss_weights(self) -> tuple[float, float]:
         """(depth_weight, beyond_weight) that training uses. With the lidar prior the expected-range L1 is off: it
@@ -76,8 +79,9 @@ class TrainConfig:
             **_fields(SceneModelConfig, m, "model"),
         )
         prior = _known(LidarPriorConfig, data.get("lidar_prior", {}), "lidar_prior")
-        rest = {k: v for k, v in data.items() if k not in ("model", "lidar_prior")}
-        return cls(model=model, lidar_prior=prior, **_fields(cls, rest, ""))
+        columns = _known(FreeColumnsConfig, data.get("free_columns", {}), "free_columns")
+        rest = {k: v for k, v in data.items() if k not in ("model", "lidar_prior", "free_columns")}
+        return cls(model=model, lidar_prior=prior, free_columns=columns, **_fields(cls, rest, ""))
 
 
 def _fields(cls, data: dict, where: str) -> dict:

@@ -27,6 +27,7 @@ from ..render import SceneModel
 from .checkpoint import CHECKPOINT, load_checkpoint, save_atomic, save_checkpoint
 from .config import TrainConfig
 from .data import TrainData, parse_holdout, scene_box
+from .free_columns import free_columns_of
 from .lidar_prior import train_lidar_prior
 from .optim import adam
 from .scene_file import MODEL_FILE, SceneInfo, read_scene_info, write_scene_info
@@ -205,6 +206,12 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
         prior = train_lidar_prior(model, data, cfg.lidar_prior, cfg.near_frac, cfg.seed, prior_step)
         elapsed0 = time.time() - t0  # counted in the budget
         log.info("lidar prior: %d steps in %.1f s, %s", n_prior, elapsed0, prior)
+    t0 = time.time()
+    columns = free_columns_of(data, box, cfg.free_columns, cfg.seed)
+    if columns is not None:
+        if not resume:
+            elapsed0 += time.time() - t0  # counted in the budget, as the lidar prior
+        log.info("free columns: %d of %.2f m in %.1f s", len(columns), columns.cell, time.time() - t0)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -265,8 +272,11 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
                 rays = type(rays).cat([rays, lrays])
             rgb_rows = torch.zeros(len(rays), dtype=torch.bool, device=device)
             rgb_rows[:batch] = True
-            out = net(rays, stratified=True, rgb_rows=rgb_rows)
+            probe = columns.sample(cfg.free_columns.points, gen).to(device) if columns is not None else None
+            out = net(rays, stratified=True, rgb_rows=rgb_rows, probe=probe)
             losses = compute_losses(model, out, target, batch, ranges, cfg)
+            if columns is not None:
+                losses.update(columns.loss(out, model.scale, cfg.free_columns.weight))
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at step {step}")

@@ -1,0 +1,211 @@
+"""Open air above the street: the lidar's empty space, extended upwards.
+
+A driving lidar sees little above its own height (a 32-beam sensor's top beam is ~8 degrees up, a few metres
+up a facade), so the geometry of upper floors comes from the cameras alone. Seen at grazing angles from a car
+driving along them, a facade that bulges a metre or two into the street looks the same in every training view;
+a lane-shifted render shows it (on the synthetic street, the upper-facade pixels whose depth is wrong have
+their first opaque point a median 1.8 m in front of the facade: RESULTS.md, session 12).
+
+The prior: a column of the ground plane that lidar rays crossed (free near the ground) and in which no lidar
+return stands above the ground (no facade, pole, parked car or tree there) is taken to be open all the way
+up, to the top of the scene box. Each training step draws random points in those columns and penalises the
+background's and the proposal's density there. Columns next to any standing return are left alone, so the
+facades themselves are never pulled. Returns inside tracked actors' boxes are ignored (actors have their own
+fields; the background is empty in their boxes anyway).
+
+What it assumes, and where that fails: nothing overhangs the street out of the lidar's sight. Tree canopies,
+bridges or signs over the road that no sweep hit would be pushed towards transparency; the cameras see them
+against the sky and pull back. Logs without lidar skip the prior.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.model import DriveLog
+from ..fields import SceneBox
+from .data import TrainData
+
+
+@dataclass
+class FreeColumnsConfig:
+    weight: float = 0.01  # 0: off. With proposal_uniform: +1.1 dB held out (RESULTS.md, session 12)
+    points: int = 4096  # random points per training step
+    cell: float = 0.4  # metres: side of a ground-plane column (the grid grows it to stay within max_cells)
+    max_cells: int = 1 << 20  # columns at most (the cell grows on very large boxes)
+    standing: float = 0.3  # metres above the column's lowest return: a return this high stands (not ground)
+    clearance: float = 0.5  # metres above the lowest free lidar point of a column where the prior starts
+    margin_cells: int = 1  # columns this close to a standing return are not free
+    max_returns: int = 200_000  # lidar returns used to build the map (a random subset on bigger logs)
+    max_free_points: int = 8_000_000  # points along the rays to them (bounds the map's memory, ~100 MB)
+
+    def check(self) -> None:
+        if (not self.weight >= 0 or self.points < 1 or not self.cell > 0 or self.max_cells < 1 or self.standing < 0
+                or self.clearance < 0 or self.margin_cells < 0 or self.max_returns < 1 or self.max_free_points < 1):
+            raise ValueError(f"config: free_columns needs weight >= 0, points >= 1, cell > 0, max_cells >= 1, "
+                             f"standing, clearance and margin_cells >= 0, max_returns and max_free_points >= 1, "
+                             f"got {self}")
+
+
+@dataclass
+class FreeColumns:
+    """The free columns of a log: ground-plane cells and the height range the prior covers in each, in a frame
+    whose z is the log's up (``rot`` maps world to it)."""
+
+    rot: torch.Tensor  # [3, 3] world -> up frame
+    origin: torch.Tensor  # [2] (x, y) of the grid's corner in the up frame
+    cell: float  # side of a column
+    ij: torch.Tensor  # [C, 2] long: the free columns' cells
+    z_lo: torch.Tensor  # [C] where the prior starts in each (up frame)
+    z_hi: float  # where it ends (the scene box's top)
+
+    def __len__(self) -> int:
+        return self.ij.shape[0]
+
+    def loss(self, out: dict[str, torch.Tensor], scale: float, weight: float) -> dict[str, torch.Tensor]:
+        """:func:`free_columns_loss` of a render's probe densities (``SceneModel.forward(..., probe=...)`` of
+        points from :meth:`sample`), for a model of that ``scale``."""
+        return free_columns_loss(out["probe_sigma"], out["probe_sigma_proposal"], self.cell / scale, weight)
+
+    def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``n`` world points [n, 3], uniform over the free columns' volume."""
+        height = (self.z_hi - self.z_lo).clamp(min=0.0)  # [C]
+        col = torch.multinomial(height, n, replacement=True, generator=gen)  # [n]
+        u = torch.rand(n, 3, generator=gen)
+        xy = self.origin + (self.ij[col].float() + u[:, :2]) * self.cell  # [n, 2]
+        z = self.z_lo[col] + u[:, 2] * height[col]  # [n]
+        return torch.cat([xy, z[:, None]], 1) @ self.rot  # up frame -> world: rot^T x as a row product
+
+
+def up_rotation(up: np.ndarray) -> np.ndarray:
+    """Rotation [3, 3] taking the unit vector ``up`` [3] to +z (the identity when it already is)."""
+    up = np.asarray(up, dtype=np.float64)
+    norm = np.linalg.norm(up)
+    if up.shape != (3,) or not np.isfinite(norm) or norm < 1e-9:
+        raise ValueError(f"world_up must be a non-zero 3-vector, got {up.tolist()}")
+    a, z = up / norm, np.array([0.0, 0.0, 1.0])
+    v, c = np.cross(a, z), float(a @ z)
+    if c < -1 + 1e-9:  # up is -z: half a turn about x
+        return np.diag([1.0, -1.0, -1.0])
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + k + k @ k / (1 + c)  # Rodrigues for the turn from a to z
+
+
+def _not_in_actor_boxes(log: DriveLog, points: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """[N] bool: the returns (points [N, 3], times [N]) outside every present actor's box (grown by 10 %)."""
+    keep = np.ones(len(points), dtype=bool)
+    for t in np.unique(times):
+        rows = np.nonzero(times == t)[0]
+        for actor in log.actors:
+            pose = actor.pose_at(float(t))
+            if pose is None:
+                continue
+            local = (points[rows] - pose[:3, 3]) @ pose[:3, :3]  # R^T (x - t) as a row product
+            inside = (np.abs(local) <= np.asarray(actor.size) * 0.55).all(1)
+            keep[rows[inside]] = False
+    return keep
+
+
+def build_free_columns(log: DriveLog, origins: np.ndarray, points: np.ndarray, times: np.ndarray, box: SceneBox,
+                       cfg: FreeColumnsConfig, seed: int = 0) -> FreeColumns | None:
+    """The free columns from lidar returns (sensor origins, returns [N, 3] world, times [N]) within the scene
+    box's footprint; None when there is none (no lidar, or every column stands)."""
+    if len(points) == 0:
+        return None
+    if points.shape != origins.shape or points.ndim != 2 or points.shape[1] != 3 or times.shape != points.shape[:1]:
+        raise ValueError(f"build_free_columns: origins {list(origins.shape)}, points {list(points.shape)} and times "
+                         f"{list(times.shape)} must be [N, 3], [N, 3] and [N]")
+    rng = np.random.default_rng(seed)
+    if len(points) > cfg.max_returns:
+        pick = np.sort(rng.choice(len(points), cfg.max_returns, replace=False))
+        origins, points, times = origins[pick], points[pick], times[pick]
+    keep = _not_in_actor_boxes(log, points, times)
+    origins, points = origins[keep], points[keep]
+    rot = up_rotation(log.world_up)
+    o_up, p_up = (origins @ rot.T).astype(np.float32), (points @ rot.T).astype(np.float32)  # [N, 3] up frame
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * box.half + box.center
+    c_up = corners @ rot.T
+    lo, hi = c_up.min(0), c_up.max(0)
+    cell = max(cfg.cell, math.sqrt((hi[0] - lo[0]) * (hi[1] - lo[1]) / cfg.max_cells))
+    nx, ny = math.ceil((hi[0] - lo[0]) / cell), math.ceil((hi[1] - lo[1]) / cell)
+
+    def cells(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [M, 2] -> flat cell [M], inside the grid [M]
+        ij = np.floor((xy - lo[:2]) / cell).astype(np.int64)
+        ok = (ij[:, 0] >= 0) & (ij[:, 0] < nx) & (ij[:, 1] >= 0) & (ij[:, 1] < ny)
+        return ij[:, 0] * ny + ij[:, 1], ok
+
+    # Free space: points along each lidar ray up to a margin before its return (the lidar losses' 2 %), one per
+    # cell length; per column the lowest of them.
+    v = p_up - o_up
+    dist = np.linalg.norm(v, axis=1)
+    free_len = np.maximum(dist * 0.98 - cell, 0.0)
+    count = np.ceil(free_len / cell).astype(np.int64)  # [N]
+    if count.sum() > cfg.max_free_points:  # long-range lidar: a random subset of the rays, within the budget
+        order = rng.permutation(len(count))
+        count[order[np.cumsum(count[order]) > cfg.max_free_points]] = 0
+    ray = np.repeat(np.arange(len(dist)), count)
+    step = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    jitter = rng.random(len(step), dtype=np.float32)
+    t = (step.astype(np.float32) + jitter) * np.float32(cell) / np.maximum(dist[ray], 1e-9)  # [M] share of the way
+    free = o_up[ray] + v[ray] * t[:, None]  # [M, 3]
+    fc, ok = cells(free[:, :2])
+    z_free = np.full(nx * ny, np.inf)
+    np.minimum.at(z_free, fc[ok], free[ok, 2])
+    # Standing returns: higher than `standing` above the lowest return or free point of their column.
+    rc, rok = cells(p_up[:, :2])
+    ground = z_free.copy()
+    np.minimum.at(ground, rc[rok], p_up[rok, 2])
+    stands = np.zeros(nx * ny, dtype=bool)
+    high = rok.copy()
+    high[rok] = p_up[rok, 2] > ground[rc[rok]] + cfg.standing
+    stands[rc[high]] = True
+    stands = stands.reshape(nx, ny)
+    for _ in range(cfg.margin_cells):  # grow by one cell (8-neighbourhood) per pass
+        grown = stands.copy()
+        grown[1:] |= stands[:-1]
+        grown[:-1] |= stands[1:]
+        grown[:, 1:] |= stands[:, :-1]
+        grown[:, :-1] |= stands[:, 1:]
+        grown[1:, 1:] |= stands[:-1, :-1]
+        grown[:-1, :-1] |= stands[1:, 1:]
+        grown[1:, :-1] |= stands[:-1, 1:]
+        grown[:-1, 1:] |= stands[1:, :-1]
+        stands = grown
+    z_lo = z_free + cfg.clearance
+    is_free = np.isfinite(z_free) & ~stands.reshape(-1) & (z_lo < hi[2])
+    idx = np.nonzero(is_free)[0]
+    if not len(idx):
+        return None
+    ij = np.stack([idx // ny, idx % ny], 1)
+    return FreeColumns(rot=torch.as_tensor(rot, dtype=torch.float32),
+                       origin=torch.as_tensor(lo[:2], dtype=torch.float32), cell=float(cell),
+                       ij=torch.as_tensor(ij), z_lo=torch.as_tensor(z_lo[idx], dtype=torch.float32),
+                       z_hi=float(hi[2]))
+
+
+def free_columns_of(data: TrainData, box: SceneBox, cfg: FreeColumnsConfig, seed: int = 0) -> FreeColumns | None:
+    """The free columns of a log's training lidar (``data``); None without lidar, with the prior off
+    (``cfg.weight`` 0) or when no column is free."""
+    if not data.has_lidar or cfg.weight <= 0:
+        return None
+    return build_free_columns(data.log, data.lidar_origins.numpy(), data.lidar_points.numpy(),
+                              data.lidar_times.numpy(), box, cfg, seed)
+
+
+def free_columns_loss(sigma: torch.Tensor, sigma_proposal: torch.Tensor, delta: float,
+                      weight: float) -> dict[str, torch.Tensor]:
+    """The prior's losses from the background's and the proposal's densities [P] at P points of the free columns
+    (``FreeColumns.sample``, rendered as ``SceneModel``'s ``probe``): ``weight`` times the mean of log1p(optical
+    thickness) over an interval ``delta`` (normalised units, one cell) at each point. log1p: about linear for a
+    faint density, a bounded gradient on a floater."""
+    if sigma.ndim != 1 or sigma.shape != sigma_proposal.shape:
+        raise ValueError(f"free_columns_loss: densities must be [P] and [P], got {list(sigma.shape)} and "
+                         f"{list(sigma_proposal.shape)}")
+    if sigma.numel() == 0:
+        return {"free_columns": sigma.sum(), "free_columns_proposal": sigma_proposal.sum()}
+    return {"free_columns": weight * torch.log1p(sigma * delta).mean(),
+            "free_columns_proposal": weight * torch.log1p(sigma_proposal * delta).mean()}
