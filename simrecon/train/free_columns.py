@@ -40,15 +40,18 @@ class FreeColumnsConfig:
     standing: float = 0.3  # metres above the column's lowest return: a return this high stands (not ground)
     clearance: float = 0.5  # metres above the lowest free lidar point of a column where the prior starts
     margin_cells: int = 1  # columns this close to a standing return are not free
+    above_top: float = 0.0  # the columns reach this share of the box's height above its top (contracted space)
     max_returns: int = 200_000  # lidar returns used to build the map (a random subset on bigger logs)
     max_free_points: int = 8_000_000  # points along the rays to them (bounds the map's memory, ~100 MB)
 
     def check(self) -> None:
-        if (not self.weight >= 0 or self.points < 1 or not self.cell > 0 or self.max_cells < 1 or self.standing < 0
-                or self.clearance < 0 or self.margin_cells < 0 or self.max_returns < 1 or self.max_free_points < 1):
+        ok = (self.weight >= 0 and self.points >= 1 and self.cell > 0 and self.max_cells >= 1 and self.standing >= 0
+              and self.clearance >= 0 and self.margin_cells >= 0 and self.above_top >= 0 and self.max_returns >= 1
+              and self.max_free_points >= 1)  # written as "ok" so that NaN fails
+        if not ok:
             raise ValueError(f"config: free_columns needs weight >= 0, points >= 1, cell > 0, max_cells >= 1, "
-                             f"standing, clearance and margin_cells >= 0, max_returns and max_free_points >= 1, "
-                             f"got {self}")
+                             f"standing, clearance, margin_cells and above_top >= 0, max_returns and "
+                             f"max_free_points >= 1, got {self}")
 
 
 @dataclass
@@ -176,7 +179,8 @@ def build_free_columns(log: DriveLog, origins: np.ndarray, points: np.ndarray, t
         grown[:-1, 1:] |= stands[1:, :-1]
         stands = grown
     z_lo = z_free + cfg.clearance
-    is_free = np.isfinite(z_free) & ~stands.reshape(-1) & (z_lo < hi[2])
+    z_hi = hi[2] + cfg.above_top * (hi[2] - lo[2])
+    is_free = np.isfinite(z_free) & ~stands.reshape(-1) & (z_lo < z_hi)
     idx = np.nonzero(is_free)[0]
     if not len(idx):
         return None
@@ -184,7 +188,7 @@ def build_free_columns(log: DriveLog, origins: np.ndarray, points: np.ndarray, t
     return FreeColumns(rot=torch.as_tensor(rot, dtype=torch.float32),
                        origin=torch.as_tensor(lo[:2], dtype=torch.float32), cell=float(cell),
                        ij=torch.as_tensor(ij), z_lo=torch.as_tensor(z_lo[idx], dtype=torch.float32),
-                       z_hi=float(hi[2]))
+                       z_hi=float(z_hi))
 
 
 def free_columns_of(data: TrainData, box: SceneBox, cfg: FreeColumnsConfig, seed: int = 0) -> FreeColumns | None:
