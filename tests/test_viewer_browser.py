@@ -61,7 +61,10 @@ def _changed(a: np.ndarray, b: np.ndarray) -> int:
 def _wait_status(page, viewer, needle: str, timeout: float = 40.0) -> str:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        text = page.inner_text("body", timeout=5_000)
+        try:  # one slow read (a busy machine) is retried until the deadline, not fatal
+            text = page.inner_text("body", timeout=max(1_000.0, (end - time.monotonic()) * 1000))
+        except sync_api.TimeoutError:
+            continue
         if needle in text and "(refined)" in viewer.last_status and needle in viewer.last_status:
             return text
         time.sleep(0.2)

@@ -138,7 +138,7 @@ def reconstruct(
     free_columns: Optional[float] = typer.Option(
         None, "--free-columns", help="Weight of the free-columns prior: the lidar's empty space near the ground "
                                      "taken to be open up to the scene box's top, so upper floors cannot bulge "
-                                     "into the street (default 0.01 in every preset; 0: off; logs without "
+                                     "into the street (default 0.03 in every preset; 0: off; logs without "
                                      "lidar skip it)."),
 ) -> None:
     """Train a neural scene from a drive log (background, sky, appearance, one field per actor).

@@ -33,24 +33,23 @@ from .data import TrainData
 
 @dataclass
 class FreeColumnsConfig:
-    weight: float = 0.01  # 0: off. With proposal_uniform: +1.1 dB held out (RESULTS.md, session 12)
+    weight: float = 0.03  # 0: off. With proposal_uniform: +1.3 dB held out (RESULTS.md, session 12)
     points: int = 4096  # random points per training step
     cell: float = 0.4  # metres: side of a ground-plane column (the grid grows it to stay within max_cells)
     max_cells: int = 1 << 20  # columns at most (the cell grows on very large boxes)
     standing: float = 0.3  # metres above the column's lowest return: a return this high stands (not ground)
     clearance: float = 0.5  # metres above the lowest free lidar point of a column where the prior starts
     margin_cells: int = 1  # columns this close to a standing return are not free
-    above_top: float = 0.0  # the columns reach this share of the box's height above its top (contracted space)
     max_returns: int = 200_000  # lidar returns used to build the map (a random subset on bigger logs)
     max_free_points: int = 8_000_000  # points along the rays to them (bounds the map's memory, ~100 MB)
 
     def check(self) -> None:
         ok = (self.weight >= 0 and self.points >= 1 and self.cell > 0 and self.max_cells >= 1 and self.standing >= 0
-              and self.clearance >= 0 and self.margin_cells >= 0 and self.above_top >= 0 and self.max_returns >= 1
+              and self.clearance >= 0 and self.margin_cells >= 0 and self.max_returns >= 1
               and self.max_free_points >= 1)  # written as "ok" so that NaN fails
         if not ok:
             raise ValueError(f"config: free_columns needs weight >= 0, points >= 1, cell > 0, max_cells >= 1, "
-                             f"standing, clearance, margin_cells and above_top >= 0, max_returns and "
+                             f"standing, clearance and margin_cells >= 0, max_returns and "
                              f"max_free_points >= 1, got {self}")
 
 
@@ -179,8 +178,7 @@ def build_free_columns(log: DriveLog, origins: np.ndarray, points: np.ndarray, t
         grown[:-1, 1:] |= stands[1:, :-1]
         stands = grown
     z_lo = z_free + cfg.clearance
-    z_hi = hi[2] + cfg.above_top * (hi[2] - lo[2])
-    is_free = np.isfinite(z_free) & ~stands.reshape(-1) & (z_lo < z_hi)
+    is_free = np.isfinite(z_free) & ~stands.reshape(-1) & (z_lo < hi[2])
     idx = np.nonzero(is_free)[0]
     if not len(idx):
         return None
@@ -188,7 +186,7 @@ def build_free_columns(log: DriveLog, origins: np.ndarray, points: np.ndarray, t
     return FreeColumns(rot=torch.as_tensor(rot, dtype=torch.float32),
                        origin=torch.as_tensor(lo[:2], dtype=torch.float32), cell=float(cell),
                        ij=torch.as_tensor(ij), z_lo=torch.as_tensor(z_lo[idx], dtype=torch.float32),
-                       z_hi=float(z_hi))
+                       z_hi=float(hi[2]))
 
 
 def free_columns_of(data: TrainData, box: SceneBox, cfg: FreeColumnsConfig, seed: int = 0) -> FreeColumns | None:
