@@ -165,20 +165,12 @@ def build_free_columns(log: DriveLog, origins: np.ndarray, points: np.ndarray, t
     high = rok.copy()
     high[rok] = p_up[rok, 2] > ground[rc[rok]] + cfg.standing
     stands[rc[high]] = True
-    stands = stands.reshape(nx, ny)
-    for _ in range(cfg.margin_cells):  # grow by one cell (8-neighbourhood) per pass
-        grown = stands.copy()
-        grown[1:] |= stands[:-1]
-        grown[:-1] |= stands[1:]
-        grown[:, 1:] |= stands[:, :-1]
-        grown[:, :-1] |= stands[:, 1:]
-        grown[1:, 1:] |= stands[:-1, :-1]
-        grown[:-1, :-1] |= stands[1:, 1:]
-        grown[1:, :-1] |= stands[:-1, 1:]
-        grown[:-1, 1:] |= stands[1:, :-1]
-        stands = grown
+    if cfg.margin_cells:  # grow by margin_cells in every direction, diagonals included: a max over the square
+        m = cfg.margin_cells
+        grid = torch.from_numpy(stands.reshape(1, 1, nx, ny).astype(np.float32))
+        stands = torch.nn.functional.max_pool2d(grid, 2 * m + 1, stride=1, padding=m).numpy().reshape(-1) > 0
     z_lo = z_free + cfg.clearance
-    is_free = np.isfinite(z_free) & ~stands.reshape(-1) & (z_lo < hi[2])
+    is_free = np.isfinite(z_free) & ~stands & (z_lo < hi[2])
     idx = np.nonzero(is_free)[0]
     if not len(idx):
         return None
