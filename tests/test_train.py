@@ -287,7 +287,7 @@ def test_scene_box_covers_cameras_and_near_lidar_with_bounded_aspect(synth_small
     from simrecon.train.data import scene_box
 
     log = load_log(synth_small / "log")
-    near_box, far_box = scene_box(log, max_lidar_range=40.0), scene_box(log, max_lidar_range=80.0)
+    near_box, far_box = (scene_box(log, max_lidar_range=r, aspect_cap=float("inf")) for r in (40.0, 80.0))
     cams = np.stack([f.c2w[:3, 3] for f in log.frames])
     for box in (near_box, far_box):
         assert np.all(np.abs(cams - box.center) <= box.half)
@@ -299,6 +299,27 @@ def test_scene_box_covers_cameras_and_near_lidar_with_bounded_aspect(synth_small
     p = p[np.linalg.norm(p - sweep.s2w[:3, 3], axis=1) < 40.0]
     inside = np.all(np.abs(p - near_box.center) <= near_box.half, axis=1)
     assert inside.mean() > 0.98
+
+
+def test_scene_box_short_axes_grow_to_at_most_the_cap_with_lidar_and_freely_without(synth_small):
+    import dataclasses
+
+    from simrecon.data.io import load_log
+    from simrecon.train.data import scene_box
+
+    log = load_log(synth_small / "log")
+    natural = scene_box(log, max_lidar_range=80.0, min_aspect=0.0)
+    uncapped = scene_box(log, max_lidar_range=80.0, aspect_cap=float("inf"))
+    capped = scene_box(log, max_lidar_range=80.0, aspect_cap=5.0)
+    assert 0.3 * natural.half.max() > 5.0 > natural.half.min()  # the cap binds on this box
+    np.testing.assert_allclose(uncapped.half, np.maximum(natural.half, 0.3 * natural.half.max()))
+    np.testing.assert_allclose(capped.half, np.maximum(natural.half, 5.0))  # the height: 5, not 0.3 x the length
+    np.testing.assert_allclose(capped.center, natural.center)
+    # Without lidar (no metric scale to trust: a capture in arbitrary units) the cap does not apply.
+    cams_only = dataclasses.replace(log, lidar=[])
+    a, b = scene_box(cams_only, aspect_cap=5.0), scene_box(cams_only, aspect_cap=float("inf"))
+    np.testing.assert_allclose(a.half, b.half)
+    assert a.half.min() >= 0.3 * a.half.max() - 1e-9
 
 
 @pytest.mark.parametrize("tau_key,mids_key,loss_key", [

@@ -28,6 +28,9 @@ class TrainConfig:
     lr_hold: float = 0.0  # ... after holding lr for this share of it
     table_lr_scale: float = 1.0  # hash tables learn at lr * this (MLPs at lr)
     box_lidar_range: float = 40.0  # metres: lidar returns that shape the full-resolution box (80: -0.8 dB)
+    # metres (logs with lidar): the box's short axes grow to 0.3 of the longest, to at most this half extent. On a
+    # 15 s drive (box 153 m long) 12 instead of 23: +0.8 dB at +2 m, lidar error -29 % (RESULTS.md, session 13)
+    box_aspect_cap: float = 12.0
     near_frac: float = 0.02  # near plane as a fraction of the scene scale (~0.6 m on a street)
     # Lidar: the weights along a lidar ray must sit at the return. With the lidar prior on, the expected-range L1
     # is replaced by lidar_prior.beyond_weight (see LidarPriorConfig and lidar_loss_weights).

@@ -45,12 +45,14 @@ def parse_holdout(spec: str, log: DriveLog) -> set[str]:
     return names
 
 
-def scene_box(log: DriveLog, max_lidar_range: float = 40.0, min_aspect: float = 0.3) -> SceneBox:
+def scene_box(log: DriveLog, max_lidar_range: float = 40.0, min_aspect: float = 0.3,
+              aspect_cap: float = 12.0) -> SceneBox:
     """The linear region of the background field: cameras and (robustly) the lidar returns around them.
 
-    No axis is shorter than ``min_aspect`` times the longest: lidar sees little above the sensor
-    (most returns are ground), yet facades rise well above it and must stay in the full-resolution
-    region rather than the contracted one.
+    No axis is shorter than ``min_aspect`` times the longest: lidar sees little above the sensor (most returns are
+    ground), yet facades rise well above it and must stay in the full-resolution region rather than the contracted
+    one. With lidar (a metric log) that floor is at most ``aspect_cap`` metres of half extent: a long drive's box
+    would otherwise grow as tall and as wide as a fraction of its length, spreading the finest cells over air.
     """
     cams = np.stack([f.c2w[:3, 3] for f in log.frames])
     pts = [cams]
@@ -63,12 +65,14 @@ def scene_box(log: DriveLog, max_lidar_range: float = 40.0, min_aspect: float = 
         lo, hi = np.percentile(allp, 0.5, axis=0), np.percentile(allp, 99.5, axis=0)
         lo, hi = np.minimum(lo, cams.min(0)), np.maximum(hi, cams.max(0))
         center, half = (lo + hi) / 2, np.maximum((hi - lo) / 2 * 1.05, 1.0)
+        floor = min(min_aspect * half.max(), aspect_cap)
     else:
         # Cameras only: grow by half the cameras' spread (a driving path or an orbit around an object).
         spread = float(np.max(cams.max(0) - cams.min(0)))
         box = SceneBox.around(cams, max(0.5 * spread, 1e-3))
         center, half = box.center, box.half
-    half = np.maximum(half, min_aspect * half.max())
+        floor = min_aspect * half.max()
+    half = np.maximum(half, floor)
     return SceneBox(center, half)
 
 

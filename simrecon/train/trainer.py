@@ -173,7 +173,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
         longest = max((len(f) for f in drive.cameras.values()), default=0)
         log.warning("--holdout %s holds out no frame of %s (at most %d frames per camera): eval will have no "
                     "held-out figures; use every:2 or a file of image paths", cfg.holdout, log_path, longest)
-    box = scene_box(drive, cfg.box_lidar_range) if not resume else info.box
+    box = scene_box(drive, cfg.box_lidar_range, aspect_cap=cfg.box_aspect_cap) if not resume else info.box
     scale = float(np.mean(box.half))
     data = TrainData(drive, holdout, near=cfg.near_frac * scale, device=device)
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance).to(device)
