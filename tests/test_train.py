@@ -124,6 +124,13 @@ def test_bad_learning_rate_settings_are_refused(synth_small, tmp_path, bad):
         reconstruct(synth_small / "log", tmp_path / "s", tiny(**bad))
 
 
+@pytest.mark.parametrize("cap", [0.0, -1.0, float("nan")])
+def test_a_box_aspect_cap_that_is_not_positive_is_refused(synth_small, tmp_path, cap):
+    with pytest.raises(ValueError, match="box_aspect_cap must be > 0"):
+        reconstruct(synth_small / "log", tmp_path / "s", tiny(box_aspect_cap=cap))
+    assert not (tmp_path / "s").exists()  # refused before anything is written
+
+
 def test_existing_scene_is_not_overwritten(tiny_scene, synth_small):
     with pytest.raises(FileExistsError, match="--resume"):
         reconstruct(synth_small / "log", tiny_scene, tiny())

@@ -56,6 +56,8 @@ class TrainConfig:
         if not 0.0 <= self.error_sampling <= 1.0 or self.error_tiles < 1:
             raise ValueError(f"config: error_sampling must be in [0, 1] and error_tiles >= 1, got "
                              f"{self.error_sampling} and {self.error_tiles}")
+        if not self.box_aspect_cap > 0:
+            raise ValueError(f"config: box_aspect_cap must be > 0 (metres), got {self.box_aspect_cap}")
         self.lidar_prior.check()
         self.free_columns.check()
 
