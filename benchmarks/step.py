@@ -42,7 +42,7 @@ from simrecon.train import preset  # noqa: E402
 from simrecon.train.data import TrainData, parse_holdout, scene_box  # noqa: E402
 from simrecon.train.free_columns import free_columns_of  # noqa: E402
 from simrecon.train.lidar_prior import _in_actor_boxes, _in_actor_boxes_loop  # noqa: E402
-from simrecon.train.trainer import compute_losses, make_optimizer  # noqa: E402
+from simrecon.train.trainer import make_optimizer, step_losses  # noqa: E402
 
 
 def _set(cfg, key: str, value: str) -> None:
@@ -171,14 +171,8 @@ def main() -> int:
     def step(record: bool) -> None:
         t0 = time.perf_counter()
         rays, target, ranges = batch()
-        rgb_rows = torch.zeros(len(rays), dtype=torch.bool)
-        rgb_rows[:cfg.batch_rays] = True
         t1 = time.perf_counter()
-        probe = columns.sample(cfg.free_columns.points, gen) if columns is not None else None
-        out = model(rays, stratified=True, rgb_rows=rgb_rows, probe=probe)
-        losses = compute_losses(model, out, target, cfg.batch_rays, ranges, cfg)
-        if columns is not None:
-            losses.update(columns.loss(out, model.scale, cfg.free_columns.weight))
+        _, losses = step_losses(model, model, rays, target, cfg.batch_rays, ranges, cfg, columns, gen)
         loss = sum(losses.values())
         t2 = time.perf_counter()
         optim.zero_grad(set_to_none=True)

@@ -27,7 +27,7 @@ from ..render import SceneModel
 from .checkpoint import CHECKPOINT, load_checkpoint, save_atomic, save_checkpoint
 from .config import TrainConfig
 from .data import TrainData, parse_holdout, scene_box
-from .free_columns import free_columns_of
+from .free_columns import FreeColumns, free_columns_of
 from .lidar_prior import train_lidar_prior
 from .optim import adam
 from .scene_file import MODEL_FILE, SceneInfo, read_scene_info, write_scene_info
@@ -136,6 +136,22 @@ def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: in
     if "interlevel" in out:
         losses["interlevel"] = cfg.interlevel_weight * out["interlevel"]
     return losses
+
+
+def step_losses(net: torch.nn.Module, model: SceneModel, rays, target: torch.Tensor, n_cam: int,
+                ranges: torch.Tensor | None, cfg: TrainConfig, columns: FreeColumns | None,
+                gen: torch.Generator) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Render a training batch (``n_cam`` camera rays first, then lidar rays) through ``net`` (the model, or its
+    DDP wrapper) and compute every loss of a step: :func:`compute_losses` and the free-columns prior on points
+    drawn with ``gen``. Returns (the render, the losses); ``benchmarks/step.py`` times this same step."""
+    rgb_rows = torch.zeros(len(rays), dtype=torch.bool, device=target.device)
+    rgb_rows[:n_cam] = True
+    probe = columns.sample(cfg.free_columns.points, gen).to(target.device) if columns is not None else None
+    out = net(rays, stratified=True, rgb_rows=rgb_rows, probe=probe)
+    losses = compute_losses(model, out, target, n_cam, ranges, cfg)
+    if columns is not None:
+        losses.update(columns.loss(out, model.scale, cfg.free_columns.weight))
+    return out, losses
 
 
 def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
@@ -270,13 +286,7 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             if lidar_batch:
                 lrays, ranges = data.sample_lidar(lidar_batch, gen)
                 rays = type(rays).cat([rays, lrays])
-            rgb_rows = torch.zeros(len(rays), dtype=torch.bool, device=device)
-            rgb_rows[:batch] = True
-            probe = columns.sample(cfg.free_columns.points, gen).to(device) if columns is not None else None
-            out = net(rays, stratified=True, rgb_rows=rgb_rows, probe=probe)
-            losses = compute_losses(model, out, target, batch, ranges, cfg)
-            if columns is not None:
-                losses.update(columns.loss(out, model.scale, cfg.free_columns.weight))
+            out, losses = step_losses(net, model, rays, target, batch, ranges, cfg, columns, gen)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
