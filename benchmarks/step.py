@@ -154,25 +154,26 @@ def main() -> int:
     box = scene_box(log)
     data = TrainData(log, parse_holdout(cfg.holdout, log), near=cfg.near_frac * float(np.mean(box.half)),
                      device=torch.device("cpu"))
-    model = SceneModel(cfg.model, box, log.actors, data.num_appearance).train()
+    model = SceneModel(cfg.model, box, log.actors, data.num_appearance, frames=(data.app, data.times)).train()
     optim = make_optimizer(model, cfg.lr)
     gen = torch.Generator().manual_seed(0)
     columns = free_columns_of(data, box, cfg.free_columns)  # the trainer's free-columns prior, when on
     phases = dict.fromkeys(("sample", "forward", "backward", "optimiser"), 0.0)
 
     def batch():
-        rays, target = data.sample_pixels(cfg.batch_rays, gen)
+        pixels = data.draw_pixels(cfg.batch_rays, gen)
+        rays, target = data.pixel_rays(pixels)
         ranges = None
         if data.has_lidar and cfg.lidar_rays:
             lrays, ranges = data.sample_lidar(cfg.lidar_rays, gen)
             rays = type(rays).cat([rays, lrays])
-        return rays, target, ranges
+        return rays, target, ranges, data.frame_of(pixels)
 
     def step(record: bool) -> None:
         t0 = time.perf_counter()
-        rays, target, ranges = batch()
+        rays, target, ranges, frames = batch()
         t1 = time.perf_counter()
-        _, losses = step_losses(model, model, rays, target, cfg.batch_rays, ranges, cfg, columns, gen)
+        _, losses = step_losses(model, model, rays, target, cfg.batch_rays, ranges, cfg, columns, gen, frames)
         loss = sum(losses.values())
         t2 = time.perf_counter()
         optim.zero_grad(set_to_none=True)

@@ -83,14 +83,18 @@ def test_resume_continues_with_optimizer_state(synth_small, tmp_path):
     assert max(steps) == 5.0
 
 
-def test_hash_tables_learn_at_their_own_rate(synth_small, tmp_path):
+def test_hash_tables_and_exposure_learn_at_their_own_rates(synth_small, tmp_path):
     scene = tmp_path / "s"
-    reconstruct(synth_small / "log", scene, tiny(steps=3, table_lr_scale=3.0))
+    cfg = tiny(steps=3, table_lr_scale=3.0, exposure_lr_scale=0.25)
+    cfg.model.frame_exposure = True
+    reconstruct(synth_small / "log", scene, cfg)
     state = load_checkpoint(scene / "checkpoint.pt")
-    tables, rest = state["optimizer"]["param_groups"]
+    tables, rest, exposure = state["optimizer"]["param_groups"]
     n_tables = sum(k.endswith("grid.table") for k in state["model"])
     assert n_tables >= 3 and len(tables["params"]) == n_tables  # background, proposal, every actor
-    assert tables["lr"] == pytest.approx(3.0 * rest["lr"])  # the schedule keeps the ratio
+    assert len(exposure["params"]) == 2  # log gains and offsets
+    assert tables["lr"] == pytest.approx(3.0 * rest["lr"])  # the schedule keeps the ratios
+    assert exposure["lr"] == pytest.approx(0.25 * rest["lr"])
     assert rest["lr"] == pytest.approx(_metrics(scene)[-1]["lr"])
 
 
@@ -118,7 +122,8 @@ def test_learning_rate_holds_then_decays_to_its_final_value():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
-@pytest.mark.parametrize("bad", [{"lr_hold": 1.0}, {"lr_hold": -0.1}, {"lr_final": 0.0}, {"table_lr_scale": 0.0}])
+@pytest.mark.parametrize("bad", [{"lr_hold": 1.0}, {"lr_hold": -0.1}, {"lr_final": 0.0}, {"table_lr_scale": 0.0},
+                                 {"exposure_lr_scale": -1.0}])
 def test_bad_learning_rate_settings_are_refused(synth_small, tmp_path, bad):
     with pytest.raises(ValueError, match="lr_hold in"):
         reconstruct(synth_small / "log", tmp_path / "s", tiny(**bad))
@@ -259,12 +264,13 @@ def test_cli_errors_are_one_line(args, message, synth_small, tiny_scene, tmp_pat
 
 def test_ddp_two_cpu_processes(synth_small, tmp_path):
     """torchrun with 2 gloo processes: both train, rank 0 writes the scene, rays are split between ranks; a warning
-    about the log (here: a holdout that holds out nothing) is said once, not once per rank."""
+    about the log (here: a holdout that holds out nothing) is said once, not once per rank. Per-frame exposure is
+    on: its parameters are used inside the model's forward, as DDP requires."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m",
            "simrecon", "reconstruct", str(synth_small / "log"), "-o", str(out), "--preset", "tiny", "--steps", "3",
-           "--device", "cpu", "--holdout", "every:1000"]
+           "--device", "cpu", "--holdout", "every:1000", "--frame-exposure"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (proc.stdout + proc.stderr).count("holds out no frame") == 1, proc.stderr[-3000:]
@@ -272,7 +278,7 @@ def test_ddp_two_cpu_processes(synth_small, tmp_path):
     assert info.step == 3 and info.status == "complete"
     rec = _metrics(out)[-1]
     assert rec["step"] == 3
-    assert load_scene(out).model is not None
+    assert load_scene(out).model.exposure is not None
 
 
 def test_demo_end_to_end_with_a_tiny_reconstruction(tmp_path, capsys):

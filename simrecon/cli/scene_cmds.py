@@ -15,7 +15,8 @@ from .progress import bar
 
 def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: int | None, minutes: float | None,
                         holdout: str | None, device: str, resume: bool, console: Console,
-                        lidar_prior_steps: int | None = None, free_columns: float | None = None) -> Path:
+                        lidar_prior_steps: int | None = None, free_columns: float | None = None,
+                        frame_exposure: bool | None = None) -> Path:
     from ..train import TrainingInterrupted, preset, reconstruct  # noqa: F401  (re-raised to main)
 
     if not resume and log is None:
@@ -50,6 +51,10 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
         if not free_columns >= 0:
             raise ValueError(f"--free-columns must be >= 0, got {free_columns}")
         cfg.free_columns.weight = free_columns
+    if frame_exposure is not None:
+        if resume:
+            raise ValueError("--frame-exposure cannot change when resuming: the model keeps the parts it started with")
+        cfg.model.frame_exposure = frame_exposure
     for key, value in overrides.items():
         setattr(cfg, key, value)
     columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

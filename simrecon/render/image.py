@@ -23,8 +23,10 @@ class ImageOutput:
 @torch.no_grad()
 def render_image(model: SceneModel, c2w: np.ndarray, intr: Intrinsics, time: float, appearance: int,
                  near: float, placements: list[tuple[int, np.ndarray]] | None = None,
-                 chunk: int = 8192, sky_acc: float = 0.5) -> ImageOutput:
-    """Render camera ``c2w`` [4, 4] (OpenGL axes) at ``time``.
+                 chunk: int = 8192, sky_acc: float = 0.5,
+                 exposure: tuple[torch.Tensor, torch.Tensor] | None = None) -> ImageOutput:
+    """Render camera ``c2w`` [4, 4] (OpenGL axes) at ``time``; ``exposure`` (gain [3], offset [3]) corrects
+    the colour as the camera's exposure at that time (``FrameExposure.at``).
 
     ``placements`` (field index, box-to-world pose) overrides the logged actor layout; None uses
     the actors' tracks at ``time``. Peak memory is set by ``chunk`` rays, whatever the image size.
@@ -49,7 +51,8 @@ def render_image(model: SceneModel, c2w: np.ndarray, intr: Intrinsics, time: flo
             layout = model.fixed_layout(placements, m, device)
         out = model(rays, layout=layout)
         a = out["acc"].cpu().numpy()
-        rgb[s:s + m] = out["rgb"].clamp(0, 1).cpu().numpy()
+        c = out["rgb"] if exposure is None else out["rgb"] * exposure[0].to(device) + exposure[1].to(device)
+        rgb[s:s + m] = c.clamp(0, 1).cpu().numpy()
         z = (out["depth"] * rays.view_cos).cpu().numpy()
         depth[s:s + m] = np.where(a > sky_acc, z, np.inf)
         acc[s:s + m] = a

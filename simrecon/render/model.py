@@ -22,6 +22,7 @@ from ..data.model import Actor
 from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundFieldConfig, ProposalField,
                       ProposalFieldConfig, SceneBox, SkyField, evaluate_actor_fields)
 from .composite import alpha_weights, interlevel_loss
+from .exposure import FrameExposure
 from .poses import TrackBank, TrackTensor, pose_tensor
 from .rays import Rays
 from .samplers import box_intervals, pdf_bins, spaced_bins, spacing
@@ -43,6 +44,9 @@ class SceneModelConfig:
     sky_texture: int = 0
     far: float = 1000.0  # normalised distance: effectively infinity after contraction
     actors: bool = True  # model tracked actors with their own fields
+    # Per training frame, a gain and offset per channel on the composited colour (render/exposure.py): real cameras
+    # change exposure between frames. False here so that scenes written before it load as they were trained.
+    frame_exposure: bool = False
 
 
 @dataclass
@@ -62,7 +66,10 @@ class Layout:
 
 
 class SceneModel(nn.Module):
-    def __init__(self, cfg: SceneModelConfig, box: SceneBox, actors: list[Actor], num_appearance: int):
+    def __init__(self, cfg: SceneModelConfig, box: SceneBox, actors: list[Actor], num_appearance: int,
+                 frames: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """``frames``: the training frames' appearance (camera) indices [K] and times [K], for ``frame_exposure``
+        (without them there is no exposure model)."""
         super().__init__()
         self.cfg = cfg
         self.box = box
@@ -75,6 +82,7 @@ class SceneModel(nn.Module):
         self.actor_ids = [a.id for a in actors]
         self.actor_fields = nn.ModuleList([ActorField(cfg.actor, a.size) for a in actors])
         self.tracks = nn.ModuleList([TrackTensor(a.track, a.static) for a in actors])
+        self.exposure = FrameExposure(*frames) if cfg.frame_exposure and frames is not None else None
 
     # -- actor layouts ----------------------------------------------------------------------------------
     def logged_layout(self, times: torch.Tensor) -> Layout:
@@ -161,14 +169,18 @@ class SceneModel(nn.Module):
         return instance, owner_w[:, 1:].sum(-1)
 
     def forward(self, rays: Rays, layout: Layout | None = None, stratified: bool = False,
-                rgb_rows: torch.Tensor | None = None, probe: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                rgb_rows: torch.Tensor | None = None, probe: torch.Tensor | None = None,
+                frames: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Render rays. Returns depth [R] (world distance along the ray), acc [R], rgb for the rows ``rgb_rows``
         [R] (bool; None: all), outside training instance [R] and actor_acc [R] (see ``_instances``), and loss terms
         when training. Colour is the costly part: lidar rays skip it.
 
         ``probe``: world points [P, 3] whose background and proposal densities are returned too ("probe_sigma",
         "probe_sigma_proposal" [P]), for losses on points off the rays. They ride in the rays' field calls: a
-        separate call would add a second hash-grid backward, writing a whole table gradient of its own."""
+        separate call would add a second hash-grid backward, writing a whole table gradient of its own.
+
+        ``frames``: the training frame of each rgb row, whose exposure correction (``frame_exposure``) is applied
+        to its colour; here rather than by the caller so that DDP sees the correction's parameters used."""
         cfg = self.cfg
         r = len(rays)
         s = self.scale
@@ -266,6 +278,8 @@ class SceneModel(nn.Module):
         rows = torch.arange(r, device=o.device) if rgb_rows is None else rgb_rows.nonzero()[:, 0]
         if len(rows):
             out["rgb"] = self._color(rays, rows, w, order, geo, rgb_parts, acc)
+            if self.exposure is not None and frames is not None:
+                out["rgb"] = self.exposure(out["rgb"], frames)
         if self.training:
             w_bg = alpha_weights(sigma_bg, delta)
             out["interlevel"] = interlevel_loss(bins, w_bg, pbins, pw)

@@ -55,7 +55,15 @@ class NeuralScene:
         if placements is not None:
             placed = [(self.field_index(p.source), np.asarray(p.pose, dtype=float)) for p in placements.values()]
         return render_image(self.model, c2w, intr, time, self.appearance_for(camera), self.info.near, placed,
-                            chunk=chunk)
+                            chunk=chunk, exposure=self.exposure_for(camera, time))
+
+    def exposure_for(self, camera: str, time: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(gain [3], offset [3]) of a logged camera at ``time`` when the scene models per-frame exposure (see
+        render/exposure.py); None otherwise: other cameras see the scene at its average exposure."""
+        names = self.info.camera_names
+        if self.model.exposure is None or camera not in names:
+            return None
+        return self.model.exposure.at(names.index(camera), time)
 
     def render(self, c2w: np.ndarray, intrinsics: Intrinsics, time: float,
                placements: Mapping[str, ActorPlacement], outputs: Sequence[str] = OUTPUTS) -> RenderOutput:
@@ -78,8 +86,12 @@ def load_scene(scene_dir: str | Path, device: str = "auto") -> NeuralScene:
     log = load_log(info.source_log)
     cfg = TrainConfig.from_json(info.config)
     dev = resolve_device(device)
-    model = SceneModel(cfg.model, info.box, log.actors, len(info.camera_names))
     state = load_checkpoint(weights, dev)
+    frames = None
+    cfg.model.frame_exposure = "exposure.cameras" in state  # the weights say whether the scene has it
+    if cfg.model.frame_exposure:
+        frames = (state["exposure.cameras"], state["exposure.times"])
+    model = SceneModel(cfg.model, info.box, log.actors, len(info.camera_names), frames=frames)
     model.load_state_dict(state)
     model.to(dev).eval()
     return NeuralScene(scene_dir, info, model, log)

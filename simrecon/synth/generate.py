@@ -11,6 +11,7 @@ Plus ``actors.json`` (exact boxes and parts), ``boxes/<id>.ply`` (tight box) and
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -47,6 +48,9 @@ class SynthConfig:
     lidar_azimuths: int = 1024
     ground_truth: bool = True
     antialias: int = 2  # k x k rays over the area of edge pixels (a camera integrates over its pixels); 1: off
+    # Auto-exposure in the log's images: camera k's gain is exp(A sin(2 pi t / 1.6 s + 2 k)) (0.25: +-28 %). The
+    # ground truth keeps the scene's own exposure. 0: every frame exposed alike.
+    exposure_drift: float = 0.0
 
     def check(self) -> None:
         if not (0 < self.seconds <= 120):
@@ -59,6 +63,8 @@ class SynthConfig:
                 raise ValueError(f"--{name} must be in [16, 4096], got {v}")
         if not (1 <= self.antialias <= 8):
             raise ValueError(f"antialias must be in [1, 8], got {self.antialias}")
+        if not (0.0 <= self.exposure_drift <= 2.0):
+            raise ValueError(f"--exposure-drift must be in [0, 2], got {self.exposure_drift}")
         if self.seconds * self.fps < 2:
             raise ValueError("the drive needs at least 2 timestamps: raise --seconds")
 
@@ -68,6 +74,14 @@ def count_units(cfg: SynthConfig) -> int:
     n = max(2, int(round(cfg.seconds * cfg.fps)))
     per_t = len(CAMERAS) + 1 + ((len(SHIFTS) + 1) if cfg.ground_truth else 0)
     return n * per_t
+
+
+def _exposed(rgb: np.ndarray, drift: float, t: float, camera: int) -> np.ndarray:
+    """``rgb`` [H, W, 3] uint8 as camera ``camera``'s auto-exposure would record it at ``t`` (``exposure_drift``)."""
+    if drift == 0.0:
+        return rgb
+    gain = math.exp(drift * math.sin(2 * math.pi * t / 1.6 + 2.0 * camera))
+    return np.clip(rgb.astype(np.float32) * gain, 0, 255).round().astype(np.uint8)
 
 
 def _save_png(path: Path, arr: np.ndarray) -> None:
@@ -154,11 +168,11 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
     intr = {cam.name: cam.intrinsics(cfg.width, cfg.height) for cam in CAMERAS}
     for k, (t, ego) in enumerate(zip(street.ego_times, street.ego_poses)):
         world = world_at(street, float(t))
-        for cam in CAMERAS:
+        for ci, cam in enumerate(CAMERAS):
             c2w = ego @ cam.camera_to_vehicle()
             view = render_camera(world, c2w, intr[cam.name], cfg.seed, cfg.antialias)
             rel = f"images/{cam.name}/{k:06d}.png"
-            _save_png(log_dir / rel, view.rgb)
+            _save_png(log_dir / rel, _exposed(view.rgb, cfg.exposure_drift, float(t), ci))
             frames.append(Frame(rel, c2w, intr[cam.name], cam.name, float(t)))
             tick(f"camera {cam.name} t={t:.2f}s")
         s2w = ego @ LIDAR_TO_VEHICLE

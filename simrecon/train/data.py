@@ -163,10 +163,14 @@ class TrainData:
         return ErrorMap(self.offsets, torch.tensor([c.h for c in cams]), torch.tensor([c.w for c in cams]),
                         tiles_across)
 
+    def frame_of(self, flat: torch.Tensor) -> torch.Tensor:
+        """Training frame index [n] (into ``train_frames``) of training pixels [n] (flat indices)."""
+        return torch.searchsorted(self.offsets, flat, right=True) - 1
+
     def pixel_rays(self, flat: torch.Tensor) -> tuple[Rays, torch.Tensor]:
         """Training pixels [n] (flat indices into all training images) as rays, with their colours [n, 3]."""
         n = flat.shape[0]
-        frame = torch.searchsorted(self.offsets, flat, right=True) - 1
+        frame = self.frame_of(flat)
         local = flat - self.offsets[frame]
         dirs = torch.empty(n, 3)
         cams = self.cam_of_frame[frame]

@@ -68,14 +68,19 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.0) -> torch.optim.Optimizer:
-    """Adam (:func:`simrecon.train.optim.adam`) in two groups: the hash tables (learning rate times
-    ``table_lr_scale``) and the rest; each group's "scale" is kept so the schedule can set ``lr * scale``."""
-    tables = [p for n, p in model.named_parameters() if n.endswith("grid.table")]
-    ids = {id(p) for p in tables}
+def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.0,
+                   exposure_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    """Adam (:func:`simrecon.train.optim.adam`) in groups: the hash tables (learning rate times
+    ``table_lr_scale``), the per-frame exposure (times ``exposure_lr_scale``) and the rest; each group's "scale"
+    is kept so the schedule can set ``lr * scale``."""
+    named = list(model.named_parameters())
+    tables = [p for n, p in named if n.endswith("grid.table")]
+    exposure = [p for n, p in named if n.startswith("exposure.")]
+    ids = {id(p) for p in tables + exposure}
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": tables, "lr": lr * table_lr_scale, "scale": table_lr_scale},
-              {"params": rest, "lr": lr, "scale": 1.0}]
+              {"params": rest, "lr": lr, "scale": 1.0},
+              {"params": exposure, "lr": lr * exposure_lr_scale, "scale": exposure_lr_scale}]
     return adam([g for g in groups if g["params"]], lr)
 
 
@@ -140,14 +145,15 @@ def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: in
 
 def step_losses(net: torch.nn.Module, model: SceneModel, rays, target: torch.Tensor, n_cam: int,
                 ranges: torch.Tensor | None, cfg: TrainConfig, columns: FreeColumns | None,
-                gen: torch.Generator) -> tuple[dict, dict[str, torch.Tensor]]:
+                gen: torch.Generator, frames: torch.Tensor | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """Render a training batch (``n_cam`` camera rays first, then lidar rays) through ``net`` (the model, or its
     DDP wrapper) and compute every loss of a step: :func:`compute_losses` and the free-columns prior on points
-    drawn with ``gen``. Returns (the render, the losses); ``benchmarks/step.py`` times this same step."""
+    drawn with ``gen``. ``frames`` [n_cam]: the training frame of each camera ray, for the model's per-frame
+    exposure. Returns (the render, the losses); ``benchmarks/step.py`` times this same step."""
     rgb_rows = torch.zeros(len(rays), dtype=torch.bool, device=target.device)
     rgb_rows[:n_cam] = True
     probe = columns.sample(cfg.free_columns.points, gen).to(target.device) if columns is not None else None
-    out = net(rays, stratified=True, rgb_rows=rgb_rows, probe=probe)
+    out = net(rays, stratified=True, rgb_rows=rgb_rows, probe=probe, frames=frames)
     losses = compute_losses(model, out, target, n_cam, ranges, cfg)
     if columns is not None:
         losses.update(columns.loss(out, model.scale, cfg.free_columns.weight))
@@ -192,8 +198,8 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     box = scene_box(drive, cfg.box_lidar_range, aspect_cap=cfg.box_aspect_cap) if not resume else info.box
     scale = float(np.mean(box.half))
     data = TrainData(drive, holdout, near=cfg.near_frac * scale, device=device)
-    model = SceneModel(cfg.model, box, drive.actors, data.num_appearance).to(device)
-    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale)
+    model = SceneModel(cfg.model, box, drive.actors, data.num_appearance, frames=(data.app, data.times)).to(device)
+    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale, cfg.exposure_lr_scale)
     step, elapsed0 = 0, 0.0
     if resume:
         state = load_checkpoint(ckpt_path, device)
@@ -286,7 +292,8 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             if lidar_batch:
                 lrays, ranges = data.sample_lidar(lidar_batch, gen)
                 rays = type(rays).cat([rays, lrays])
-            out, losses = step_losses(net, model, rays, target, batch, ranges, cfg, columns, gen)
+            out, losses = step_losses(net, model, rays, target, batch, ranges, cfg, columns, gen,
+                                      data.frame_of(pixels).to(device))
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
