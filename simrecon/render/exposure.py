@@ -55,7 +55,7 @@ class FrameExposure(nn.Module):
             return torch.ones(3, device=gain.device), torch.zeros(3, device=gain.device)
         t, order = torch.sort(self.times[mine])
         mine = mine[order]
-        hi = int(torch.searchsorted(t, t.new_tensor([time]))[0].clamp(1, max(len(t) - 1, 1))) if len(t) > 1 else 0
+        hi = int(torch.searchsorted(t, t.new_tensor([time]))[0].clamp(1, len(t) - 1)) if len(t) > 1 else 0
         lo = max(hi - 1, 0)
         span = float(t[hi] - t[lo])
         a = min(max((time - float(t[lo])) / span, 0.0), 1.0) if span > 0 else 0.0
