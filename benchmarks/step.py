@@ -155,7 +155,7 @@ def main() -> int:
     data = TrainData(log, parse_holdout(cfg.holdout, log), near=cfg.near_frac * float(np.mean(box.half)),
                      device=torch.device("cpu"))
     model = SceneModel(cfg.model, box, log.actors, data.num_appearance, frames=(data.app, data.times)).train()
-    optim = make_optimizer(model, cfg.lr)
+    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale, cfg.exposure_lr_scale)  # the trainer's groups
     gen = torch.Generator().manual_seed(0)
     columns = free_columns_of(data, box, cfg.free_columns)  # the trainer's free-columns prior, when on
     phases = dict.fromkeys(("sample", "forward", "backward", "optimiser"), 0.0)
