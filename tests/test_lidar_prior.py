@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,7 +180,7 @@ def test_reconstruct_runs_the_prior_inside_the_budget_and_not_on_resume(synth_sm
     assert "lidar prior" not in caplog.text and read_scene_info(tmp_path / "s").step == 4
 
 
-@pytest.mark.parametrize("bad", [{"steps": -1}, {"points": 0}, {"lr": 0.0}, {"sync_s": -0.1}, {"beyond_weight": -1.0}])
+@pytest.mark.parametrize("bad", [{"steps": -2}, {"auto_steps": -1}, {"points": 0}, {"lr": 0.0}, {"sync_s": -0.1}, {"beyond_weight": -1.0}])
 def test_bad_prior_settings_are_refused(synth_small, tmp_path, bad):
     cfg = preset("tiny")
     cfg.lidar_prior = LidarPriorConfig(**bad)
@@ -201,6 +202,32 @@ def test_cli_sets_the_prior_steps_and_progress_sees_them(synth_small, tmp_path, 
     reconstruct(synth_small / "log", tmp_path / "s2", cfg, on_log=records.append)
     stages = [r["stage"] for r in records if "stage" in r]
     assert stages == ["lidar prior 10/20", "lidar prior 20/20"] and records[len(stages)]["step"] == 1
+
+
+def test_auto_prior_runs_for_short_budgets_only_and_the_scene_keeps_the_choice(synth_small, tmp_path):
+    auto = LidarPriorConfig()
+    assert auto.steps == -1 and auto.steps_for(auto.auto_minutes) == auto.auto_steps > 0
+    assert auto.steps_for(10.0) == 0  # the fast preset's 10 minutes: the prior cost 0.8 dB there
+    assert LidarPriorConfig(steps=0).steps_for(1.0) == 0 and LidarPriorConfig(steps=7).steps_for(60.0) == 7
+
+    def run(minutes: float, name: str) -> list[dict]:
+        cfg = preset("tiny")
+        cfg.steps, cfg.minutes, cfg.lidar_prior.auto_steps = 2, minutes, 4
+        records: list[dict] = []
+        reconstruct(synth_small / "log", tmp_path / name, cfg, on_log=records.append)
+        assert cfg.lidar_prior.steps == -1  # the caller's config is left as it was
+        return records
+
+    short = run(LidarPriorConfig().auto_minutes, "short")
+    assert [r["stage"] for r in short if "stage" in r] == ["lidar prior 4/4"]
+    assert read_scene_info(tmp_path / "short").config["lidar_prior"]["steps"] == 4
+    long = run(LidarPriorConfig().auto_minutes + 1.0, "long")
+    assert not [r for r in long if "stage" in r]
+    assert read_scene_info(tmp_path / "long").config["lidar_prior"]["steps"] == 0
+    # Extending the short run's budget on resume keeps the lidar losses that go with the prior (no range L1).
+    reconstruct(Path(), tmp_path / "short", preset("tiny"), resume=True, overrides={"steps": 3, "minutes": 60.0})
+    last = json.loads((tmp_path / "short" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 3 and "beyond" in last and "depth" not in last
 
 
 def test_bad_shapes_are_refused_with_the_shapes_in_the_message(small):

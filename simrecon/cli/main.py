@@ -136,9 +136,10 @@ def reconstruct(
     resume: bool = typer.Option(False, "--resume", help="Continue the scene in -o from its last checkpoint."),
     lidar_prior_steps: Optional[int] = typer.Option(
         None, "--lidar-prior-steps", help="Steps of the lidar prior before photometric training: surfaces and "
-                                          "colours from the lidar returns by point queries; 60 (~7 s on 2 cores) "
-                                          "for short budgets: +1.2 dB at 2 minutes, -0.8 dB at 10 (default 0: "
-                                          "off; logs without lidar skip it)."),
+                                          "colours from the lidar returns by point queries (60 take ~7 s on 2 "
+                                          "cores). Default: 60 when --minutes is at most 5 (+1.7 dB held out at "
+                                          "2 minutes), none for longer budgets (even at 10 minutes, with a coarser "
+                                          "lidar depth); 0 turns it off. Logs without lidar skip it."),
     free_columns: Optional[float] = typer.Option(
         None, "--free-columns", help="Weight of the free-columns prior: the lidar's empty space near the ground "
                                      "taken to be open up to the scene box's top, so upper floors cannot bulge "

@@ -70,7 +70,7 @@ class TrainConfig:
         """(depth_weight, beyond_weight) that training uses. With the lidar prior the expected-range L1 is off: it
         undid the prior's surfaces within 25 steps (docs/reconstruction.md), and the weight past the return
         takes its place; this holds for the whole run, resumes included."""
-        if self.lidar_prior.steps > 0:
+        if self.lidar_prior.steps_for(self.minutes) > 0:
             return 0.0, self.lidar_prior.beyond_weight
         return self.depth_weight, self.beyond_weight
 
@@ -123,7 +123,8 @@ def preset(name: str) -> TrainConfig:
             proposal=ProposalFieldConfig(num_levels=2, log2_hashmap_size=10, max_resolution=32, hidden=8),
             actor=ActorFieldConfig(num_levels=2, log2_hashmap_size=8, max_resolution=16, hidden=8),
             proposal_samples=16, samples=8, actor_samples=4, sky_texture=8)
-        return TrainConfig(model=model, steps=20, minutes=5.0, batch_rays=256, lidar_rays=128, log_every=1,
+        # 10 minutes, as fast: no automatic lidar prior (tests that want it ask for it)
+        return TrainConfig(model=model, steps=20, minutes=10.0, batch_rays=256, lidar_rays=128, log_every=1,
                            checkpoint_every=5)
     if name == "default":
         return TrainConfig(model=SceneModelConfig(sky_texture=32), minutes=60.0, steps=30000)

@@ -8,6 +8,7 @@ samples its own rays and gradients are averaged (DDP; gloo on CPU, NCCL on GPU).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -181,6 +182,10 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
     elif (scene_dir / "scene.json").exists():
         raise FileExistsError(f"{scene_dir} already holds a scene (use --resume to continue it, or another -o)")
     cfg.check()
+    # The budget decides an automatic prior once: scene.json keeps the steps, so a resume that extends the budget
+    # keeps the lidar losses the run started with (lidar_loss_weights). A scene from before the prior ran none.
+    cfg = copy.deepcopy(cfg)
+    cfg.lidar_prior.steps = cfg.lidar_prior.steps_for(cfg.minutes) if not resume else max(cfg.lidar_prior.steps, 0)
     device = resolve_device(cfg.device)
     if world > 1:
         if device.type == "cuda":
