@@ -180,7 +180,8 @@ def test_reconstruct_runs_the_prior_inside_the_budget_and_not_on_resume(synth_sm
     assert "lidar prior" not in caplog.text and read_scene_info(tmp_path / "s").step == 4
 
 
-@pytest.mark.parametrize("bad", [{"steps": -2}, {"auto_steps": -1}, {"points": 0}, {"lr": 0.0}, {"sync_s": -0.1}, {"beyond_weight": -1.0}])
+@pytest.mark.parametrize("bad", [{"steps": -2}, {"auto_steps": -1}, {"points": 0}, {"lr": 0.0}, {"sync_s": -0.1},
+                                 {"beyond_weight": -1.0}])
 def test_bad_prior_settings_are_refused(synth_small, tmp_path, bad):
     cfg = preset("tiny")
     cfg.lidar_prior = LidarPriorConfig(**bad)
@@ -207,7 +208,7 @@ def test_cli_sets_the_prior_steps_and_progress_sees_them(synth_small, tmp_path, 
 def test_auto_prior_runs_for_short_budgets_only_and_the_scene_keeps_the_choice(synth_small, tmp_path):
     auto = LidarPriorConfig()
     assert auto.steps == -1 and auto.steps_for(auto.auto_minutes) == auto.auto_steps > 0
-    assert auto.steps_for(10.0) == 0  # the fast preset's 10 minutes: the prior cost 0.8 dB there
+    assert auto.steps_for(10.0) == 0  # the fast preset's 10 minutes: even held out, finer lidar depth without
     assert LidarPriorConfig(steps=0).steps_for(1.0) == 0 and LidarPriorConfig(steps=7).steps_for(60.0) == 7
 
     def run(minutes: float, name: str) -> list[dict]:
