@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 from .edits import ActorEdit, EditSession
-from .gate import Gate, check_bind, generate_token, is_loopback_host
+from .gate import Gate, check_bind, generate_token, host_allowed, is_loopback_host
 from .render import Preview, View
 
 __all__ = ["ActorEdit", "EditSession", "Gate", "Preview", "SceneViewer", "View", "check_bind", "generate_token",
-           "is_loopback_host", "open_viewer"]
+           "host_allowed", "is_loopback_host", "open_viewer"]
 
 
 def __getattr__(name: str):

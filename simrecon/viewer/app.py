@@ -1,9 +1,10 @@
 """``simrecon view``: a browser viewer of a scene, built on viser (docs/viewer.md).
 
-One ``SceneViewer`` serves one scene: viser on an ephemeral loopback port behind the token gate
-(``gate.py``) on the user's port, a GUI (time, playback, snapping, toggles, render mode, actor edits,
-scenario save/load), 3D overlays (actor boxes, trajectories, lidar) and one render thread that serves every
-connected browser with the progressive preview (``render.py``).
+One ``SceneViewer`` serves one scene: viser on an ephemeral loopback port that answers the gate only
+(``upstream.py``), behind the token / Host gate (``gate.py``) on the user's port, a GUI (time, playback,
+snapping, toggles, render mode, actor edits, scenario save/load), 3D overlays (actor boxes, trajectories,
+lidar) and one render thread that serves every connected browser with the progressive preview
+(``render.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .edits import ActorEdit, EditSession, local_edit
 from .gate import Gate, check_bind
 from .render import (MODES, Frame, Preview, View, c2w_from_viser, instance_color, preview_intrinsics, vertical_fov,
                      viser_from_c2w)
+from .upstream import guard_viser
 
 SETTLE_S = 0.15  # still for this long -> refine
 NONE = "(none)"
@@ -121,7 +123,9 @@ class SceneViewer:
         self.server.request_share_url = lambda *a, **k: None  # type: ignore[method-assign]
         self.server.gui.configure_theme(show_share_button=False, control_width="medium")
         try:
-            self.gate = Gate(self.host, self.port, self.server.get_port(), self.token).start()
+            # viser's port answers nothing but requests that carry the gate's secret: the gate is the only way in.
+            guard = guard_viser(self.server.get_port())
+            self.gate = Gate(self.host, self.port, guard.port, self.token, upstream_secret=guard.secret).start()
         except BaseException:
             self.server.stop()
             raise
@@ -233,6 +237,10 @@ class SceneViewer:
             self.gui_save = gui.add_button("save scenario")
             self.gui_load = gui.add_button("load scenario")
             self.gui_msg = gui.add_markdown(" ")
+        self._bind_gui()
+
+    def _bind_gui(self) -> None:
+        """Wire the GUI handles of ``_build_gui`` to the viewer's state."""
 
         @self.gui_time.on_update
         def _(_e) -> None:

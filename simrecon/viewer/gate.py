@@ -3,16 +3,25 @@
 viser serves its page and its websocket on one port but offers no hook to refuse a request, so the
 viewer runs viser on an ephemeral loopback port and puts this gate on the port the user asked for.
 Every TCP connection starts with an HTTP request head (a page, an asset or the websocket upgrade);
-the gate reads it, decides, and then either answers itself (401 / 403 / a redirect) or pipes the
-connection, bytes untouched, to viser. So the page, the assets and the websocket share one port (an SSH
-tunnel of that port is all a remote user needs), and the token is checked before viser sees anything.
+the gate reads it, decides, and then either answers itself (401 / 403 / a redirect) or pipes
+the connection to viser (the head plus the gate's secret header, then every byte untouched). viser
+answers one request per connection (a page, an asset, or the upgrade to the websocket), so the head the
+gate checked is the only request viser sees on that connection. So the page, the assets and the
+websocket share one port (an SSH tunnel of that port is all a remote user needs), and the token is
+checked before viser sees anything.
 
 Token: ``http://host:port/?token=T`` is answered by a redirect to ``/`` that sets an HttpOnly cookie
 (the browser then sends it with the assets and the websocket handshake, same origin); a request with
 neither a valid ``token`` query parameter nor the cookie gets 401. Comparisons are constant-time.
 
-Without a token (loopback binds only) the gate still refuses requests whose ``Host`` is not a loopback
-name: a web page elsewhere cannot reach the viewer through DNS rebinding.
+Host: when the gate listens on a loopback address (always the case without a token) it serves only
+requests whose ``Host`` is a literal loopback name (``localhost``, ``127.0.0.0/8``, ``[::1]``) or the
+``--host`` the user gave, with or without a port. The name is never resolved: a DNS-rebinding domain
+resolves to 127.0.0.1 exactly when it attacks, so a DNS answer proves nothing.
+
+Upstream: viser's own listener must not serve anyone but the gate (``upstream.py``); the gate proves
+itself with a per-process secret in the ``X-Simrecon-Gate`` header it adds to every request head it
+forwards (a copy sent by the client is dropped first).
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 MAX_HEAD = 64 * 1024
 HEAD_TIMEOUT_S = 15.0
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")  # bind addresses (resolved anyway)
+GATE_HEADER = "X-Simrecon-Gate"
 
 
 def generate_token() -> str:
@@ -37,7 +47,10 @@ def generate_token() -> str:
 
 
 def is_loopback_host(host: str) -> bool:
-    """True when ``host`` (a name or an address) only ever means this machine."""
+    """True when the bind address ``host`` (a name or an address) only means this machine.
+
+    Names are resolved: right for the address the viewer binds (resolved once, by this machine), never
+    for a request's ``Host`` header (``host_allowed``)."""
     h = host.strip().strip("[]").lower()
     if h in LOOPBACK_NAMES:
         return True
@@ -51,6 +64,40 @@ def is_loopback_host(host: str) -> bool:
         return False
     addrs = {info[4][0] for info in infos}
     return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+
+def host_name(header: str) -> str | None:
+    """The name of a ``Host`` header value (``name``, ``name:port``, ``[v6]``, ``[v6]:port``), lower case and
+    without brackets; None when malformed (a bare IPv6 address, an empty name, a port that is not a number)."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        name, sep, rest = h[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return name or None
+    name, sep, port = h.partition(":")
+    if sep and not port.isdigit():
+        return None
+    return name or None
+
+
+def is_loopback_literal(name: str) -> bool:
+    """``localhost``, an address of 127.0.0.0/8 or ``::1``, written out: no name is looked up."""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(header: str, configured: str) -> bool:
+    """Whether a request's ``Host`` names this viewer: a literal loopback name or address, or ``configured``
+    (the ``--host`` the user gave), with or without a port. Never a DNS answer (DNS rebinding)."""
+    name = host_name(header)
+    if name is None:
+        return False
+    return is_loopback_literal(name) or name == configured.strip().strip("[]").lower()
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -76,9 +123,14 @@ def _response(status: str, body: str, extra: dict[str, str] | None = None) -> by
 class Gate:
     """Listen on ``host:port`` and forward accepted connections to ``127.0.0.1:upstream_port``."""
 
-    def __init__(self, host: str, port: int, upstream_port: int, token: str | None = None):
+    def __init__(self, host: str, port: int, upstream_port: int, token: str | None = None,
+                 upstream_secret: str | None = None):
         check_bind(host, token)
         self.host, self.port, self.upstream_port, self.token = host, port, upstream_port, token
+        self.upstream_secret = upstream_secret  # sent as GATE_HEADER with every forwarded request
+        # Bound to loopback: every legitimate Host is loopback or --host itself. Bound elsewhere (a token is
+        # then required) remote users may use any name of the machine, and the token is the guard.
+        self.check_host = is_loopback_host(host)
         self.refused = 0  # requests answered 401/403 (tests, logs)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -155,12 +207,11 @@ class Gate:
             if ":" in line:
                 k, v = line.split(":", 1)
                 headers.setdefault(k.strip().lower(), v.strip())
-        host = headers.get("host", "")
-        host_name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:].split("]", 1)[0]
+        if self.check_host and not host_allowed(headers.get("host", ""), self.host):
+            return _response("403 Forbidden", "simrecon view: only literal loopback host names (localhost, 127.0.0.1, "
+                                              "[::1]) or --host are served (open http://127.0.0.1:PORT/ or tunnel "
+                                              "the port)\n"), "host"
         if not self.token:
-            if not is_loopback_host(host_name or "localhost"):
-                return _response("403 Forbidden", "simrecon view: only loopback host names are served (open "
-                                                  "http://127.0.0.1:PORT/ or tunnel the port)\n"), "host"
             return None, "ok"
         parts = urlsplit(target)
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -201,7 +252,7 @@ class Gate:
                 await writer.drain()
                 return
             up_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-            upstream_writer.write(head)
+            upstream_writer.write(self._forward_head(head))
             await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(up_reader, writer))
         except (ConnectionError, OSError):
             pass
@@ -212,6 +263,16 @@ class Gate:
                         w.close()
                     except Exception:  # noqa: BLE001
                         pass
+
+    def _forward_head(self, head: bytes) -> bytes:
+        """``head`` with the gate's secret header (any copy the client sent is dropped)."""
+        if self.upstream_secret is None:
+            return head
+        lines = head[:-4].split(b"\r\n")
+        name = GATE_HEADER.lower().encode("latin-1")
+        kept = [lines[0]] + [ln for ln in lines[1:] if ln.split(b":", 1)[0].strip().lower() != name]
+        kept.append(f"{GATE_HEADER}: {self.upstream_secret}".encode("latin-1"))
+        return b"\r\n".join(kept) + b"\r\n\r\n"
 
     @staticmethod
     async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
