@@ -179,6 +179,44 @@ def case_nuscenes_truncated_bin(tmp: Path):
     return "nuscenes", root, [f"{pcd}: points:", "36 bytes"]
 
 
+def case_odometry_truncated_png(tmp: Path):  # the header reads; the pixel data stops a third of the way
+    src = write_kitti_odometry(tmp / "seq", n=2)
+    png = src / "image_2" / "000001.png"
+    png.write_bytes(png.read_bytes()[: png.stat().st_size // 3])
+    return "kitti-odometry", src, [f"{png}: cannot decode:"]
+
+
+def case_nuscenes_truncated_jpeg(tmp: Path):
+    root = write_nuscenes(tmp / "nuscenes", n=2)
+    jpg = min((root / "samples" / "CAM_FRONT").glob("*.jpg"))
+    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 3])
+    return "nuscenes", root, [f"{jpg}: cannot decode:"]
+
+
+def case_nuscenes_filename_climbs(tmp: Path):  # a record naming a file outside the dataroot is not linked
+    root = write_nuscenes(tmp / "nuscenes", n=2)
+    table = root / "v1.0-mini" / "sample_data.json"
+    rows = json.loads(table.read_text())
+    cam = next(i for i, r in enumerate(rows) if "CAM_FRONT" in r["filename"])
+    rows[cam]["filename"] = "../../../../../../etc/passwd"
+    table.write_text(json.dumps(rows))
+    return "nuscenes", root, [f"{table}: token {rows[cam]['token']}.filename:", "'..'"]
+
+
+def case_dgp_camera_name_climbs(tmp: Path):  # the camera name becomes the output folder images/<name>/
+    scene = write_dgp(tmp / "scene", n=2)
+    sfile = next(scene.glob("scene_*.json"))
+    _json_edit(sfile, lambda d: d["data"][1]["id"].__setitem__("name", "../../ESCAPED"))
+    return "dgp", scene, [f"{sfile}: data[1].id.name: sensor name '../../ESCAPED'"]
+
+
+def case_dgp_image_filename_absolute(tmp: Path):
+    scene = write_dgp(tmp / "scene", n=2)
+    sfile = next(scene.glob("scene_*.json"))
+    _json_edit(sfile, lambda d: d["data"][1]["datum"]["image"].__setitem__("filename", "/etc/passwd"))
+    return "dgp", scene, [f"{sfile}: data[1].datum.image.filename:", "absolute"]
+
+
 def case_waymo_truncated_record(tmp: Path):
     seg = write_waymo(tmp / "seg" / "segment-x.tfrecord", n=2)
     _truncate(seg, 10)

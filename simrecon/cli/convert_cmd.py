@@ -7,7 +7,9 @@ The typer wiring lives in the CLI app; this module only does the work. Bad input
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import (
@@ -20,6 +22,7 @@ from rich.progress import (
 from rich.text import Text
 
 from simrecon.data.model import DriveLog
+from simrecon.data.outdir import check_target
 from simrecon.data.readers import ReaderError, read, write_conversion
 
 
@@ -40,6 +43,7 @@ def convert_command(format: str, src: Path, out: Path, cameras: list[str] | None
         raise ReaderError(out, "", "output already exists (use --force to replace it)")
     if out.exists() and not out.is_dir():
         raise ReaderError(out, "", "output exists and is not a folder")
+    check_target(out, force)  # before reading the source: --force replaces only what simrecon wrote
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise ReaderError(out, "", f"the output must not be inside the source {src}")
     # Reader warnings go through logging; show them as plain lines, not tracebacks.
@@ -69,14 +73,32 @@ def convert_command(format: str, src: Path, out: Path, cameras: list[str] | None
                       TextColumn("{task.description}"), console=console, transient=True) as progress:
             task = progress.add_task("", total=max(total, 1))
 
-            def step(done: int, _total: int, rel: str) -> None:
-                progress.update(task, completed=done, description=rel)
+            def step(done: int, total: int, rel: str) -> None:  # placing files, then decoding the images
+                progress.update(task, completed=done, total=total, description=rel)
 
             log = write_conversion(conv, out, overwrite=force, progress=step)
     else:  # logs and pipes: no progress bar, no stray blank lines
         log = write_conversion(conv, out, overwrite=force)
     console.print(f"wrote {out}: {log.summary()}", highlight=False, markup=False, soft_wrap=True)
     return log
+
+
+@contextmanager
+def decode_progress(console: Console) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A ``progress(done, total, path)`` callback drawing a transient bar while images are decoded.
+
+    Only on a terminal (None elsewhere, so logs and pipes get no bar)."""
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("[bold]decoding images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=console, transient=True) as progress:
+        task = progress.add_task("", total=None)
+
+        def step(done: int, total: int, path: str) -> None:
+            progress.update(task, completed=done, total=total, description=Path(path).name)
+
+        yield step
 
 
 class _ListHandler(logging.Handler):

@@ -48,15 +48,21 @@ def _existing_log(path: Path) -> Path:
 def validate(
     log: Path = typer.Argument(..., help="Drive-log folder (with transforms.json) or the transforms.json file."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Skip frames whose image is missing."),
+    quick: bool = typer.Option(False, "--quick", help="Check images by their headers only (no full decode: "
+                                                      "an image cut short is not noticed)."),
 ) -> None:
     """Check a drive log against format v1 (docs/drive-log.md).
 
     Exit 0 with a one-line summary, or exit 2 listing EVERY problem as
-    `file: json.path: what was expected`.
+    `file: json.path: what was expected`. Every image and mask is decoded in full (in parallel) unless
+    --quick is given.
     """
     from ..data import validate_log
+    from .convert_cmd import decode_progress
 
-    log_obj, problems = validate_log(_existing_log(log), skip_missing=skip_missing)
+    with decode_progress(err) as step:
+        log_obj, problems = validate_log(_existing_log(log), skip_missing=skip_missing, decode=not quick,
+                                         progress=step)
     if problems:
         for p in problems:
             err.print(str(p), highlight=False, markup=False, soft_wrap=True)
@@ -352,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2 if isinstance(exc, TrainingDiverged) else 130
     except LogError as exc:
+        if len(exc.problems) == 1:
+            err.print(f"error: {exc.problems[0]}", highlight=False, markup=False, soft_wrap=True)
+            return 2
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False, soft_wrap=True)
         err.print(f"error: {len(exc.problems)} problem(s) in the drive log", highlight=False)

@@ -2,8 +2,9 @@
 
 from .io import FORMAT_VERSION, LogError, Problem, load_log, log_to_json, parse_log, validate_log, write_log
 from .model import Actor, DriveLog, Frame, Intrinsics, LidarSweep, Track
+from .safe_paths import safe_join, safe_name
 
 __all__ = [
     "FORMAT_VERSION", "LogError", "Problem", "load_log", "log_to_json", "parse_log", "validate_log", "write_log",
-    "Actor", "DriveLog", "Frame", "Intrinsics", "LidarSweep", "Track",
+    "Actor", "DriveLog", "Frame", "Intrinsics", "LidarSweep", "Track", "safe_join", "safe_name",
 ]

@@ -1,7 +1,11 @@
 """Reading, validating and writing drive logs (``<log>/transforms.json``, docs/drive-log.md).
 
 A bad log is refused whole: parsing goes on after the first problem so that every problem is
-reported at once, each as ``file: json.path: what was expected``.
+reported at once, each as ``file: json.path: what was expected``. A log is untrusted input: names
+that later become file or folder names (cameras, lidar sensors, actor ids) must be plain names, path
+strings must stay inside the log folder (symbolic links are followed: datasets are routinely
+symlinked), sizes are bounded before anything is allocated for them, and the JSON is parsed by
+:mod:`.safe_load`.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .geometry import rotation_error
-from .lidar_io import check_points_array, read_points
+from .images import MAX_IMAGE_SIDE, decode_problems, image_header
+from .lidar_io import npy_problem, read_points
 from .model import CAMERA_MODELS, INTRINSIC_KEYS, Actor, DriveLog, Frame, Intrinsics, LidarSweep, Track
+from .safe_load import InputFileError, load_json
+from .safe_paths import name_problem, relative_problem
 
 FORMAT_VERSION = 1
 TRANSFORMS = "transforms.json"
@@ -60,12 +67,14 @@ class _Parser:
         self.check_files = check_files
         self.problems: list[Problem] = []
         self.skipped: list[str] = []
+        self.to_decode: list[Path] = []  # images and masks whose header is fine, for a full decode
 
     def bad(self, path: str, message: str) -> None:
         self.problems.append(Problem(self.file, path, message))
 
     # -- scalar fields -------------------------------------------------------------------------------
-    def number(self, obj: dict, key: str, path: str, required: bool = True, positive: bool = False):
+    def number(self, obj: dict, key: str, path: str, required: bool = True, positive: bool = False,
+               at_most: float | None = None, unit: str = ""):
         if key not in obj:
             if required:
                 self.bad(f"{path}.{key}" if path else key, "missing required key")
@@ -75,13 +84,20 @@ class _Parser:
         if isinstance(val, bool) or not isinstance(val, (int, float)):
             self.bad(where, f"expected a number, got {type(val).__name__}")
             return None
-        if not math.isfinite(val):
-            self.bad(where, f"expected a finite number, got {val}")
+        try:
+            num = float(val)
+        except OverflowError:  # an int beyond the float range (the safe loader maps those to inf already)
+            num = math.inf
+        if not math.isfinite(num):
+            self.bad(where, f"expected a finite number, got {num}")
             return None
-        if positive and val <= 0:
+        if positive and num <= 0:
             self.bad(where, f"expected a positive number, got {val}")
             return None
-        return float(val)
+        if at_most is not None and num > at_most:
+            self.bad(where, f"expected at most {at_most:g}{unit}, got {val}")
+            return None
+        return num
 
     def string(self, obj: dict, key: str, path: str, default: str | None = None, required: bool = False):
         where = f"{path}.{key}" if path else key
@@ -94,6 +110,16 @@ class _Parser:
             return default
         return obj[key]
 
+    def name(self, obj: dict, key: str, path: str, default: str, what: str) -> str | None:
+        """A name that later becomes a file or folder name (safe_paths.name_problem); None when refused."""
+        if key not in obj:
+            return default
+        problem = name_problem(obj[key])
+        if problem:
+            self.bad(f"{path}.{key}", f"{what} {problem}")
+            return None
+        return obj[key]
+
     def matrix(self, obj: dict, key: str, path: str) -> np.ndarray | None:
         where = f"{path}.{key}"
         if key not in obj:
@@ -101,6 +127,9 @@ class _Parser:
             return None
         try:
             m = np.asarray(obj[key], dtype=np.float64)
+        except OverflowError:
+            self.bad(where, "expected finite values, got an integer beyond the float range")
+            return None
         except (TypeError, ValueError):
             self.bad(where, "expected a 4x4 matrix of numbers")
             return None
@@ -126,31 +155,32 @@ class _Parser:
         rel = self.string(obj, key, path, required=required)
         if rel is None:
             return None
+        problem = relative_problem(rel)
+        if problem is None:  # checked as a string: symbolic links in the log folder are followed
+            return rel
         where = f"{path}.{key}"
-        if os.path.isabs(rel):
+        if os.path.isabs(rel) or "absolute" in problem:
             self.bad(where, f"expected a path relative to the log folder, got absolute path {rel!r}")
-            return None
-        full = (self.root / rel).resolve()
-        if not full.is_relative_to(self.root.resolve()):
-            self.bad(where, f"path {rel!r} leaves the log folder")
-            return None
-        return rel
+        elif ".." in rel.replace("\\", "/").split("/"):
+            self.bad(where, f"path {rel!r} leaves the log folder ('..' is not allowed; symbolic links are followed)")
+        else:
+            self.bad(where, f"expected a path relative to the log folder: {problem}")
+        return None
 
     # -- sections ------------------------------------------------------------------------------------
     def intrinsics(self, defaults: dict, frame: dict, path: str, image: Path | None) -> Intrinsics | None:
         merged = {k: defaults[k] for k in INTRINSIC_KEYS + ("camera_angle_x", "camera_model") if k in defaults}
         merged.update({k: frame[k] for k in INTRINSIC_KEYS + ("camera_model",) if k in frame})
-        size = None
         if ("w" not in merged or "h" not in merged) and image is not None and image.is_file():
-            size = _image_size(image)
-            if size is not None:
+            size = image_header(image)
+            if not isinstance(size, str):
                 merged.setdefault("w", size[0])
                 merged.setdefault("h", size[1])
         # Report intrinsics problems once, on the first frame that has them, not on every frame.
         n_before = len(self.problems)
         src = path if any(k in frame for k in INTRINSIC_KEYS) else ""
-        w = self.number(merged, "w", src, positive=True)
-        h = self.number(merged, "h", src, positive=True)
+        w = self.number(merged, "w", src, positive=True, at_most=MAX_IMAGE_SIDE, unit=" pixels")
+        h = self.number(merged, "h", src, positive=True, at_most=MAX_IMAGE_SIDE, unit=" pixels")
         if "fl_x" not in merged and "camera_angle_x" in merged and w:
             ang = self.number(merged, "camera_angle_x", src, positive=True)
             merged["fl_x"] = 0.5 * w / math.tan(0.5 * ang) if ang else None
@@ -179,39 +209,52 @@ class _Parser:
             return []
         out = []
         for i, fr in enumerate(raw):
-            path = f"frames[{i}]"
             if not isinstance(fr, dict):
-                self.bad(path, "expected an object")
+                self.bad(f"frames[{i}]", "expected an object")
                 continue
-            rel = self.rel_path(fr, "file_path", path)
-            c2w = self.matrix(fr, "transform_matrix", path)
-            ts = self.number(fr, "timestamp", path, required=not plain)
-            if ts is None and plain:
-                ts = i / 10.0
-            camera = self.string(fr, "camera", path, default="camera")
-            mask = self.rel_path(fr, "mask_path", path, required=False) if "mask_path" in fr else None
-            image = self.root / rel if rel else None
-            if self.check_files and image is not None and not image.is_file():
-                if self.skip_missing:
-                    self.skipped.append(rel)
-                    continue
-                self.bad(f"{path}.file_path", f"image {rel!r} does not exist (use --skip-missing to skip it)")
-                image = None
-            intr = self.intrinsics(data, fr, path, image)
-            if self.check_files and image is not None and intr is not None:
-                size = _image_size(image)
-                if size is None:
-                    self.bad(f"{path}.file_path", f"image {rel!r} is not a readable image")
-                elif size != (intr.w, intr.h):
-                    self.bad(f"{path}.file_path",
-                             f"image {rel!r} is {size[0]}x{size[1]}, expected {intr.w}x{intr.h} (w x h)")
-            if self.check_files and mask and not (self.root / mask).is_file():
-                self.bad(f"{path}.mask_path", f"mask {mask!r} does not exist")
-            if any(x is None for x in (rel, c2w, ts, intr)):
-                continue
-            extra = {k: v for k, v in fr.items() if k not in _KNOWN_FRAME}
-            out.append(Frame(rel, c2w, intr, camera, ts, mask, extra))
+            frame = self.frame(data, fr, i, plain)
+            if frame is not None:
+                out.append(frame)
         return out
+
+    def frame(self, data: dict, fr: dict, i: int, plain: bool) -> Frame | None:
+        path = f"frames[{i}]"
+        rel = self.rel_path(fr, "file_path", path)
+        c2w = self.matrix(fr, "transform_matrix", path)
+        ts = self.number(fr, "timestamp", path, required=not plain)
+        if ts is None and plain and "timestamp" not in fr:
+            ts = i / 10.0
+        camera = self.name(fr, "camera", path, "camera", "camera name")
+        mask = self.rel_path(fr, "mask_path", path, required=False) if "mask_path" in fr else None
+        image = self.root / rel if rel else None
+        if self.check_files and image is not None and not image.is_file():
+            if self.skip_missing:
+                self.skipped.append(rel)
+                return None
+            self.bad(f"{path}.file_path", f"image {rel!r} does not exist (use --skip-missing to skip it)")
+            image = None
+        intr = self.intrinsics(data, fr, path, image)
+        if self.check_files and image is not None and intr is not None:
+            self.image_file(image, rel, intr, f"{path}.file_path", "image")
+        if self.check_files and mask:
+            self.image_file(self.root / mask, mask, intr, f"{path}.mask_path", "mask")
+        if any(x is None for x in (rel, c2w, ts, intr, camera)):
+            return None
+        extra = {k: v for k, v in fr.items() if k not in _KNOWN_FRAME}
+        return Frame(rel, c2w, intr, camera, ts, mask, extra)
+
+    def image_file(self, full: Path, rel: str, intr: Intrinsics | None, where: str, kind: str) -> None:
+        """Check an image or mask by its header (exists, readable, w x h); queue it for a full decode."""
+        if not full.is_file():
+            self.bad(where, f"{kind} {rel!r} does not exist")
+            return
+        size = image_header(full)
+        if isinstance(size, str):
+            self.bad(where, f"{kind} {rel!r} is not a readable image ({size})")
+        elif intr is not None and size != (intr.w, intr.h):
+            self.bad(where, f"{kind} {rel!r} is {size[0]}x{size[1]}, expected {intr.w}x{intr.h} (w x h)")
+        else:
+            self.to_decode.append(full)
 
     def lidar(self, data: dict) -> list[LidarSweep]:
         raw = data.get("lidar", [])
@@ -227,10 +270,10 @@ class _Parser:
             rel = self.rel_path(sw, "file_path", path)
             s2w = self.matrix(sw, "transform_matrix", path)
             ts = self.number(sw, "timestamp", path)
-            sensor = self.string(sw, "sensor", path, default="lidar")
+            sensor = self.name(sw, "sensor", path, "lidar", "sensor name")
             if rel and self.check_files:
                 self.lidar_file(rel, f"{path}.file_path")
-            if any(x is None for x in (rel, s2w, ts)):
+            if any(x is None for x in (rel, s2w, ts, sensor)):
                 continue
             extra = {k: v for k, v in sw.items() if k not in {"file_path", "transform_matrix", "timestamp", "sensor"}}
             out.append(LidarSweep(rel, s2w, ts, sensor, extra))
@@ -243,8 +286,7 @@ class _Parser:
             return
         try:
             if full.suffix.lower() == ".npy":
-                arr = np.load(full, mmap_mode="r", allow_pickle=False)  # header only: cheap on big sweeps
-                problem = check_points_array(arr)
+                problem = npy_problem(full)  # header only: cheap on big sweeps, bounded before any allocation
                 if problem:
                     self.bad(where, f"lidar file {rel!r}: {problem}")
             elif full.suffix.lower() == ".ply":
@@ -291,8 +333,12 @@ class _Parser:
             aid = a.get("id")
             if isinstance(aid, (int, float)) and not isinstance(aid, bool):
                 aid = str(aid)  # tolerate numeric ids; they are names, not numbers
+            bad_name = name_problem(aid) if isinstance(aid, str) and aid else None
             if not isinstance(aid, str) or not aid:
                 self.bad(f"{path}.id", f"expected a non-empty string id, got {a.get('id')!r}")
+                aid = None
+            elif bad_name:  # ids name mesh files and output folders
+                self.bad(f"{path}.id", f"actor id {bad_name}")
                 aid = None
             elif aid in seen:
                 self.bad(f"{path}.id", f"actor id {aid!r} repeats actors[{seen[aid]}].id; ids must be unique")
@@ -303,7 +349,7 @@ class _Parser:
             try:
                 size_arr = np.asarray(size, dtype=np.float64)
                 size_ok = size_arr.shape == (3,) and np.all(np.isfinite(size_arr)) and np.all(size_arr > 0)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 size_ok = False
             if not size_ok:
                 self.bad(f"{path}.size", f"expected [length, width, height] > 0 in metres, got {size!r}")
@@ -317,17 +363,6 @@ class _Parser:
         return out
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the image header, or None when unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
-
-
 def _estimate_up(frames: list[Frame]) -> np.ndarray:
     """World up of a plain nerfstudio capture: mean of the cameras' up axes (as nerfstudio does)."""
     if not frames:
@@ -337,13 +372,11 @@ def _estimate_up(frames: list[Frame]) -> np.ndarray:
     return up / n if n > 1e-9 else np.array([0.0, 0.0, 1.0])
 
 
-def parse_log(root: Path, data: Any, skip_missing: bool = False, check_files: bool = True):
-    """Parse already-loaded JSON ``data``; returns (DriveLog or None, problems, skipped image paths)."""
-    root = Path(root)
-    p = _Parser(root, skip_missing, check_files)
+def _parse(p: _Parser, data: Any) -> DriveLog | None:
+    """The log from already-loaded JSON ``data``; problems go to ``p`` (None when there are any)."""
     if not isinstance(data, dict):
         p.bad("", f"expected a JSON object at the top level, got {type(data).__name__}")
-        return None, p.problems, []
+        return None
     version = data.get("simrecon_version")
     plain = version is None
     if not plain and version != FORMAT_VERSION:
@@ -358,38 +391,52 @@ def parse_log(root: Path, data: Any, skip_missing: bool = False, check_files: bo
             world_up = np.asarray(data["world_up"], dtype=np.float64)
             assert world_up.shape == (3,) and np.all(np.isfinite(world_up)) and np.linalg.norm(world_up) > 0
             world_up = world_up / np.linalg.norm(world_up)
-        except (AssertionError, TypeError, ValueError):
+        except (AssertionError, TypeError, ValueError, OverflowError):
             p.bad("world_up", f"expected a non-zero [x, y, z] vector, got {data['world_up']!r}")
     elif plain:
         world_up = _estimate_up(frames)
-    if p.check_files and not frames and not any(pr.path.startswith("frames") for pr in p.problems):
+    if not frames and p.skipped and not any(pr.path.startswith("frames") for pr in p.problems):
         p.bad("frames", "no frame has an image (all were skipped as missing)")
     if p.problems:
-        return None, p.problems, p.skipped
+        return None
     extra = {k: v for k, v in data.items() if k not in _KNOWN_TOP}
-    log = DriveLog(root, frames, lidar, actors, ego, version, world_up, extra)
-    return log, [], p.skipped
+    return DriveLog(p.root, frames, lidar, actors, ego, version, world_up, extra)
 
 
-def validate_log(path: str | Path, skip_missing: bool = False) -> tuple[DriveLog | None, list[Problem]]:
-    """Check a log folder (or its transforms.json); returns (log, []) or (None, every problem)."""
+def parse_log(root: Path, data: Any, skip_missing: bool = False, check_files: bool = True):
+    """Parse already-loaded JSON ``data``; returns (DriveLog or None, problems, skipped image paths).
+
+    With ``check_files``, images and masks are checked by their headers (see ``validate_log`` for a
+    full decode)."""
+    p = _Parser(Path(root), skip_missing, check_files)
+    log = _parse(p, data)
+    return log, p.problems, p.skipped
+
+
+def validate_log(path: str | Path, skip_missing: bool = False, decode: bool = True,
+                 progress: Callable[[int, int, str], None] | None = None) -> tuple[DriveLog | None, list[Problem]]:
+    """Check a log folder (or its transforms.json); returns (log, []) or (None, every problem).
+
+    ``decode`` decodes every image and mask in full (in parallel; ``progress(done, total, path)`` after
+    each), so a file cut short is found here and not half way through training; without it, images
+    are checked by their headers only (``simrecon validate --quick``, ``load_log``)."""
     root, file = _locate(Path(path))
     if file is None:
         return None, [Problem(str(path), "", "not a drive log: no transforms.json in this folder")]
     try:
-        with open(file, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        return None, [Problem(str(file), "", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(str(file), "", f"cannot read: {exc}")]
-    log, problems, _ = parse_log(root, data, skip_missing=skip_missing)
-    return log, problems
+        data = load_json(file)
+    except InputFileError as exc:
+        return None, [Problem(exc.file, "", exc.detail)]
+    p = _Parser(root, skip_missing, check_files=True)
+    log = _parse(p, data)
+    if decode:
+        p.problems += [Problem(str(f), "", why) for f, why in decode_problems(p.to_decode, progress)]
+    return (log, []) if not p.problems else (None, p.problems)
 
 
 def load_log(path: str | Path, skip_missing: bool = False) -> DriveLog:
-    """Load and validate a drive log; raises LogError listing every problem."""
-    log, problems = validate_log(path, skip_missing=skip_missing)
+    """Load and validate a drive log (images checked by their headers); raises LogError listing every problem."""
+    log, problems = validate_log(path, skip_missing=skip_missing, decode=False)
     if problems:
         raise LogError(problems)
     assert log is not None

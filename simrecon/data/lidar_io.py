@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,39 +14,91 @@ _PLY_TYPES = {
 }
 
 
+# One sweep of today's densest automotive lidars holds well under a million returns; ten million bounds
+# what a sweep file may claim in its header before anything is allocated for it (160 MB as float32 x 4).
+MAX_POINTS = 10_000_000
+_PLY_HEADER_LINES = 1000
+_PLY_LINE_BYTES = 4096
+
+
+def points_count_problem(n: int) -> str | None:
+    """None when ``n`` points is a plausible sweep, else what is wrong."""
+    if n < 0 or n > MAX_POINTS:
+        return f"expected at most {MAX_POINTS} points per sweep, got {n}"
+    return None
+
+
+def _points_problem(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
+    if dtype != np.float32:
+        return f"expected dtype float32, got {dtype}"
+    if len(shape) != 2 or shape[1] not in (3, 4):
+        return f"expected shape (N, 3) or (N, 4), got {tuple(shape)}"
+    return points_count_problem(shape[0])
+
+
 def check_points_array(arr: np.ndarray) -> str | None:
     """None when ``arr`` is a valid sweep, else what is wrong with it."""
-    if arr.dtype != np.float32:
-        return f"expected dtype float32, got {arr.dtype}"
-    if arr.ndim != 2 or arr.shape[1] not in (3, 4):
-        return f"expected shape (N, 3) or (N, 4), got {tuple(arr.shape)}"
+    return _points_problem(arr.dtype, arr.shape)
+
+
+def npy_problem(path: Path) -> str | None:
+    """None when the .npy file ``path`` holds a valid sweep by its header and size, else what is wrong.
+
+    Reads only the header, so a file whose header claims billions of points costs nothing."""
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        version = fmt.read_magic(fh)
+        readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+        if version not in readers:
+            return f"unsupported .npy format version {version}"
+        shape, _fortran, dtype = readers[version](fh)
+        offset = fh.tell()
+    problem = _points_problem(dtype, shape)
+    if problem:
+        return problem
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    size = Path(path).stat().st_size
+    if size < need:
+        return f"the file is truncated: its header says {shape[0]} points ({need} bytes), the file has {size} bytes"
     return None
+
+
+def _ply_header(fh) -> tuple[str | None, int, list[tuple[str, str]]]:
+    """(format, vertex count, vertex properties) of a PLY header; ValueError naming what is wrong."""
+    if fh.readline(16).strip() != b"ply":
+        raise ValueError("not a PLY file (no 'ply' magic)")
+    fmt, count, props, in_vertex = None, 0, [], False
+    for _ in range(_PLY_HEADER_LINES):
+        words = fh.readline(_PLY_LINE_BYTES).decode("ascii", "replace").split()
+        if not words:
+            continue
+        if words[0] == "end_header":
+            return fmt, count, props
+        if len(words) < 2 and words[0] in ("format", "element", "property"):
+            raise ValueError(f"PLY header line {' '.join(words)!r} is incomplete")
+        if words[0] == "format":
+            fmt = words[1]
+        elif words[0] == "element":
+            in_vertex = words[1] == "vertex"
+            if in_vertex:
+                if len(words) < 3 or not words[2].isdigit():
+                    raise ValueError(f"PLY element vertex needs a count, got {' '.join(words[2:])!r}")
+                count = int(words[2][:12])  # 12 digits already exceed MAX_POINTS; no giant int parsing
+                problem = points_count_problem(count)
+                if problem:
+                    raise ValueError(f"PLY element vertex: {problem}")
+        elif words[0] == "property" and in_vertex:
+            if words[1] == "list":
+                raise ValueError("PLY vertex list properties are not supported")
+            if words[1] not in _PLY_TYPES or len(words) < 3:
+                raise ValueError(f"PLY property {' '.join(words[1:])!r}: unknown type or no name")
+            props.append((words[2], _PLY_TYPES[words[1]]))
+    raise ValueError(f"PLY header has no end_header within {_PLY_HEADER_LINES} lines")
 
 
 def _read_ply(path: Path) -> np.ndarray:
     with open(path, "rb") as fh:
-        if fh.readline().strip() != b"ply":
-            raise ValueError("not a PLY file (no 'ply' magic)")
-        fmt, count, props, in_vertex = None, 0, [], False
-        while True:
-            line = fh.readline()
-            if not line:
-                raise ValueError("PLY header has no end_header")
-            words = line.decode("ascii", "replace").split()
-            if not words:
-                continue
-            if words[0] == "format":
-                fmt = words[1]
-            elif words[0] == "element":
-                in_vertex = words[1] == "vertex"
-                if in_vertex:
-                    count = int(words[2])
-            elif words[0] == "property" and in_vertex:
-                if words[1] == "list":
-                    raise ValueError("PLY vertex list properties are not supported")
-                props.append((words[2], _PLY_TYPES[words[1]]))
-            elif words[0] == "end_header":
-                break
+        fmt, count, props = _ply_header(fh)
         names = [p[0] for p in props]
         if not {"x", "y", "z"} <= set(names):
             raise ValueError("PLY vertices need x, y, z properties")
@@ -55,6 +108,10 @@ def _read_ply(path: Path) -> np.ndarray:
         elif fmt in ("binary_little_endian", "binary_big_endian"):
             order = "<" if fmt == "binary_little_endian" else ">"
             dtype = np.dtype([(n, order + t) for n, t in props])
+            left = os.fstat(fh.fileno()).st_size - fh.tell()
+            if count * dtype.itemsize > left:  # checked first: read(n) would allocate n bytes up front
+                raise ValueError(f"the file is truncated: its header says {count} points "
+                                 f"({count * dtype.itemsize} bytes), {left} bytes follow the header")
             data = np.frombuffer(fh.read(count * dtype.itemsize), dtype=dtype, count=count)
             cols = {n: data[n] for n in names}
         else:
@@ -68,11 +125,10 @@ def read_points(path: Path) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() == ".ply":
         return _read_ply(path)
-    arr = np.load(path, allow_pickle=False)
-    problem = check_points_array(arr)
+    problem = npy_problem(path)  # the header first: what it claims is bounded before anything is allocated
     if problem:
         raise ValueError(problem)
-    return arr
+    return np.load(path, allow_pickle=False)
 
 
 def write_points(path: Path, points: np.ndarray) -> None:

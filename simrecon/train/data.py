@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from ..data.images import decode_image
 from ..data.model import DriveLog, Frame
 from ..fields import SceneBox
 from ..render.rays import Rays, camera_directions, camera_rays, lidar_rays
@@ -198,9 +198,8 @@ def training_sweeps(log: DriveLog, holdout: set[str]) -> list:
 
 
 def load_image(path: Path, frame: Frame) -> np.ndarray:
-    """[H, W, 3] uint8 (grayscale images are repeated to RGB)."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
+    """[H, W, 3] uint8 (grayscale images are repeated to RGB); ValueError naming the file when it does not decode."""
+    arr = decode_image(path)
     h, w = frame.intrinsics.h, frame.intrinsics.w
     if arr.shape[:2] != (h, w):
         raise ValueError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, expected {w}x{h}")

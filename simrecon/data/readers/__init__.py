@@ -21,6 +21,8 @@ from typing import Callable, Iterable
 from ..io import validate_log, write_log
 from ..lidar_io import write_points
 from ..model import DriveLog
+from ..outdir import check_target, naming_failures, swap_in, temp_beside
+from ..safe_paths import name_problem, relative_problem
 from ._common import Conversion, ReaderError, parse_frames
 
 # format name -> module (imported only when used, so optional dependencies stay optional)
@@ -60,7 +62,40 @@ def read(fmt: str, src: str | Path, cameras: Iterable[str] | None = None, frames
     src_path = Path(src)
     sel = parse_frames(frames)
     cams = list(cameras) if cameras is not None else None
-    return reader(src_path, cameras=cams, frames=sel, skip_missing=skip_missing)
+    conv = reader(src_path, cameras=cams, frames=sel, skip_missing=skip_missing)
+    _check_output_names(conv, src_path)
+    return conv
+
+
+def _check_output_names(conv: Conversion, src: Path) -> None:
+    """Every output path and every name that later becomes a file or folder name is safe to join.
+
+    Each reader checks the strings it reads where it reads them (naming the dataset file and field);
+    this catches what a reader missed before anything is written."""
+    for rel in list(conv.images) + list(conv.lidar):
+        problem = relative_problem(rel)
+        if problem:
+            raise ReaderError(src, "", f"output path {problem}")
+    named = [(f"frames[{i}].camera", "camera name", f.camera) for i, f in enumerate(conv.log.frames)]
+    named += [(f"lidar[{i}].sensor", "sensor name", s.sensor) for i, s in enumerate(conv.log.lidar)]
+    named += [(f"actors[{i}].id", "actor id", a.id) for i, a in enumerate(conv.log.actors)]
+    for fld, what, name in named:
+        problem = name_problem(name)
+        if problem:
+            raise ReaderError(src, fld, f"{what} {problem}")
+
+
+def _not_valid(problems: list, conv: Conversion, tmp: Path, out: Path) -> ReaderError:
+    """One line for a converted log that does not validate; an image that does not decode is named by its
+    source file (the output copy is gone with the temporary folder)."""
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    rel = Path(first.file).relative_to(tmp).as_posix() if Path(first.file).is_relative_to(tmp) else None
+    source = conv.images.get(rel) if rel else None
+    if isinstance(source, Path) and not first.path:
+        return ReaderError(source, "", first.message + more)
+    lines = "; ".join(str(p).replace(str(tmp), str(out)) for p in problems[:5])
+    return ReaderError(out, "", f"converted log does not validate ({len(problems)} problem(s)): {lines}")
 
 
 def read_log(fmt: str, src: str | Path, **kwargs) -> DriveLog:
@@ -97,40 +132,31 @@ def write_conversion(conv: Conversion, out: str | Path, overwrite: bool = False,
     out = Path(out)
     if out.exists() and not overwrite:
         raise ReaderError(out, "", "output folder already exists (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    check_target(out, overwrite)
+    tmp = temp_beside(out)
     total = len(conv.images) + len(conv.lidar)
     done = 0
     try:
-        tmp.mkdir()
-        for rel, source in conv.images.items():
-            _place_image(source, tmp / rel)
-            done += 1
-            if progress:
-                progress(done, total, rel)
-        for rel, loader in conv.lidar.items():
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_points(target, _load_sweep(loader, rel))
-            done += 1
-            if progress:
-                progress(done, total, rel)
-        log = conv.log
-        log.root = tmp
-        write_log(log, tmp)
-        loaded, problems = validate_log(tmp)
-        if problems:
-            lines = "; ".join(str(p).replace(str(tmp), str(out)) for p in problems[:5])
-            raise ReaderError(out, "", f"converted log does not validate ({len(problems)} problem(s)): {lines}")
-        if out.exists():
-            old = out.with_name(f"{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        with naming_failures(out):
+            for rel, source in conv.images.items():
+                _place_image(source, tmp / rel)
+                done += 1
+                if progress:
+                    progress(done, total, rel)
+            for rel, loader in conv.lidar.items():
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_points(target, _load_sweep(loader, rel))
+                done += 1
+                if progress:
+                    progress(done, total, rel)
+            log = conv.log
+            log.root = tmp
+            write_log(log, tmp)
+            loaded, problems = validate_log(tmp, progress=progress)  # decodes every image in full
+            if problems:
+                raise _not_valid(problems, conv, tmp, out)
+            swap_in(tmp, out, "convert")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,10 @@ import numpy as np
 
 from ...logs import get_logger
 from ..geometry import make_pose, quat_to_matrix
+from ..images import image_header
 from ..model import DriveLog, Frame, Intrinsics, LidarSweep, Track
+from ..safe_load import InputFileError, load_json
+from ..safe_paths import name_problem, relative_problem
 
 log = get_logger(__name__)
 
@@ -92,15 +94,30 @@ def check_cameras(requested: Iterable[str] | None, available: Iterable[str], src
 # -- small parsers ------------------------------------------------------------------------------------
 
 def read_json(path: Path) -> Any:
+    """A dataset's JSON file through the safe loader (bounded nesting, one line naming the file)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise ReaderError(path, "", "file does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ReaderError(path, "", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReaderError(path, "", f"cannot read: {exc}") from None
+        return load_json(path)
+    except InputFileError as exc:
+        raise ReaderError(path, "", exc.detail) from None
+
+
+def source_file(root: Path, rel: Any, path: Path, fld: str) -> Path:
+    """``root / rel`` for a path string ``rel`` read from the dataset file ``path`` (field ``fld``).
+
+    The string must be relative and free of '..': a reader links or copies what it names into the
+    output, so ``../../etc/passwd`` must never get that far. Symbolic links under ``root`` are followed."""
+    problem = relative_problem(rel)
+    if problem:
+        raise ReaderError(path, fld, f"expected a relative path inside {root}: {problem}")
+    return Path(root) / rel
+
+
+def plain_name(value: Any, path: Path, fld: str, what: str) -> str:
+    """``value`` when it can become a file or folder name of the output (a camera, a sensor, an id)."""
+    problem = name_problem(value)
+    if problem:
+        raise ReaderError(path, fld, f"{what} {problem}")
+    return value
 
 
 def get(obj: Any, key: str, path: Path, where: str, kind: type | tuple[type, ...] | None = None) -> Any:
@@ -119,9 +136,13 @@ def get(obj: Any, key: str, path: Path, where: str, kind: type | tuple[type, ...
 
 def number(obj: Any, key: str, path: Path, where: str) -> float:
     val = get(obj, key, path, where, (int, float))
-    if not math.isfinite(val):
-        raise ReaderError(path, f"{where}.{key}" if where else key, f"expected a finite number, got {val}")
-    return float(val)
+    try:
+        num = float(val)
+    except OverflowError:
+        num = math.inf
+    if not math.isfinite(num):
+        raise ReaderError(path, f"{where}.{key}" if where else key, f"expected a finite number, got {num}")
+    return num
 
 
 def floats(text: str, count: int | tuple[int, ...], path: Path, fld: str) -> np.ndarray:
@@ -155,26 +176,23 @@ def quat_to_rotation(q: Iterable[float], path: Path, fld: str) -> np.ndarray:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file from its header."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise ReaderError(path, "", "image does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ReaderError(path, "", f"not a readable image ({exc})") from None
+    if not Path(path).is_file():
+        raise ReaderError(path, "", "image does not exist")
+    size = image_header(path)
+    if isinstance(size, str):
+        raise ReaderError(path, "", f"not a readable image ({size})")
+    return size
 
 
 def image_size_from_bytes(data: bytes, where: str) -> tuple[int, int]:
     import io
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Exception as exc:  # any decoder failure on untrusted bytes (see simrecon.data.images)
         raise ReaderError(where, "image", f"expected an encoded image, got undecodable bytes ({exc})") from None
 
 

@@ -38,9 +38,11 @@ from ._common import (
     make_track,
     map_class,
     number,
+    plain_name,
     pose_from_quat,
     read_json,
     select_indices,
+    source_file,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -64,7 +66,7 @@ def _find_scene(src: Path) -> Path:
         names = sorted({f for split in (data.get("scene_splits") or {}).values() if isinstance(split, dict)
                         for f in split.get("filenames", [])})
         if len(names) == 1:
-            return src / names[0]
+            return source_file(src, names[0], index[0], "scene_splits")
         raise ReaderError(index[0], "scene_splits", f"expected one scene, the dataset has {len(names)}: convert one "
                                                     f"scene folder ({', '.join(str(Path(n).parent) for n in names)})")
     raise ReaderError(src, "scene_*.json", "expected a DGP scene JSON in this folder")
@@ -161,7 +163,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
     classes: dict[int, str] = {}
     onto_key = (scene.get("ontologies") or {}).get("1")
     if onto_key:
-        onto_file = root / "ontology" / f"{onto_key}.json"
+        onto_file = root / "ontology" / f"{plain_name(onto_key, file, 'ontologies.1', 'ontology key')}.json"
         if onto_file.is_file():
             for j, item in enumerate(get(read_json(onto_file), "items", onto_file, "", list)):
                 classes[int(number(item, "id", onto_file, f"items[{j}]"))] = str(item.get("name", "other"))
@@ -194,7 +196,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
         sw = f"samples[{s}]"
         ckey = str(get(sample, "calibration_key", file, sw))
         if ckey not in calib_cache:
-            cfile = root / "calibration" / f"{ckey}.json"
+            cfile = root / "calibration" / f"{plain_name(ckey, file, f'{sw}.calibration_key', 'calibration key')}.json"
             calib_cache[ckey] = (cfile, read_json(cfile))
         cfile, calib = calib_cache[ckey]
         cnames = get(calib, "names", cfile, "", list)
@@ -205,7 +207,8 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
                 raise ReaderError(file, f"{sw}.datum_keys", f"datum {dkey!r} is not in data")
             di, d = by_key[str(dkey)]
             where = f"data[{di}]"
-            name = get(get(d, "id", file, where), "name", file, f"{where}.id", str)
+            name = plain_name(get(get(d, "id", file, where), "name", file, f"{where}.id", str), file,
+                              f"{where}.id.name", "sensor name")
             body = get(d, "datum", file, where, dict)
             t_us = _micros(d, file, where)
             if "image" in body:
@@ -214,7 +217,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
                 img = body["image"]
                 iw = f"{where}.datum.image"
                 rel_src = get(img, "filename", file, iw, str)
-                path = root / rel_src
+                path = source_file(root, rel_src, file, f"{iw}.filename")
                 if not path.is_file():
                     if skip_missing:
                         warnings.append(f"{file}: {iw}.filename: image {rel_src!r} does not exist, skipped")
@@ -239,7 +242,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
                 s2w = pose_from_quat(get(pose, "rotation", file, f"{pw}.pose", dict),
                                      get(pose, "translation", file, f"{pw}.pose", dict), file, f"{pw}.pose")
                 rel_src = get(pc, "filename", file, pw, str)
-                path = root / rel_src
+                path = source_file(root, rel_src, file, f"{pw}.filename")
                 if not path.is_file():
                     raise ReaderError(file, f"{pw}.filename", f"point cloud {rel_src!r} does not exist")
                 rel = f"lidar/{name}/{path.stem}.npy"
@@ -258,7 +261,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
                     ego_p.append(s2w @ invert_pose(v_from_s))
                     ann = (pc.get("annotations") or {}).get("1")
                     if ann:
-                        bfile = root / ann
+                        bfile = source_file(root, ann, file, f"{pw}.annotations.1")
                         boxes = get(read_json(bfile), "annotations", bfile, "", list)
                         for j, b in enumerate(boxes):
                             bw = f"annotations[{j}]"
@@ -268,7 +271,8 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
                                                    get(bp, "translation", bfile, f"{bw}.box.pose", dict), bfile,
                                                    f"{bw}.box.pose")
                             size = np.array([number(box, k, bfile, f"{bw}.box") for k in ("length", "width", "height")])
-                            iid = str(get(b, "instance_id", bfile, bw))
+                            iid = plain_name(str(get(b, "instance_id", bfile, bw)), bfile, f"{bw}.instance_id",
+                                             "instance id")
                             cname = classes.get(int(b.get("class_id", -1)), f"class_{b.get('class_id')}")
                             box_entries.append((iid, t_us, s2w @ local, size, cname))
     if not frames_out:

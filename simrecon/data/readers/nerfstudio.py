@@ -4,19 +4,29 @@ Poses are already camera-to-world in OpenGL camera axes; intrinsics come from ``
 ``camera_angle_x``/``camera_angle_y``; the image size, when absent, from the image header. Distortion
 keys (k1 k2 k3 k4 p1 p2) are kept (images are not undistorted). Frames without a ``timestamp`` get
 ``index / 10``. The world is left as it is; its up axis is the file's ``world_up`` or, like nerfstudio,
-the mean camera up vector.
+the mean camera up vector. Every path string (``file_path``, ``mask_path``, depth paths, lidar files)
+must be relative to the capture folder without '..' (symbolic links in it are followed), and camera
+names must be plain names: both become paths in the output.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 from pathlib import Path
 
 from ..io import parse_log
 from ..model import INTRINSIC_KEYS
-from ._common import Conversion, ReaderError, check_cameras, image_size, read_json, select_indices
+from ._common import (
+    Conversion,
+    ReaderError,
+    check_cameras,
+    image_size,
+    plain_name,
+    read_json,
+    select_indices,
+    source_file,
+)
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", ".exr")
 _DROP_FRAME_KEYS = ("depth_file_path", "depth_path")  # files this reader does not copy
@@ -48,16 +58,10 @@ def _resolve_image(root: Path, rel: str) -> Path | None:
     return None
 
 
-def _out_path(root: Path, source: Path, prefix: str, index: int) -> str:
-    try:
-        rel = Path(os.path.relpath(source.resolve(), root.resolve()))
-    except ValueError:
-        rel = Path("..")
-    if rel.parts and rel.parts[0] == "..":
-        return f"{prefix}/external/{index:06d}_{source.name}"
-    if rel.parts and rel.parts[0] == prefix:
-        return rel.as_posix()
-    return f"{prefix}/{rel.as_posix()}"
+def _out_path(root: Path, source: Path, prefix: str) -> str:
+    """Where ``source`` (``root / a path string already checked by source_file``) goes in the output."""
+    rel = source.relative_to(root)
+    return rel.as_posix() if rel.parts and rel.parts[0] == prefix else f"{prefix}/{rel.as_posix()}"
 
 
 def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
@@ -76,6 +80,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
     names = []
     for i, fr in enumerate(raw):
         cam = fr.get("camera", "camera") if isinstance(fr, dict) else "camera"
+        plain_name(cam, file, f"frames[{i}].camera", "camera name")
         if cam not in names:
             names.append(cam)
     keep_cams = set(check_cameras(cameras, names, file))
@@ -88,48 +93,9 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
             raise ReaderError(file, where, "expected an object")
         if fr.get("camera", "camera") not in keep_cams:
             continue
-        rel = fr.get("file_path")
-        if not isinstance(rel, str) or not rel:
-            raise ReaderError(file, f"{where}.file_path", f"expected a non-empty string, got {rel!r}")
-        if "transform_matrix" not in fr:
-            raise ReaderError(file, f"{where}.transform_matrix", "missing required key")
-        image = _resolve_image(root, rel)
-        if image is None:
-            if skip_missing:
-                warnings.append(f"{file}: {where}.file_path: image {rel!r} does not exist, skipped")
-                continue
-            raise ReaderError(file, f"{where}.file_path",
-                              f"image {rel!r} does not exist (use --skip-missing to skip it)")
-        fr = dict(fr)
-        if "timestamp" not in fr:
-            fr["timestamp"] = i / 10.0
-        # intrinsics that parse_log cannot infer without the image: size, angle_y
-        merged = {k: data[k] for k in INTRINSIC_KEYS + ("camera_angle_x", "camera_angle_y") if k in data}
-        merged.update({k: fr[k] for k in INTRINSIC_KEYS + ("camera_angle_x", "camera_angle_y") if k in fr})
-        if "w" not in merged or "h" not in merged:
-            w, h = image_size(image)
-            fr.setdefault("w", w)
-            fr.setdefault("h", h)
-            merged.setdefault("w", w)
-            merged.setdefault("h", h)
-        for axis, size_key, fl_key in (("x", "w", "fl_x"), ("y", "h", "fl_y")):
-            ang = merged.get(f"camera_angle_{axis}")
-            if fl_key not in merged and isinstance(ang, (int, float)) and 0 < ang < math.pi:
-                fr[fl_key] = 0.5 * float(merged[size_key]) / math.tan(0.5 * float(ang))
-        fr.pop("camera_angle_x", None)
-        fr.pop("camera_angle_y", None)
-        out_rel = _out_path(root, image, "images", i)
-        fr["file_path"] = out_rel
-        conv_images[out_rel] = image
-        mask = fr.get("mask_path")
-        if isinstance(mask, str) and mask:
-            mask_file = root / mask
-            if not mask_file.is_file():
-                raise ReaderError(file, f"{where}.mask_path", f"mask {mask!r} does not exist")
-            fr["mask_path"] = _out_path(root, mask_file, "masks", i)
-            conv_images[fr["mask_path"]] = mask_file
-        for k in _DROP_FRAME_KEYS:
-            fr.pop(k, None)
+        fr = _frame(root, file, data, fr, i, skip_missing, warnings, conv_images)
+        if fr is None:
+            continue
         kept.append(fr)
     if not kept:
         raise ReaderError(file, "frames", "no frame left to convert (check --cameras / --frames / missing images)")
@@ -152,17 +118,76 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
         log.extra.pop(k, None)
     log.extra["source"] = {"format": "nerfstudio", "path": str(file)}
     log.version = 1
-    lidar = {}
-    for j, sweep in enumerate(log.lidar):  # a drive log given as source: carry its sweeps over
-        source = root / sweep.file_path
-        if not source.is_file():
-            raise ReaderError(file, f"lidar[{j}].file_path", f"lidar file {sweep.file_path!r} does not exist")
-        sweep.file_path = str(Path(_out_path(root, source, "lidar", j)).with_suffix(".npy").as_posix())
-        lidar[sweep.file_path] = _points_loader(source)
-    conv = Conversion(log, conv_images, lidar, [])
+    conv = Conversion(log, conv_images, _carry_lidar(log, root, file), [])
     for w in warnings:
         conv.warn(w)
     return conv
+
+
+def _frame(root: Path, file: Path, data: dict, fr: dict, i: int, skip_missing: bool, warnings: list[str],
+           conv_images: dict[str, Path | bytes]) -> dict | None:
+    """Frame ``i`` rewritten for the output (paths, size, focal lengths); its files added to ``conv_images``.
+
+    None when its image is missing and ``skip_missing`` is set."""
+    where = f"frames[{i}]"
+    rel = fr.get("file_path")
+    if not isinstance(rel, str) or not rel:
+        raise ReaderError(file, f"{where}.file_path", f"expected a non-empty string, got {rel!r}")
+    for key in ("file_path", "mask_path") + _DROP_FRAME_KEYS:
+        if key in fr:  # refused even where dropped: a capture that names /etc/passwd is not trusted
+            source_file(root, fr[key], file, f"{where}.{key}")
+    if "transform_matrix" not in fr:
+        raise ReaderError(file, f"{where}.transform_matrix", "missing required key")
+    image = _resolve_image(root, rel)
+    if image is None:
+        if skip_missing:
+            warnings.append(f"{file}: {where}.file_path: image {rel!r} does not exist, skipped")
+            return None
+        raise ReaderError(file, f"{where}.file_path",
+                          f"image {rel!r} does not exist (use --skip-missing to skip it)")
+    fr = dict(fr)
+    if "timestamp" not in fr:
+        fr["timestamp"] = i / 10.0
+    # intrinsics that parse_log cannot infer without the image: size, angle_y
+    merged = {k: data[k] for k in INTRINSIC_KEYS + ("camera_angle_x", "camera_angle_y") if k in data}
+    merged.update({k: fr[k] for k in INTRINSIC_KEYS + ("camera_angle_x", "camera_angle_y") if k in fr})
+    if "w" not in merged or "h" not in merged:
+        w, h = image_size(image)
+        fr.setdefault("w", w)
+        fr.setdefault("h", h)
+        merged.setdefault("w", w)
+        merged.setdefault("h", h)
+    for axis, size_key, fl_key in (("x", "w", "fl_x"), ("y", "h", "fl_y")):
+        ang = merged.get(f"camera_angle_{axis}")
+        if fl_key not in merged and isinstance(ang, (int, float)) and 0 < ang < math.pi:
+            fr[fl_key] = 0.5 * float(merged[size_key]) / math.tan(0.5 * float(ang))
+    fr.pop("camera_angle_x", None)
+    fr.pop("camera_angle_y", None)
+    out_rel = _out_path(root, image, "images")
+    fr["file_path"] = out_rel
+    conv_images[out_rel] = image
+    mask = fr.get("mask_path")
+    if mask is not None:
+        mask_file = root / mask
+        if not mask_file.is_file():
+            raise ReaderError(file, f"{where}.mask_path", f"mask {mask!r} does not exist")
+        fr["mask_path"] = _out_path(root, mask_file, "masks")
+        conv_images[fr["mask_path"]] = mask_file
+    for k in _DROP_FRAME_KEYS:
+        fr.pop(k, None)
+    return fr
+
+
+def _carry_lidar(log, root: Path, file: Path) -> dict:
+    """A drive log given as source: its sweeps, renamed under lidar/ as .npy, with their loaders."""
+    lidar = {}
+    for j, sweep in enumerate(log.lidar):
+        source = source_file(root, sweep.file_path, file, f"lidar[{j}].file_path")
+        if not source.is_file():
+            raise ReaderError(file, f"lidar[{j}].file_path", f"lidar file {sweep.file_path!r} does not exist")
+        sweep.file_path = str(Path(_out_path(root, source, "lidar")).with_suffix(".npy").as_posix())
+        lidar[sweep.file_path] = _points_loader(source)
+    return lidar
 
 
 def _points_loader(path: Path):

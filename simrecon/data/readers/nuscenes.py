@@ -33,11 +33,14 @@ from ._common import (
     get,
     make_track,
     map_class,
+    number,
     opencv_intrinsics,
+    plain_name,
     quat_to_rotation,
     read_float_records,
     read_json,
     select_indices,
+    source_file,
 )
 
 TABLES = ("scene", "sample", "sample_data", "ego_pose", "calibrated_sensor", "sensor", "sample_annotation",
@@ -140,7 +143,9 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
             continue
         sensor = idx["sensor"].get(cs.get("sensor_token"))
         if sensor is not None:
-            sensor_of[sd["token"]] = (sensor.get("channel"), sensor.get("modality"), cs)
+            channel = plain_name(sensor.get("channel"), ver / "sensor.json", f"token {sensor.get('token')}.channel",
+                                 "channel name")
+            sensor_of[sd["token"]] = (channel, sensor.get("modality"), cs)
     scene_sd = [sd for sd in t["sample_data"] if sd.get("sample_token") in keep_tokens and sd.get("is_key_frame", True)]
     cam_names = sorted({sensor_of[sd["token"]][0] for sd in scene_sd if sd["token"] in sensor_of
                         and sensor_of[sd["token"]][1] == "camera"})
@@ -162,9 +167,9 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
             raise ReaderError(sd_file, f"{where}.ego_pose_token", "expected an ego_pose record")
         ego = _pose(ep, ver / "ego_pose.json", f"token {ep.get('token')}")
         s2v = _pose(cs, ver / "calibrated_sensor.json", f"token {cs.get('token')}")
-        ts = float(get(sd, "timestamp", sd_file, where, (int, float))) / 1e6
+        ts = number(sd, "timestamp", sd_file, where) / 1e6
         rel_src = get(sd, "filename", sd_file, where, str)
-        path = dataroot / rel_src
+        path = source_file(dataroot, rel_src, sd_file, f"{where}.filename")
         if modality == "camera" and channel in keep_cams:
             if not path.is_file():
                 if skip_missing:
@@ -176,7 +181,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
             if K.shape != (3, 3):
                 raise ReaderError(ver / "calibrated_sensor.json", f"token {cs.get('token')}.camera_intrinsic",
                                   "expected a 3x3 matrix")
-            w, h = int(sd.get("width") or 0), int(sd.get("height") or 0)
+            w, h = (int(number(sd, k, sd_file, where)) if sd.get(k) else 0 for k in ("width", "height"))
             if w <= 0 or h <= 0:
                 from ._common import image_size
 
@@ -207,7 +212,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
             raise ReaderError(ann_file, f"{where}.size", "expected [width, length, height]")
         inst = idx["instance"].get(ann.get("instance_token"), {})
         cat = idx["category"].get(inst.get("category_token"), {}).get("name", "other")
-        iid = str(ann.get("instance_token"))
+        iid = plain_name(str(ann.get("instance_token")), ann_file, f"{where}.instance_token", "instance token")
         lwh = np.array([size[1], size[0], size[2]], float)
         b = actors.setdefault(iid, ActorBuilder(_category(cat), lwh, cat))
         b.add(float(samples[si]["timestamp"]) / 1e6, pose, lwh)
