@@ -60,7 +60,7 @@ def test_bad_scenario_one_line(tmp_path, synth_small, scene, edit, expected):
 def test_yaml_syntax_and_shape_errors(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("scene: a\nactors: [\n")
-    with pytest.raises(ScenarioError, match=r"s\.yaml: invalid YAML at line \d+ column \d+"):
+    with pytest.raises(ScenarioError, match=r"s\.yaml: malformed YAML at line \d+ column \d+"):
         parse_scenario(p)
     p.write_text("- just\n- a list\n")
     with pytest.raises(ScenarioError, match="expected a mapping"):

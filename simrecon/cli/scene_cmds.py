@@ -112,24 +112,20 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console) -> di
 
 def render_command(scene_dir: Path, poses: Path | None, out_dir: Path, outputs: str, trajectory_flag: bool,
                    camera: str | None, shift_left: float, device: str, force: bool, console: Console) -> Path:
-    import shutil
-
+    from ..data.outdir import check_target
     from ..scene import load_scene
     from ..scene.render_frames import read_poses, render_frames, trajectory
 
     if (poses is None) == (not trajectory_flag):
         raise ValueError("give exactly one of --poses FRAMES.json or --trajectory")
+    check_target(out_dir, force)  # before loading the scene: --force replaces only what simrecon wrote
     kinds = tuple(k.strip() for k in outputs.split(",") if k.strip())
     frames = read_poses(poses) if poses is not None else None
     scene = load_scene(scene_dir, device=device)
     if frames is None:
         frames = trajectory(scene, camera, shift_left)
-    if out_dir.exists():
-        if not force:
-            raise FileExistsError(f"{out_dir} already exists (use --force to replace it)")
-        shutil.rmtree(out_dir)
     with bar(console) as progress:
         task = progress.add_task("", total=len(frames), what="render")
-        render_frames(scene, frames, out_dir, kinds, video=trajectory_flag,
+        render_frames(scene, frames, out_dir, kinds, video=trajectory_flag, force=force,
                       on_frame=lambda i, n: progress.update(task, completed=i))
     return out_dir

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-import yaml
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..data.safe_load import InputFileError, loads_yaml
+from ..data.safe_paths import name_problem
 from ..data.scene_api import RenderableScene
 from .metrics import depth_error, psnr, ssim
 from .scenario import ScenarioError, _fmt_loc, load_scenario, parse_scenario
@@ -36,7 +37,7 @@ Progress = Callable[[str, int, int], None]  # (scenario name, frames done, total
 
 
 class Thresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     psnr_min: Optional[float] = 40.0  # dB, mean over the scenario's frames
     ssim_min: Optional[float] = 0.98  # mean over frames
     psnr_frame_min: Optional[float] = None  # dB, every frame
@@ -46,14 +47,14 @@ class Thresholds(BaseModel):
 
 
 class SuiteEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     scenario: str
     name: Optional[str] = None
     thresholds: dict = {}
 
 
 class Suite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: Optional[str] = None
     golden: Optional[str] = None
     scene: Optional[str] = None
@@ -104,11 +105,11 @@ def _load_suite(path: Path) -> Suite:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such suite file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ScenarioError(path, "", f"invalid YAML{where}") from None
+        raw = loads_yaml(path.read_text(encoding="utf-8"), path)
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(path, "", f"cannot read: not UTF-8 text ({exc.reason})") from None
+    except InputFileError as exc:
+        raise ScenarioError(path, "", exc.detail) from None
     if not isinstance(raw, dict):
         raise ScenarioError(path, "", "expected a mapping with a scenarios list")
     try:
@@ -127,6 +128,9 @@ def _load_suite(path: Path) -> Suite:
                 msg = "unknown threshold" if err["type"] == "extra_forbidden" else err["msg"]
                 raise ScenarioError(path, f"{where}.{_fmt_loc(tuple(err['loc']))}", msg) from None
         name = e.name or Path(e.scenario).stem
+        problem = name_problem(name)  # the name becomes a folder of golden renders and report images
+        if problem:
+            raise ScenarioError(path, f"scenarios[{i}].name", problem)
         if name in names:
             raise ScenarioError(path, f"scenarios[{i}].name", f"two scenarios named {name!r}: give a name")
         names.add(name)

@@ -17,16 +17,19 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..data.geometry import invert_pose, make_pose, rot_x, rot_y, rot_z
 from ..data.model import DriveLog, Intrinsics, Track
+from ..data.safe_load import InputFileError, loads_yaml
+from ..data.safe_paths import name_problem
 from ..data.scene_api import RenderableScene
 
 OUTPUT_KINDS = ("rgb", "depth", "instance", "semantic", "boxes")
 VISIBILITY_METHODS = ("render", "box", "none")
 TIME_EPS = 1e-6
+MAX_FRAMES = 100_000  # camera frames one scenario may render
+MAX_PIXELS = 64 << 20  # pixels of one rendered camera frame (64 MP: 8K is 33 MP)
 # OpenGL camera axes in the vehicle frame for a camera looking forward: x right (= -y), y up (= z), z back (= -x).
 _GL_IN_VEHICLE = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
@@ -43,7 +46,9 @@ class ScenarioError(ValueError):
 # Schema
 # ---------------------------------------------------------------------------------------------------------
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a YAML .nan or .inf in any number is refused with its field named, before it can
+    # reach a pose (and a JSON record that cannot hold it).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_matrix(m: Optional[list[list[float]]]) -> Optional[list[list[float]]]:
@@ -170,6 +175,14 @@ class CameraSpec(_Strict):
     intrinsics: Optional[IntrinsicsSpec] = None
     mount: Optional[MountSpec] = None
     scale: Optional[float] = Field(None, gt=0, le=8)
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, v):
+        problem = name_problem(v)  # the name becomes a folder of every output
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class EgoSpec(_Strict):
@@ -406,12 +419,9 @@ def _read_spec(file: Path) -> tuple[ScenarioSpec, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(file, "", f"cannot read: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(file, "", f"invalid YAML{where}: {problem}") from None
+        raw = loads_yaml(text, file)
+    except InputFileError as exc:
+        raise ScenarioError(file, "", exc.detail) from None
     if not isinstance(raw, dict):
         raise ScenarioError(file, "", f"expected a mapping of scenario keys, got {type(raw).__name__}")
     try:
@@ -495,6 +505,9 @@ def resolve(spec: ScenarioSpec, scene: RenderableScene, file: Path, scene_path: 
             intr = intr.scaled(c.scale)
             if intr.w < 1 or intr.h < 1:
                 raise ScenarioError(file, f"{where}.scale", f"scale {c.scale} leaves an empty image")
+        if intr.w * intr.h > MAX_PIXELS:
+            raise ScenarioError(file, f"{where}.scale" if c.scale is not None else f"{where}.intrinsics",
+                                f"{intr.w}x{intr.h} pixels: more than {MAX_PIXELS >> 20} MP per frame")
         cameras.append(PlannedCamera(c.name, intr, mount, logged))
 
     # -- times --------------------------------------------------------------------------------------------
@@ -515,7 +528,10 @@ def resolve(spec: ScenarioSpec, scene: RenderableScene, file: Path, scene_path: 
         if end < start:
             raise ScenarioError(file, "time.end", f"end {end} s is before start {start} s")
         if ts.rate is not None:
-            n = int(math.floor((end - start) * ts.rate + 1e-6)) + 1
+            n = math.floor((end - start) * ts.rate + 1e-6) + 1
+            if n * len(cameras) > MAX_FRAMES:  # checked before anything of that size is allocated
+                raise ScenarioError(file, "time.rate", f"{ts.rate} Hz over {end - start:.3f} s is {n} times x "
+                                                       f"{len(cameras)} camera(s): more than {MAX_FRAMES} frames")
             times = start + np.arange(n) / ts.rate
         else:
             ref = next((c.name for c in cameras if c.name in cams), None)
@@ -526,8 +542,8 @@ def resolve(spec: ScenarioSpec, scene: RenderableScene, file: Path, scene_path: 
             if not len(times):
                 raise ScenarioError(file, "time", f"no frame of camera {ref!r} between {start} and {end} s: "
                                                   "give a rate")
-    if len(times) * len(cameras) > 100_000:
-        raise ScenarioError(file, "time", f"{len(times) * len(cameras)} frames: more than 100000")
+    if len(times) * len(cameras) > MAX_FRAMES:
+        raise ScenarioError(file, "time", f"{len(times) * len(cameras)} frames: more than {MAX_FRAMES}")
 
     # -- actors -------------------------------------------------------------------------------------------
     logged_ids = [a.id for a in log.actors]

@@ -4,7 +4,7 @@ Every file is written under a temporary name in its folder and renamed into plac
 exists whole or not at all. After a frame's files are in place, its record (labels, file checksums, the
 format's extra data) is written to ``OUT/.simrecon-export/frames/<n>.json``: that is the progress
 record. An interrupted export run again with the same scenario and format skips every recorded frame
-(no re-rendering), removes stale temporary files, renders the rest, then writes the aggregate files and
+whose files still have the recorded size and sha256 (no re-rendering), removes stale temporary files, renders the rest, then writes the aggregate files and
 ``manifest.json`` (sha256 of every file) last and removes the progress folder.
 """
 
@@ -20,6 +20,8 @@ from typing import Callable
 
 from ..compose.composer import render_frame
 from ..compose.scenario import Plan, load_scenario
+from ..data.outdir import naming_failures
+from ..data.safe_paths import safe_join
 from ..data.scene_api import RenderableScene
 from .formats import get_format, json_bytes
 
@@ -48,7 +50,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as fh:
+        with naming_failures(path), open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -60,6 +62,29 @@ def _clean_temp(out: Path) -> None:
     for p in out.rglob(".*.tmp"):
         if p.is_file():
             p.unlink()
+
+
+def _intact(out: Path, files: dict) -> bool:
+    """Every file of a frame record is there with the bytes it was written with."""
+    for rel, meta in files.items():
+        p = out / rel
+        try:
+            if p.stat().st_size != meta["bytes"] or sha256(p.read_bytes()) != meta["sha256"]:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _recorded_frame(out: Path, rec_path: Path, key: list) -> dict | None:
+    """The progress record of a finished frame, or None when it must be rendered (again): no record, an
+    unreadable one, another frame's, or any of its files missing or changed since it was written."""
+    try:
+        rec = json.loads(rec_path.read_text(encoding="utf-8"))
+        ok = rec.get("key") == key and _intact(out, rec["files"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return rec if ok else None
 
 
 def _fingerprint(plan: Plan, fmt: str) -> str:
@@ -110,19 +135,12 @@ def export(scenario: str | Path | Plan, format: str, out: str | Path, force: boo
     rendered = reused = 0
     for n, (cam, k) in enumerate(keys):
         rec_path = state / "frames" / f"{n:06d}.json"
-        rec = None
-        if rec_path.is_file():
-            try:
-                rec = json.loads(rec_path.read_text(encoding="utf-8"))
-                if rec.get("key") != [cam, k] or not all((out / f).is_file() for f in rec["files"]):
-                    rec = None
-            except (OSError, ValueError, KeyError):
-                rec = None
+        rec = _recorded_frame(out, rec_path, [cam, k])
         if rec is None:
             frame = render_frame(plan, cam, k, scene=scene)
             files, extra = fmt.frame_files(plan, frame, n)
             for rel, data in files.items():
-                atomic_write_bytes(out / rel, data)
+                atomic_write_bytes(safe_join(out, rel, what=f"{plan.file}: output file"), data)
             rec = {"key": [cam, k], "n": n, "labels": frame.record,
                    "files": {rel: {"sha256": sha256(data), "bytes": len(data)} for rel, data in files.items()},
                    "extra": extra}
@@ -136,7 +154,7 @@ def export(scenario: str | Path | Plan, format: str, out: str | Path, force: boo
     finals = fmt.final_files(plan, records)
     finals["scenario.yaml"] = plan.text.encode("utf-8")
     for rel, data in finals.items():
-        atomic_write_bytes(out / rel, data)
+        atomic_write_bytes(safe_join(out, rel, what=f"{plan.file}: output file"), data)
     listing = {}
     for r in records:
         listing.update(r["files"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..data.geometry import make_pose
 from ..data.io import atomic_write_text, write_log
 from ..data.lidar_io import write_points
 from ..data.model import Actor, DriveLog, Frame, LidarSweep, Track
+from ..data.outdir import check_target, naming_failures, swap_in, temp_beside
 from .render import View, render_camera, render_lidar, world_at
 from .rig import CAMERAS, LIDAR_TO_VEHICLE, lidar_directions
 from .scene import SEMANTIC, Street, build_street
@@ -223,24 +223,18 @@ def generate(out: str | Path, cfg: SynthConfig | None = None, progress: Progress
              force: bool = False) -> Path:
     """Generate the synthetic drive into ``out`` (built under a temporary name, renamed when complete).
 
-    Returns the log folder ``out/log``. An existing ``out`` is an error unless ``force``.
+    Returns the log folder ``out/log``. An existing ``out`` is an error unless ``force`` (and then only a
+    folder that simrecon wrote is replaced: see ``data.outdir``).
     """
     cfg = cfg or SynthConfig()
     cfg.check()
     out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    check_target(out, force)
+    tmp = temp_beside(out)
     try:
-        _generate_into(tmp, cfg, progress)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            shutil.rmtree(old)
-        tmp.rename(out)
+        with naming_failures(out):
+            _generate_into(tmp, cfg, progress)
+            swap_in(tmp, out, "synth")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
