@@ -49,7 +49,7 @@ def export_command(scenario: Path, format: str, out: Path, force: bool = False, 
 def regress_command(suite: Path, update_golden: bool = False, out: Path | None = None,
                     console: Console | None = None) -> int:
     """Run a regression suite; prints one line per scenario and returns the exit code (0 pass, 1 regression)."""
-    from ..compose.regress import regress
+    from ..export.regress import regress
 
     console = console or Console(stderr=True)
     with _bar(console) as progress:

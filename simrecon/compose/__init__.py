@@ -1,5 +1,5 @@
-"""Scenario composer: scenario files, rendering through the RenderableScene contract, labels, metrics,
-and the regression runner (docs/scenarios.md)."""
+"""Scenario composer: scenario files, rendering through the RenderableScene contract, labels and metrics
+(docs/scenarios.md). The regression runner that uses it is ``simrecon.export.regress``."""
 
 from .composer import ComposedFrame, composition, render_frame
 from .labels import SEMANTIC_CLASSES, semantic_id

@@ -26,12 +26,13 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..compose.metrics import depth_error, psnr, ssim
+from ..compose.scenario import ScenarioError, _fmt_loc, load_scenario, parse_scenario
+from ..compose.scenes import open_scene
 from ..data.safe_load import InputFileError, loads_yaml
 from ..data.safe_paths import name_problem
 from ..data.scene_api import RenderableScene
-from .metrics import depth_error, psnr, ssim
-from .scenario import ScenarioError, _fmt_loc, load_scenario, parse_scenario
-from .scenes import open_scene
+from .exporter import compose
 
 Progress = Callable[[str, int, int], None]  # (scenario name, frames done, total)
 
@@ -235,8 +236,6 @@ def regress(suite_path: str | Path, update_golden: bool = False, out: str | Path
             progress: Progress | None = None,
             scene_wrapper: Callable[[RenderableScene], RenderableScene] | None = None) -> RegressResult:
     """Run a suite; see the module docstring. ``scene_wrapper`` wraps the scene of the renders (tests)."""
-    from ..export.exporter import compose
-
     suite_path = Path(suite_path)
     suite = _load_suite(suite_path)
     base = suite_path.parent
