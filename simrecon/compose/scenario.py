@@ -450,206 +450,246 @@ def load_scenario(path: str | Path, scene: RenderableScene | None = None) -> Pla
     return resolve(spec, scene, file, scene_path, text)
 
 
-def resolve(spec: ScenarioSpec, scene: RenderableScene, file: Path, scene_path: Path, text: str = "") -> Plan:
-    log = scene.log
-    t0, t1 = log.time_span
-    span = f"the log covers {t0:.3f} to {t1:.3f} s"
-    cams = log.cameras
-    cam_names = ", ".join(sorted(cams)) or "none"
+@dataclass
+class _Where:
+    """What every part of ``resolve`` reports errors against: the scenario file and its log."""
 
-    # -- ego ----------------------------------------------------------------------------------------------
+    file: Path
+    log: DriveLog
+    scene_path: Path
+
+    def error(self, path: str, message: str) -> ScenarioError:
+        return ScenarioError(self.file, path, message)
+
+
+def _resolve_ego(spec: EgoSpec, log: DriveLog, at: _Where) -> tuple[Callable[[float], np.ndarray],
+                                                                     Callable[[float], np.ndarray]]:
+    """(edited ego pose at t, logged ego pose at t): vehicle-to-world [4, 4]."""
     ego_track, _ = _ego_track(log)
 
     def logged_ego(t: float) -> np.ndarray:
         return ego_track.pose_at(t, hold=True)
 
-    ego = spec.ego
-    if ego.trajectory is not None:
-        z0 = float(logged_ego(ego.trajectory[0].t)[2, 3])
-        new_track = _waypoint_track(ego.trajectory, z0, file, "ego.trajectory")
+    base = logged_ego
+    if spec.trajectory is not None:
+        z0 = float(logged_ego(spec.trajectory[0].t)[2, 3])
+        new_track = _waypoint_track(spec.trajectory, z0, at.file, "ego.trajectory")
         base = lambda t: new_track.pose_at(t, hold=True)  # noqa: E731
-    else:
-        base = logged_ego
-    offset = make_pose(np.eye(3), np.array([ego.longitudinal, ego.lateral, 0.0]))
+    offset = make_pose(np.eye(3), np.array([spec.longitudinal, spec.lateral, 0.0]))
 
     def ego_fn(t: float) -> np.ndarray:
         return base(t) @ offset
 
-    # -- cameras ------------------------------------------------------------------------------------------
-    specs = spec.cameras if spec.cameras is not None else [CameraSpec(name=n) for n in sorted(cams)]
-    if not specs:
-        raise ScenarioError(file, "cameras", "no cameras to render")
-    cameras: list[PlannedCamera] = []
-    seen = set()
-    for i, c in enumerate(specs):
-        where = f"cameras[{i}]"
-        if c.name in seen:
-            raise ScenarioError(file, f"{where}.name", f"camera {c.name!r} is listed twice")
-        seen.add(c.name)
-        if c.name in cams:
-            first = cams[c.name][0]
-            li = first.intrinsics
-            intr = c.intrinsics.build() if c.intrinsics is not None else Intrinsics(
-                li.fl_x, li.fl_y, li.cx, li.cy, li.w, li.h, model="PINHOLE")
-            mount = c.mount.build() if c.mount is not None else invert_pose(logged_ego(first.timestamp)) @ first.c2w
-            logged = c.intrinsics is None and c.mount is None
-        else:
-            if c.intrinsics is None:
-                raise ScenarioError(file, f"{where}.intrinsics", f"camera {c.name!r} is not in the log (cameras: "
-                                                                 f"{cam_names}): a new camera needs intrinsics")
-            if c.mount is None:
-                raise ScenarioError(file, f"{where}.mount", f"camera {c.name!r} is not in the log (cameras: "
-                                                            f"{cam_names}): a new camera needs a mount")
-            intr, mount, logged = c.intrinsics.build(), c.mount.build(), False
-        if c.scale is not None:
-            intr = intr.scaled(c.scale)
-            if intr.w < 1 or intr.h < 1:
-                raise ScenarioError(file, f"{where}.scale", f"scale {c.scale} leaves an empty image")
-        if intr.w * intr.h > MAX_PIXELS:
-            raise ScenarioError(file, f"{where}.scale" if c.scale is not None else f"{where}.intrinsics",
-                                f"{intr.w}x{intr.h} pixels: more than {MAX_PIXELS >> 20} MP per frame")
-        cameras.append(PlannedCamera(c.name, intr, mount, logged))
+    return ego_fn, logged_ego
 
-    # -- times --------------------------------------------------------------------------------------------
-    ts = spec.time
+
+def _resolve_camera(c: CameraSpec, where: str, logged_ego: Callable[[float], np.ndarray],
+                    at: _Where) -> PlannedCamera:
+    """One camera: a logged one (its intrinsics and mount unless the scenario overrides them) or a new one."""
+    cams = at.log.cameras
+    if c.name in cams:
+        first = cams[c.name][0]
+        li = first.intrinsics
+        intr = c.intrinsics.build() if c.intrinsics is not None else Intrinsics(
+            li.fl_x, li.fl_y, li.cx, li.cy, li.w, li.h, model="PINHOLE")
+        mount = c.mount.build() if c.mount is not None else invert_pose(logged_ego(first.timestamp)) @ first.c2w
+        logged = c.intrinsics is None and c.mount is None
+    else:
+        cam_names = ", ".join(sorted(cams)) or "none"
+        for key in ("intrinsics", "mount"):
+            if getattr(c, key) is None:
+                raise at.error(f"{where}.{key}", f"camera {c.name!r} is not in the log (cameras: {cam_names}): "
+                                                 f"a new camera needs {key if key == 'intrinsics' else 'a mount'}")
+        intr, mount, logged = c.intrinsics.build(), c.mount.build(), False
+    if c.scale is not None:
+        intr = intr.scaled(c.scale)
+        if intr.w < 1 or intr.h < 1:
+            raise at.error(f"{where}.scale", f"scale {c.scale} leaves an empty image")
+    if intr.w * intr.h > MAX_PIXELS:
+        raise at.error(f"{where}.scale" if c.scale is not None else f"{where}.intrinsics",
+                       f"{intr.w}x{intr.h} pixels: more than {MAX_PIXELS >> 20} MP per frame")
+    return PlannedCamera(c.name, intr, mount, logged)
+
+
+def _resolve_cameras(spec: ScenarioSpec, logged_ego: Callable[[float], np.ndarray], at: _Where) -> list[PlannedCamera]:
+    specs = spec.cameras if spec.cameras is not None else [CameraSpec(name=n) for n in sorted(at.log.cameras)]
+    if not specs:
+        raise at.error("cameras", "no cameras to render")
+    cameras: list[PlannedCamera] = []
+    for i, c in enumerate(specs):
+        if any(p.name == c.name for p in cameras):
+            raise at.error(f"cameras[{i}].name", f"camera {c.name!r} is listed twice")
+        cameras.append(_resolve_camera(c, f"cameras[{i}]", logged_ego, at))
+    return cameras
+
+
+def _resolve_times(ts: TimeSpec, cameras: list[PlannedCamera], at: _Where) -> np.ndarray:
+    """The render times [T] in seconds: listed, at a rate, or the first logged camera's frame times."""
+    t0, t1 = at.log.time_span
+    span = f"the log covers {t0:.3f} to {t1:.3f} s"
     if ts.times is not None:
         times = np.array(ts.times, dtype=float)
         for i, t in enumerate(times):
             if not (t0 - TIME_EPS <= t <= t1 + TIME_EPS):
-                raise ScenarioError(file, f"time.times[{i}]", f"{t} s is outside the log ({span})")
+                raise at.error(f"time.times[{i}]", f"{t} s is outside the log ({span})")
         if np.any(np.diff(times) <= 0):
-            raise ScenarioError(file, "time.times", "times must increase")
-    else:
-        start = t0 if ts.start is None else ts.start
-        end = t1 if ts.end is None else ts.end
-        for key, v in (("start", start), ("end", end)):
-            if not (t0 - TIME_EPS <= v <= t1 + TIME_EPS):
-                raise ScenarioError(file, f"time.{key}", f"{v} s is outside the log ({span})")
-        if end < start:
-            raise ScenarioError(file, "time.end", f"end {end} s is before start {start} s")
-        if ts.rate is not None:
-            n = math.floor((end - start) * ts.rate + 1e-6) + 1
-            if n * len(cameras) > MAX_FRAMES:  # checked before anything of that size is allocated
-                raise ScenarioError(file, "time.rate", f"{ts.rate} Hz over {end - start:.3f} s is {n} times x "
-                                                       f"{len(cameras)} camera(s): more than {MAX_FRAMES} frames")
-            times = start + np.arange(n) / ts.rate
-        else:
-            ref = next((c.name for c in cameras if c.name in cams), None)
-            if ref is None:
-                raise ScenarioError(file, "time.rate", "no logged camera to take times from: give a rate")
-            lt = _log_camera_rate_times(log, ref)
-            times = lt[(lt >= start - TIME_EPS) & (lt <= end + TIME_EPS)]
-            if not len(times):
-                raise ScenarioError(file, "time", f"no frame of camera {ref!r} between {start} and {end} s: "
-                                                  "give a rate")
-    if len(times) * len(cameras) > MAX_FRAMES:
-        raise ScenarioError(file, "time", f"{len(times) * len(cameras)} frames: more than {MAX_FRAMES}")
+            raise at.error("time.times", "times must increase")
+        return _bounded(times, cameras, at)
+    start = t0 if ts.start is None else ts.start
+    end = t1 if ts.end is None else ts.end
+    for key, v in (("start", start), ("end", end)):
+        if not (t0 - TIME_EPS <= v <= t1 + TIME_EPS):
+            raise at.error(f"time.{key}", f"{v} s is outside the log ({span})")
+    if end < start:
+        raise at.error("time.end", f"end {end} s is before start {start} s")
+    if ts.rate is not None:
+        n = math.floor((end - start) * ts.rate + 1e-6) + 1
+        if n * len(cameras) > MAX_FRAMES:  # checked before anything of that size is allocated
+            raise at.error("time.rate", f"{ts.rate} Hz over {end - start:.3f} s is {n} times x {len(cameras)} "
+                                        f"camera(s): more than {MAX_FRAMES} frames")
+        return start + np.arange(n) / ts.rate
+    ref = next((c.name for c in cameras if c.name in at.log.cameras), None)
+    if ref is None:
+        raise at.error("time.rate", "no logged camera to take times from: give a rate")
+    lt = _log_camera_rate_times(at.log, ref)
+    times = lt[(lt >= start - TIME_EPS) & (lt <= end + TIME_EPS)]
+    if not len(times):
+        raise at.error("time", f"no frame of camera {ref!r} between {start} and {end} s: give a rate")
+    return _bounded(times, cameras, at)
 
-    # -- actors -------------------------------------------------------------------------------------------
-    logged_ids = [a.id for a in log.actors]
+
+def _bounded(times: np.ndarray, cameras: list[PlannedCamera], at: _Where) -> np.ndarray:
+    if len(times) * len(cameras) > MAX_FRAMES:
+        raise at.error("time", f"{len(times) * len(cameras)} frames: more than {MAX_FRAMES}")
+    return times
+
+
+def _sort_actor_specs(actors: list[ActorSpec], at: _Where) -> tuple[dict[str, tuple[int, ActorSpec]],
+                                                                     list[tuple[int, ActorSpec]]]:
+    """Check the scenario's actor entries against the log: (edits of logged actors by id, inserted actors)."""
+    logged_ids = [a.id for a in at.log.actors]
     actor_names = ", ".join(logged_ids) or "none"
-    t_anchor = float(times[0])
     edits: dict[str, tuple[int, ActorSpec]] = {}
     inserts: list[tuple[int, ActorSpec]] = []
-    for i, a in enumerate(spec.actors):
+    for i, a in enumerate(actors):
         where = f"actors[{i}]"
         if a.id in edits or any(x.id == a.id for _, x in inserts):
-            raise ScenarioError(file, f"{where}.id", f"actor {a.id!r} is listed twice")
-        if a.source is not None:
-            if a.id in logged_ids:
-                raise ScenarioError(file, f"{where}.id", f"an inserted actor needs a new id; {a.id!r} is already "
-                                                         "in the scene")
-            if not a.source.startswith("asset:") and a.source not in logged_ids:
-                raise ScenarioError(file, f"{where}.source", f"no actor {a.source!r} in the scene (actors: "
-                                                             f"{actor_names}) and not an asset:<mesh>")
-            if a.trajectory is None:
-                raise ScenarioError(file, f"{where}.trajectory", "an inserted actor needs a trajectory")
-            if a.remove:
-                raise ScenarioError(file, f"{where}.remove", "an inserted actor cannot be removed")
-            inserts.append((i, a))
-        else:
+            raise at.error(f"{where}.id", f"actor {a.id!r} is listed twice")
+        if a.source is None:
             if a.id not in logged_ids:
-                raise ScenarioError(file, f"{where}.id", f"no actor {a.id!r} in the scene (actors: {actor_names})")
+                raise at.error(f"{where}.id", f"no actor {a.id!r} in the scene (actors: {actor_names})")
             others = [k for k in ("translate", "rotate", "speed", "trajectory") if getattr(a, k) is not None]
-            if a.time_offset:
-                others.append("time_offset")
+            others += ["time_offset"] if a.time_offset else []
             if a.remove and others:
-                raise ScenarioError(file, f"{where}.remove", f"remove cannot be combined with {', '.join(others)}")
+                raise at.error(f"{where}.remove", f"remove cannot be combined with {', '.join(others)}")
             edits[a.id] = (i, a)
+            continue
+        if a.id in logged_ids:
+            raise at.error(f"{where}.id", f"an inserted actor needs a new id; {a.id!r} is already in the scene")
+        if not a.source.startswith("asset:") and a.source not in logged_ids:
+            raise at.error(f"{where}.source", f"no actor {a.source!r} in the scene (actors: {actor_names}) and not "
+                                              "an asset:<mesh>")
+        if a.trajectory is None:
+            raise at.error(f"{where}.trajectory", "an inserted actor needs a trajectory")
+        if a.remove:
+            raise at.error(f"{where}.remove", "an inserted actor cannot be removed")
+        inserts.append((i, a))
+    return edits, inserts
 
-    def build_fn(track: Track, hold: bool, a: ActorSpec | None) -> Callable[[float], Optional[np.ndarray]]:
-        speed = 1.0 if a is None or a.speed is None else a.speed
-        dt = 0.0 if a is None else a.time_offset
-        local = np.eye(4)
-        if a is not None and a.rotate is not None:
-            local[:3, :3] = _vehicle_rotation(a.rotate.yaw, a.rotate.pitch, a.rotate.roll)
-        if a is not None and a.translate is not None:
-            local[:3, 3] = a.translate
-        identity = np.array_equal(local, np.eye(4))
 
-        def fn(t: float) -> Optional[np.ndarray]:
-            tq = t_anchor + speed * (t - t_anchor) - dt
-            pose = track.pose_at(tq, hold=hold)
-            if pose is None:
-                return None
-            return pose if identity else pose @ local
+def _pose_fn(track: Track, hold: bool, a: ActorSpec | None, t_anchor: float) -> Callable[[float], Optional[np.ndarray]]:
+    """Box-to-world pose at t of an actor on ``track``, retimed (speed about ``t_anchor``, time_offset) and moved
+    in its box frame (rotate, translate) as ``a`` says; None where the track has no pose."""
+    speed = 1.0 if a is None or a.speed is None else a.speed
+    dt = 0.0 if a is None else a.time_offset
+    local = np.eye(4)
+    if a is not None and a.rotate is not None:
+        local[:3, :3] = _vehicle_rotation(a.rotate.yaw, a.rotate.pitch, a.rotate.roll)
+    if a is not None and a.translate is not None:
+        local[:3, 3] = a.translate
+    identity = np.array_equal(local, np.eye(4))
 
-        return fn
+    def fn(t: float) -> Optional[np.ndarray]:
+        pose = track.pose_at(t_anchor + speed * (t - t_anchor) - dt, hold=hold)
+        if pose is None:
+            return None
+        return pose if identity else pose @ local
 
+    return fn
+
+
+def _logged_actors(edits: dict[str, tuple[int, ActorSpec]], t_anchor: float,
+                   at: _Where) -> tuple[list[PlannedActor], list[str]]:
+    """The log's actors with their edits applied: (present actors, removed ids)."""
     actors: list[PlannedActor] = []
     removed: list[str] = []
-    for actor in log.actors:
-        i_a = edits.get(actor.id)
-        a = i_a[1] if i_a else None
+    for actor in at.log.actors:
+        i, a = edits.get(actor.id, (-1, None))
         if a is not None and a.remove:
             removed.append(actor.id)
             continue
-        track, hold = actor.track, actor.static
-        names = []
+        track, hold, names = actor.track, actor.static, []
         if a is not None and a.trajectory is not None:
-            z0 = float(actor.track.poses[0][2, 3])
-            track = _waypoint_track(a.trajectory, z0, file, f"actors[{i_a[0]}].trajectory")
+            track = _waypoint_track(a.trajectory, float(actor.track.poses[0][2, 3]), at.file,
+                                    f"actors[{i}].trajectory")
             hold = len(track) == 1
             names.append("trajectory")
         if a is not None:
             names += [k for k in ("translate", "rotate", "speed") if getattr(a, k) is not None]
-            if a.time_offset:
-                names.append("time_offset")
+            names += ["time_offset"] if a.time_offset else []
         actors.append(PlannedActor(actor.id, actor.id, actor.cls, np.asarray(actor.size, float), 0,
-                                   build_fn(track, hold, a), edits=names))
+                                   _pose_fn(track, hold, a, t_anchor), edits=names))
+    return actors, removed
+
+
+def _inserted_actors(inserts: list[tuple[int, ActorSpec]], t_anchor: float,
+                     at: _Where) -> tuple[list[PlannedActor], dict]:
+    """Actors the scenario adds: copies of logged actors, or meshes from the asset library (docs/meshes.md) whose
+    class and size come from their sidecar and whose box stands on the ground. Returns (actors, assets by name)."""
+    actors: list[PlannedActor] = []
     assets: dict = {}
     for i, a in inserts:
+        where = f"actors[{i}]"
         if a.source.startswith("asset:"):
-            # A mesh from the asset library (docs/meshes.md): class and size from its sidecar, box on the ground.
             from ..mesh.compose import ground_z, scenario_assets
 
             try:
-                found = scenario_assets([a.source], scene_dir=scene_path, base_dir=file.parent)
+                found = scenario_assets([a.source], scene_dir=at.scene_path, base_dir=at.file.parent)
             except (FileNotFoundError, ValueError) as exc:
-                raise ScenarioError(file, f"actors[{i}].source", str(exc)) from None
+                raise at.error(f"{where}.source", str(exc)) from None
             assets.update(found)
             asset = next(iter(found.values()))
-            size = np.asarray(asset.size, float)
-            track = _waypoint_track(a.trajectory, ground_z(log) + size[2] / 2, file, f"actors[{i}].trajectory")
-            actors.append(PlannedActor(a.id, a.source, asset.cls, size, 0, build_fn(track, len(track) == 1, a),
-                                       inserted=True, edits=["insert"]))
-            continue
-        src = log.actor(a.source)
-        z0 = float(src.track.poses[0][2, 3])
-        track = _waypoint_track(a.trajectory, z0, file, f"actors[{i}].trajectory")
-        actors.append(PlannedActor(a.id, src.id, src.cls, np.asarray(src.size, float), 0,
-                                   build_fn(track, len(track) == 1, a), inserted=True, edits=["insert"]))
+            size, cls, source = np.asarray(asset.size, float), asset.cls, a.source
+            z0 = ground_z(at.log) + size[2] / 2
+        else:
+            src = at.log.actor(a.source)
+            size, cls, source, z0 = np.asarray(src.size, float), src.cls, src.id, float(src.track.poses[0][2, 3])
+        track = _waypoint_track(a.trajectory, z0, at.file, f"{where}.trajectory")
+        actors.append(PlannedActor(a.id, source, cls, size, 0, _pose_fn(track, len(track) == 1, a, t_anchor),
+                                   inserted=True, edits=["insert"]))
+    return actors, assets
+
+
+def resolve(spec: ScenarioSpec, scene: RenderableScene, file: Path, scene_path: Path, text: str = "") -> Plan:
+    """Check ``spec`` against ``scene`` and resolve it into a Plan: ego, cameras, times, then actors."""
+    at = _Where(file, scene.log, scene_path)
+    ego_fn, logged_ego = _resolve_ego(spec.ego, scene.log, at)
+    cameras = _resolve_cameras(spec, logged_ego, at)
+    times = _resolve_times(spec.time, cameras, at)
+    edits, inserts = _sort_actor_specs(spec.actors, at)
+    actors, removed = _logged_actors(edits, float(times[0]), at)
+    added, assets = _inserted_actors(inserts, float(times[0]), at)
+    actors += added
     if assets:
         from ..mesh.compose import with_assets
 
         scene = with_assets(scene, assets)
     if len(actors) > 65535:
-        raise ScenarioError(file, "actors", "more than 65535 actors do not fit uint16 instance ids")
+        raise at.error("actors", "more than 65535 actors do not fit uint16 instance ids")
     for k, pa in enumerate(actors, start=1):
         pa.instance_id = k
-
     outputs = tuple(o for o in OUTPUT_KINDS if o in spec.outputs)
     if not outputs:
-        raise ScenarioError(file, "outputs", f"nothing to render: choose from {', '.join(OUTPUT_KINDS)}")
+        raise at.error("outputs", f"nothing to render: choose from {', '.join(OUTPUT_KINDS)}")
     return Plan(file, spec, spec.name or file.stem, scene_path, scene, times, cameras, actors, removed, ego_fn,
                 logged_ego, outputs, text)
