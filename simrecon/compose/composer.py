@@ -21,7 +21,7 @@ from ..data.geometry import invert_pose
 from ..data.model import Intrinsics
 from ..data.scene_api import ActorPlacement, RenderableScene
 from .labels import SEMANTIC_CLASSES, box_corners, hull_pixel_count, image_box, mask_boxes, projected_hull, semantic_id
-from .scenario import Plan, PlannedCamera
+from .scenario import Plan, PlannedActor, PlannedCamera
 
 ALONE_MARGIN = 2  # pixels added around the projected box when rendering an actor alone
 
@@ -77,91 +77,115 @@ def _pose_list(m: np.ndarray) -> list[list[float]]:
     return [[float(x) for x in row] for row in m]
 
 
+@dataclass
+class _View:
+    """One camera at one time, as the labelling steps of ``render_frame`` need it."""
+
+    scene: RenderableScene
+    c2w: np.ndarray
+    intr: Intrinsics
+    t: float
+    tile: int
+
+
+def _instance_maps(plan: Plan, inst_local: np.ndarray | None,
+                   names: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(instance ids [H, W] uint16 of the plan's actors, semantic ids [H, W] uint8) from the scene's local ids."""
+    if inst_local is None:
+        return None, None
+    ids = {a.id: a.instance_id for a in plan.actors}
+    lut = np.zeros(len(names) + 1, np.uint16)
+    lut[1:] = [ids[name] for name in names]
+    if inst_local.size and (inst_local.min() < 0 or inst_local.max() > len(names)):
+        raise RuntimeError(f"the scene returned instance ids outside 0..{len(names)}")
+    instance = lut[inst_local]
+    sem_lut = np.zeros(len(plan.actors) + 1, np.uint8)
+    sem_lut[1:] = [semantic_id(a.cls) for a in plan.actors]
+    return instance, sem_lut[instance]
+
+
+def _unoccluded(method: str, view: _View, a: PlannedActor, placement: ActorPlacement, clipped, visible: int,
+                corners_cam: np.ndarray) -> tuple[int | None, int]:
+    """(pixels the actor would cover with nothing in front of it, or None where unknown; render calls made)."""
+    if method == "render" and visible > 0 and clipped is not None:
+        intr = view.intr
+        u0 = max(0, int(np.floor(clipped[0])) - ALONE_MARGIN)
+        v0 = max(0, int(np.floor(clipped[1])) - ALONE_MARGIN)
+        u1 = min(intr.w, int(np.ceil(clipped[2])) + ALONE_MARGIN)
+        v1 = min(intr.h, int(np.ceil(clipped[3])) + ALONE_MARGIN)
+        _, _, ai, _, calls = render_tiled(view.scene, view.c2w, crop_intrinsics(intr, u0, v0, u1, v1), view.t,
+                                          {a.id: placement}, ["instance"], view.tile)
+        return int((ai == 1).sum()), calls
+    if method == "box":
+        return hull_pixel_count(corners_cam, view.intr), 0
+    if method == "render":
+        return (0 if visible == 0 else None), 0
+    return None, 0
+
+
+def _visibility(method: str, visible: int, unoccluded: int | None) -> float | None:
+    if method == "none":
+        return None
+    if unoccluded is None or (unoccluded == 0 and visible == 0):
+        return 0.0 if visible == 0 else None
+    return float(min(1.0, visible / max(unoccluded, visible)))
+
+
+def _box_records(plan: Plan, view: _View, placed: list[tuple[PlannedActor, np.ndarray]],
+                 placements: dict[str, ActorPlacement], instance: np.ndarray) -> tuple[list[dict], int]:
+    """The label record of every actor in view or in the image (sorted by instance id), and render calls made."""
+    counts, mboxes = mask_boxes(instance, len(plan.actors))
+    method = plan.spec.visibility
+    w2c = invert_pose(view.c2w)
+    objects, calls = [], 0
+    for a, pose in placed:
+        corners_cam = box_corners(w2c @ pose, a.size)
+        clipped, truncation = image_box(projected_hull(corners_cam, view.intr), view.intr.w, view.intr.h)
+        visible = int(counts[a.instance_id])
+        if clipped is None and visible == 0:
+            continue
+        box_cam = w2c @ pose
+        unoccluded, c = _unoccluded(method, view, a, placements[a.id], clipped, visible, corners_cam)
+        calls += c
+        objects.append({
+            "id": a.id, "instance_id": a.instance_id, "source": a.source, "class": a.cls,
+            "semantic_id": semantic_id(a.cls), "size": [float(x) for x in a.size],
+            "box_world": {"pose": _pose_list(pose), "center": [float(x) for x in pose[:3, 3]]},
+            "box_camera": {"pose": _pose_list(box_cam), "center": [float(x) for x in box_cam[:3, 3]],
+                           "depth": float(-box_cam[2, 3])},
+            "box_2d": [int(x) for x in mboxes[a.instance_id]] if visible else None,
+            "projected_box_2d": None if clipped is None else [float(x) for x in clipped],
+            "truncation": truncation,
+            "visible_pixels": visible,
+            "unoccluded_pixels": unoccluded,
+            "visibility": _visibility(method, visible, unoccluded),
+        })
+    objects.sort(key=lambda r: r["instance_id"])
+    return objects, calls
+
+
 def render_frame(plan: Plan, camera: str, k: int, scene: RenderableScene | None = None) -> ComposedFrame:
     """Render camera ``camera`` at ``plan.times[k]`` with labels."""
-    scene = scene or plan.scene
     cam: PlannedCamera = plan.camera(camera)
-    intr = cam.intrinsics
     t = float(plan.times[k])
     ego = plan.ego_fn(t)
-    c2w = ego @ cam.cam_to_vehicle
-    w2c = invert_pose(c2w)
-    placed = []
-    for a in plan.actors:
-        pose = a.pose_at(t)
-        if pose is not None:
-            placed.append((a, pose))
+    view = _View(scene or plan.scene, ego @ cam.cam_to_vehicle, cam.intrinsics, t, plan.spec.tile_pixels)
+    placed = [(a, pose) for a in plan.actors for pose in [a.pose_at(t)] if pose is not None]
     placements = {a.id: ActorPlacement(a.source, pose) for a, pose in placed}
     want = set(plan.outputs)
     need_inst = bool(want & {"instance", "semantic", "boxes"})
     render_outputs = [o for o in ("rgb", "depth") if o in want] + (["instance"] if need_inst else [])
-    tile = plan.spec.tile_pixels
-    rgb_f, depth, inst_local, names, calls = render_tiled(scene, c2w, intr, t, placements, render_outputs, tile)
-
-    n = len(plan.actors)
-    instance = semantic = None
-    if inst_local is not None:
-        ids = {a.id: a.instance_id for a in plan.actors}
-        lut = np.zeros(len(names) + 1, np.uint16)
-        lut[1:] = [ids[name] for name in names]
-        if inst_local.size and (inst_local.min() < 0 or inst_local.max() > len(names)):
-            raise RuntimeError(f"the scene returned instance ids outside 0..{len(names)}")
-        instance = lut[inst_local]
-        sem_lut = np.zeros(n + 1, np.uint8)
-        sem_lut[1:] = [semantic_id(a.cls) for a in plan.actors]
-        semantic = sem_lut[instance]
-
+    rgb_f, depth, inst_local, names, calls = render_tiled(view.scene, view.c2w, view.intr, t, placements,
+                                                          render_outputs, view.tile)
+    instance, semantic = _instance_maps(plan, inst_local, names)
     objects = []
     if "boxes" in want:
-        counts, mboxes = mask_boxes(instance, n)
-        method = plan.spec.visibility
-        for a, pose in placed:
-            corners_cam = box_corners(w2c @ pose, a.size)
-            clipped, truncation = image_box(projected_hull(corners_cam, intr), intr.w, intr.h)
-            visible = int(counts[a.instance_id])
-            if clipped is None and visible == 0:
-                continue
-            box_cam = w2c @ pose
-            rec = {
-                "id": a.id, "instance_id": a.instance_id, "source": a.source, "class": a.cls,
-                "semantic_id": semantic_id(a.cls), "size": [float(x) for x in a.size],
-                "box_world": {"pose": _pose_list(pose), "center": [float(x) for x in pose[:3, 3]]},
-                "box_camera": {"pose": _pose_list(box_cam), "center": [float(x) for x in box_cam[:3, 3]],
-                               "depth": float(-box_cam[2, 3])},
-                "box_2d": [int(x) for x in mboxes[a.instance_id]] if visible else None,
-                "projected_box_2d": None if clipped is None else [float(x) for x in clipped],
-                "truncation": truncation,
-                "visible_pixels": visible,
-            }
-            unoccluded = None
-            if method == "render" and visible > 0 and clipped is not None:
-                u0 = max(0, int(np.floor(clipped[0])) - ALONE_MARGIN)
-                v0 = max(0, int(np.floor(clipped[1])) - ALONE_MARGIN)
-                u1 = min(intr.w, int(np.ceil(clipped[2])) + ALONE_MARGIN)
-                v1 = min(intr.h, int(np.ceil(clipped[3])) + ALONE_MARGIN)
-                alone = {a.id: placements[a.id]}
-                _, _, ai, _, c = render_tiled(scene, c2w, crop_intrinsics(intr, u0, v0, u1, v1), t, alone,
-                                              ["instance"], tile)
-                calls += c
-                unoccluded = int((ai == 1).sum())
-            elif method == "box":
-                unoccluded = hull_pixel_count(corners_cam, intr)
-            elif method == "render":
-                unoccluded = 0 if visible == 0 else None
-            rec["unoccluded_pixels"] = unoccluded
-            if method == "none":
-                rec["visibility"] = None
-            elif unoccluded is None or (unoccluded == 0 and visible == 0):
-                rec["visibility"] = 0.0 if visible == 0 else None
-            else:
-                rec["visibility"] = float(min(1.0, visible / max(unoccluded, visible)))
-            objects.append(rec)
-        objects.sort(key=lambda r: r["instance_id"])
-
+        objects, more = _box_records(plan, view, placed, placements, instance)
+        calls += more
     record = {
         "scenario": plan.name, "camera": camera, "index": k, "timestamp": t,
-        "intrinsics": {**intr.to_json(), "camera_model": "PINHOLE"},
-        "camera_to_world": _pose_list(c2w), "ego_to_world": _pose_list(ego),
+        "intrinsics": {**view.intr.to_json(), "camera_model": "PINHOLE"},
+        "camera_to_world": _pose_list(view.c2w), "ego_to_world": _pose_list(ego),
         "camera_to_vehicle": _pose_list(cam.cam_to_vehicle),
         "objects": objects,
     }
