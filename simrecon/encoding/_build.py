@@ -2,7 +2,7 @@
 
 Nothing here runs at import: :func:`load_extension` compiles on first use through
 ``torch.utils.cpp_extension.load`` into a persistent cache directory (``$SIMRECON_CACHE`` or
-``~/.cache/simrecon/kernels``), keyed by a hash of the sources, the flags and the torch version, so later
+``~/.cache/simrecon/kernels``), keyed by a hash of the sources, the flags, the torch and ninja versions, so later
 processes only load the shared library. A failed build (no compiler, no nvcc, compile error) is logged as one
 warning and remembered, and the callers fall back to the next backend.
 
@@ -15,6 +15,7 @@ import hashlib
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -90,7 +91,22 @@ def _source_hash(kind: str) -> str:
     digest.update(" ".join(cflags + other).encode())
     digest.update(torch.__version__.encode())
     digest.update(f"{sys.version_info[:2]}-{platform.machine()}".encode())
+    digest.update(_ninja_version().encode())
     return digest.hexdigest()[:16]
+
+
+def _ninja_version() -> str:
+    """The version of the ``ninja`` on PATH that torch will build with. Two ninjas (a system one and a
+    virtual environment's) write incompatible build logs into one folder, and each then rebuilds the
+    kernel from scratch, so each gets its own build folder."""
+    exe = shutil.which("ninja")
+    if exe is None:
+        return "no-ninja"
+    try:
+        done = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "ninja-unknown"
+    return done.stdout.strip()
 
 
 def extension_name(kind: str) -> str:
