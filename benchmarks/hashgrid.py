@@ -14,6 +14,7 @@ busy shared machine disturbs less than wall time.
 
     python benchmarks/hashgrid.py                      # N = 2^16, 2^18, 2^20, every backend
     python benchmarks/hashgrid.py --log2-n 16 --json   # one size, JSON on stdout
+    python benchmarks/hashgrid.py --device cuda --log2-n 18 20 22   # on a GPU: cuda kernel vs torch reference
 """
 
 from __future__ import annotations
@@ -165,8 +166,9 @@ def bench_backend(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log2-n", type=int, nargs="+", default=[16, 18, 20], choices=[10, 12, 14, 16, 18, 20],
-                        help="batch sizes as powers of two (default: 16 18 20)")
+    parser.add_argument("--log2-n", type=int, nargs="+", default=[16, 18, 20],
+                        choices=[10, 12, 14, 16, 18, 20, 22, 24],
+                        help="batch sizes as powers of two (default: 16 18 20; 22 and 24 are GPU sizes)")
     parser.add_argument("--backends", nargs="+", default=None, help="subset of backends (default: all available)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")

@@ -12,6 +12,8 @@ training for 2,5,10 instead of 17), but each resume raises the learning rate aga
 new budget), so its later marks are not what a user's run of that length gives.
 
     python benchmarks/reconstruct.py --marks 2,5,10 --out /tmp/bench-recon
+    python benchmarks/reconstruct.py --street STREET --preset default --device cuda --marks 1,2,5 --resume-marks \
+        --gt-frames 0 --json    # an existing street folder (log/), held-out figures only (benchmarks/gpu_check.py)
 """
 
 from __future__ import annotations
@@ -39,13 +41,15 @@ def main() -> None:
     ap.add_argument("--marks", default="2,5,10", help="minutes at which to evaluate")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--gt-frames", type=int, default=10, help="GT frames scored per set")
+    ap.add_argument("--gt-frames", type=int, default=10, help="GT frames scored per set (0: no GT sets)")
+    ap.add_argument("--street", type=Path, default=None,
+                    help="synthetic street folder to train on (default: OUT/street, generated when missing)")
     ap.add_argument("--resume-marks", action="store_true",
                     help="one run resumed to each mark (cheaper; the learning rate rises at each resume)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    street = args.out / "street"
-    if not (street / "log" / "transforms.json").is_file():
+    street = args.street or args.out / "street"
+    if args.street is None and not (street / "log" / "transforms.json").is_file():
         generate(street, SynthConfig(), force=True)
     marks = [float(m) for m in args.marks.split(",")]
     rows = []
@@ -61,18 +65,21 @@ def main() -> None:
         else:
             result = reconstruct(Path(), scene_dir, cfg, resume=True, overrides={"minutes": mark})
         metrics = [json.loads(x) for x in (scene_dir / "metrics.jsonl").read_text().splitlines()]
-        rps = [m["rays_per_s"] for m in metrics[1:]]
+        rps = [m["rays_per_s"] for m in metrics[1:] or metrics]  # the first record includes warm-up
         scene = load_scene(scene_dir, device=args.device)
         t0 = time.time()
         ev = evaluate(scene)
         gt = {s: score_gt_set(scene, street / "gt" / s, args.gt_frames)
-              for s in ("ego_shift_left_1m", "ego_shift_right_1m", "ego_shift_left_2m", "actor_removed")}
-        row = {"minutes": mark, "steps": result.step, "rays_per_s_median": round(sorted(rps)[len(rps) // 2], 1),
+              for s in ("ego_shift_left_1m", "ego_shift_right_1m", "ego_shift_left_2m", "actor_removed")
+              if args.gt_frames > 0}
+        row = {"minutes": mark, "steps": result.step,
+               "rays_per_s_median": round(sorted(rps)[len(rps) // 2], 1) if rps else None,
                "heldout_psnr": ev.get("psnr"), "heldout_ssim": ev.get("ssim"),
                "actor_pixels_psnr": ev.get("psnr_actor_pixels"),
                "lidar_median_abs_m": ev.get("lidar_depth", {}).get("median_abs_m"),
                **{f"{k}_psnr": v["psnr"] for k, v in gt.items()},
-               "sky_opaque": gt["ego_shift_left_2m"]["sky_opaque"], "eval_s": round(time.time() - t0, 1)}
+               **({"sky_opaque": gt["ego_shift_left_2m"]["sky_opaque"]} if gt else {}),
+               "eval_s": round(time.time() - t0, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = list(rows[0])
