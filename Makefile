@@ -3,8 +3,11 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.simrecon-installed
-EXTRAS ?= dev,viewer,mesh
+# Every extra that has tests, so that no test skips for a missing package (cluster has none). The stamp
+# names the extras: installing with other EXTRAS (make test EXTRAS=dev) is not mistaken for done.
+EXTRAS ?= dev,viewer,mesh,open3d,pandaset,argoverse2
+comma := ,
+STAMP := $(VENV)/.simrecon-installed-$(subst $(comma),-,$(EXTRAS))
 # System packages: Chromium for the browser test of the viewer (it skips without it), libusb for open3d.
 SYSDEPS := chromium libusb-1.0-0
 SYSSTAMP := $(VENV)/.simrecon-sysdeps
@@ -20,12 +23,12 @@ $(SYSSTAMP):
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
 	      || echo "warning: could not install$$missing; the tests that need them will skip"; \
 	  fi; \
-	else echo "not root or no apt-get: install $(SYSDEPS) yourself for the browser test"; fi
+	else echo "not root or no apt-get: install $(SYSDEPS) yourself for the browser test and open3d"; fi
 	@touch $(SYSSTAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	@touch $(STAMP)

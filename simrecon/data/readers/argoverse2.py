@@ -15,6 +15,7 @@ sweeps are kept. The world is the city frame (z up) shifted to the first ego pos
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -73,103 +74,170 @@ def _lidar_loader(path: Path):
     return load
 
 
+@dataclass
+class _EgoPoses:
+    """Ego-to-city poses by timestamp_ns (``city_SE3_egovehicle.feather``); times in seconds from ``ns0``."""
+
+    path: Path
+    by_ns: dict[int, np.ndarray]
+    track: Track
+    ns0: int
+
+    def at(self, ns: int, where: str) -> np.ndarray:
+        """The exact entry at ``ns`` when the table has it, interpolated otherwise."""
+        if ns in self.by_ns:
+            return self.by_ns[ns]
+        pose = self.track.pose_at((ns - self.ns0) / 1e9)
+        if pose is None:
+            raise ReaderError(self.path, "timestamp_ns", f"no ego pose around {where} ({ns})")
+        return pose
+
+
+@dataclass
+class _Log:
+    """The log folder with its calibration (intrinsics table, sensor-to-ego poses) and ego poses."""
+
+    src: Path
+    calib_path: Path
+    intr_path: Path
+    intrinsics: dict[str, np.ndarray]
+    sensor_to_ego: dict[str, np.ndarray]
+    ego: _EgoPoses
+
+
+@dataclass
+class _Selection:
+    """The selected lidar sweeps (timestamp_ns) and the camera time window around them (None: no lidar)."""
+
+    sweeps: list[int]
+    lo: int | None
+    hi: int | None
+
+
+@dataclass
+class _CameraFrames:
+    frames: list[Frame] = field(default_factory=list)
+    images: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class _Lidar:
+    """The lidar sweeps (ego frame) and the ego track: at the sweeps, or at the images without lidar."""
+
+    sweeps: list[LidarSweep] = field(default_factory=list)
+    files: dict = field(default_factory=dict)
+    ego_t: list[float] = field(default_factory=list)
+    ego_p: list[np.ndarray] = field(default_factory=list)
+
+
 def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
          skip_missing: bool = False) -> Conversion:
+    log = _open_log(src)
+    cam_root = src / "sensors" / "cameras"
+    available = sorted(p.name for p in cam_root.iterdir() if p.is_dir()) if cam_root.is_dir() else []
+    cams = check_cameras(cameras, available, cam_root)
+    sel = _select_sweeps(src, frames)
+    out = _CameraFrames()
+    for cam in cams:
+        _add_camera(log, cam, sel, frames, out)
+    lidar = _lidar(log, sel.sweeps)
+    if not lidar.ego_t:
+        lidar.ego_t = [f.timestamp for f in out.frames]
+        lidar.ego_p = [log.ego.at(int(round(t * 1e9)) + log.ego.ns0, "frame") for t in lidar.ego_t]
+    actors = _actors(log, sel.sweeps)
+    ego = make_track(lidar.ego_t, lidar.ego_p)
+    t0 = min([f.timestamp for f in out.frames] + lidar.ego_t) if out.frames else 0.0
+    result = finish_log("argoverse2", src, out.frames, lidar.sweeps, build_actors(actors), ego,
+                        offset=ego.poses[0, :3, 3].copy(), t0=t0,
+                        extra={"log_id": src.name, "time_origin_ns": log.ego.ns0})
+    return Conversion(result, out.images, lidar.files)
+
+
+def _open_log(src: Path) -> _Log:
     if not (src / "city_SE3_egovehicle.feather").is_file():
         raise ReaderError(src, "city_SE3_egovehicle.feather", "expected an Argoverse 2 sensor log folder")
     calib_path = src / "calibration" / "egovehicle_SE3_sensor.feather"
     intr_path = src / "calibration" / "intrinsics.feather"
-    pose_path = src / "city_SE3_egovehicle.feather"
     ext = _feather(calib_path, ("sensor_name",) + _POSE_COLS)
     intr = _feather(intr_path, ("sensor_name", "fx_px", "fy_px", "cx_px", "cy_px", "height_px", "width_px"))
+    ego = _ego_poses(src / "city_SE3_egovehicle.feather")
+    sensor_to_ego = {str(n): _poses(ext, i, calib_path) for i, n in enumerate(ext["sensor_name"])}
+    return _Log(src, calib_path, intr_path, intr, sensor_to_ego, ego)
+
+
+def _ego_poses(pose_path: Path) -> _EgoPoses:
     ego_tab = _feather(pose_path, ("timestamp_ns",) + _POSE_COLS)
     ego_ns = ego_tab["timestamp_ns"].astype(np.int64)
     order = np.argsort(ego_ns)
     ego_all = {int(ego_ns[i]): _poses(ego_tab, int(i), pose_path) for i in order}
     ego_track = Track(np.array([(k - int(ego_ns.min())) / 1e9 for k in ego_all]), np.stack(list(ego_all.values())))
-    ns0 = int(ego_ns.min())
+    return _EgoPoses(pose_path, ego_all, ego_track, int(ego_ns.min()))
 
-    def ego_at(ns: int, where: str) -> np.ndarray:
-        if ns in ego_all:
-            return ego_all[ns]
-        pose = ego_track.pose_at((ns - ns0) / 1e9)
-        if pose is None:
-            raise ReaderError(pose_path, "timestamp_ns", f"no ego pose around {where} ({ns})")
-        return pose
 
-    sensor_to_ego = {str(n): _poses(ext, i, calib_path) for i, n in enumerate(ext["sensor_name"])}
-    cam_root = src / "sensors" / "cameras"
-    available = sorted(p.name for p in cam_root.iterdir() if p.is_dir()) if cam_root.is_dir() else []
-    cams = check_cameras(cameras, available, cam_root)
-
+def _select_sweeps(src: Path, frames: slice) -> _Selection:
+    """``--frames`` over the lidar sweeps; images are kept within half a sweep period (50 ms) of the selection."""
     sweeps_ns = sorted(int(p.stem) for p in (src / "sensors" / "lidar").glob("*.feather"))
-    warnings: list[str] = []
-    if sweeps_ns:
-        sel = [sweeps_ns[i] for i in select_indices(len(sweeps_ns), frames)]
-        if not sel:
-            raise ReaderError(src / "sensors" / "lidar", "frames", f"the selection is empty ({len(sweeps_ns)} sweeps)")
-        lo, hi = sel[0] - 50_000_000, sel[-1] + 50_000_000
-    else:
-        sel, lo, hi = [], None, None
+    if not sweeps_ns:
+        return _Selection([], None, None)
+    sel = [sweeps_ns[i] for i in select_indices(len(sweeps_ns), frames)]
+    if not sel:
+        raise ReaderError(src / "sensors" / "lidar", "frames", f"the selection is empty ({len(sweeps_ns)} sweeps)")
+    return _Selection(sel, sel[0] - 50_000_000, sel[-1] + 50_000_000)
 
-    out_frames: list[Frame] = []
-    images: dict[str, Path] = {}
-    for cam in cams:
-        if cam not in sensor_to_ego:
-            raise ReaderError(calib_path, "sensor_name", f"no extrinsic for camera {cam}")
-        rows = [i for i, n in enumerate(intr["sensor_name"]) if str(n) == cam]
-        if not rows:
-            raise ReaderError(intr_path, "sensor_name", f"no intrinsics for camera {cam}")
-        r = rows[0]
-        dist = {k: float(intr[k][r]) for k in ("k1", "k2", "k3") if k in intr}
-        K = opencv_intrinsics(intr["fx_px"][r], intr["fy_px"][r], intr["cx_px"][r], intr["cy_px"][r],
-                              int(intr["width_px"][r]), int(intr["height_px"][r]), **dist)
-        files = sorted(cam_root.joinpath(cam).glob("*.jpg"), key=lambda p: int(p.stem))
-        if lo is None:
-            files = files[frames]
-        for p in files:
-            ns = int(p.stem)
-            if lo is not None and not lo <= ns <= hi:
-                continue
-            rel = f"images/{cam}/{p.name}"
-            images[rel] = p
-            c2w = opencv_to_opengl(ego_at(ns, str(p)) @ sensor_to_ego[cam])
-            out_frames.append(Frame(rel, c2w, K, cam, (ns - ns0) / 1e9))
 
-    sweeps: list[LidarSweep] = []
-    lidar_files = {}
-    ego_t, ego_p = [], []
-    for ns in sel:
-        path = src / "sensors" / "lidar" / f"{ns}.feather"
+def _add_camera(log: _Log, cam: str, sel: _Selection, frames: slice, out: _CameraFrames) -> None:
+    """The images of one camera in the selected time window (``--frames`` over its images without lidar)."""
+    if cam not in log.sensor_to_ego:
+        raise ReaderError(log.calib_path, "sensor_name", f"no extrinsic for camera {cam}")
+    intr = log.intrinsics
+    rows = [i for i, n in enumerate(intr["sensor_name"]) if str(n) == cam]
+    if not rows:
+        raise ReaderError(log.intr_path, "sensor_name", f"no intrinsics for camera {cam}")
+    r = rows[0]
+    dist = {k: float(intr[k][r]) for k in ("k1", "k2", "k3") if k in intr}
+    K = opencv_intrinsics(intr["fx_px"][r], intr["fy_px"][r], intr["cx_px"][r], intr["cy_px"][r],
+                          int(intr["width_px"][r]), int(intr["height_px"][r]), **dist)
+    files = sorted(log.src.joinpath("sensors", "cameras", cam).glob("*.jpg"), key=lambda p: int(p.stem))
+    if sel.lo is None:
+        files = files[frames]
+    for p in files:
+        ns = int(p.stem)
+        if sel.lo is not None and not sel.lo <= ns <= sel.hi:
+            continue
+        rel = f"images/{cam}/{p.name}"
+        out.images[rel] = p
+        c2w = opencv_to_opengl(log.ego.at(ns, str(p)) @ log.sensor_to_ego[cam])
+        out.frames.append(Frame(rel, c2w, K, cam, (ns - log.ego.ns0) / 1e9))
+
+
+def _lidar(log: _Log, sweeps_ns: list[int]) -> _Lidar:
+    out = _Lidar()
+    for ns in sweeps_ns:
+        path = log.src / "sensors" / "lidar" / f"{ns}.feather"
         rel = f"lidar/lidar/{ns}.npy"
-        pose = ego_at(ns, str(path))
-        lidar_files[rel] = _lidar_loader(path)
-        sweeps.append(LidarSweep(rel, pose, (ns - ns0) / 1e9, "lidar"))
-        ego_t.append((ns - ns0) / 1e9)
-        ego_p.append(pose)
-    if not ego_t:
-        ego_t = [f.timestamp for f in out_frames]
-        ego_p = [ego_at(int(round(t * 1e9)) + ns0, "frame") for t in ego_t]
+        pose = log.ego.at(ns, str(path))
+        out.files[rel] = _lidar_loader(path)
+        out.sweeps.append(LidarSweep(rel, pose, (ns - log.ego.ns0) / 1e9, "lidar"))
+        out.ego_t.append((ns - log.ego.ns0) / 1e9)
+        out.ego_p.append(pose)
+    return out
 
+
+def _actors(log: _Log, sweeps_ns: list[int]) -> dict[str, ActorBuilder]:
+    """Boxes (box-to-ego at the sweep time) of the selected sweeps, moved into the city frame."""
     actors: dict[str, ActorBuilder] = {}
-    ann_path = src / "annotations.feather"
-    if ann_path.is_file():
-        ann = _feather(ann_path, ("timestamp_ns", "track_uuid", "category", "length_m", "width_m", "height_m")
-                       + _POSE_COLS)
-        keep = set(sel)
-        for i in range(len(ann["timestamp_ns"])):
-            ns = int(ann["timestamp_ns"][i])
-            if ns not in keep:
-                continue
-            size = np.array([ann["length_m"][i], ann["width_m"][i], ann["height_m"][i]], float)
-            cat = str(ann["category"][i])
-            b = actors.setdefault(str(ann["track_uuid"][i]), ActorBuilder(map_class(cat.replace("_", " ")), size, cat))
-            b.add((ns - ns0) / 1e9, ego_at(ns, str(ann_path)) @ _poses(ann, i, ann_path), size)
-    ego = make_track(ego_t, ego_p)
-    t0 = min([f.timestamp for f in out_frames] + ego_t) if out_frames else 0.0
-    log = finish_log("argoverse2", src, out_frames, sweeps, build_actors(actors), ego,
-                     offset=ego.poses[0, :3, 3].copy(), t0=t0, extra={"log_id": src.name, "time_origin_ns": ns0})
-    conv = Conversion(log, images, lidar_files)
-    for w in warnings:
-        conv.warn(w)
-    return conv
+    ann_path = log.src / "annotations.feather"
+    if not ann_path.is_file():
+        return actors
+    ann = _feather(ann_path, ("timestamp_ns", "track_uuid", "category", "length_m", "width_m", "height_m")
+                   + _POSE_COLS)
+    keep = set(sweeps_ns)
+    for i in range(len(ann["timestamp_ns"])):
+        ns = int(ann["timestamp_ns"][i])
+        if ns not in keep:
+            continue
+        size = np.array([ann["length_m"][i], ann["width_m"][i], ann["height_m"][i]], float)
+        cat = str(ann["category"][i])
+        b = actors.setdefault(str(ann["track_uuid"][i]), ActorBuilder(map_class(cat.replace("_", " ")), size, cat))
+        b.add((ns - log.ego.ns0) / 1e9, log.ego.at(ns, str(ann_path)) @ _poses(ann, i, ann_path), size)
+    return actors

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -146,8 +147,77 @@ def _load_points(path: Path, point_format: list[str]):
     return load
 
 
+@dataclass
+class _Scene:
+    """The scene JSON: its samples, its datums by key and the class names of its 3D boxes."""
+
+    file: Path
+    root: Path
+    samples: list
+    by_key: dict[str, tuple[int, dict]]
+    classes: dict[int, str]
+
+
+@dataclass
+class _Calibration:
+    """One ``calibration/<key>.json``: parallel ``names``, ``intrinsics`` and ``extrinsics`` (sensor-to-vehicle)."""
+
+    file: Path
+    data: dict
+    names: list
+    extrinsics: list
+
+
+@dataclass
+class _Datum:
+    """One datum of a sample: where it is in the scene JSON, its sensor name, body and time (microseconds)."""
+
+    where: str
+    name: str
+    body: dict
+    t_us: int
+
+
+@dataclass
+class _Box:
+    """One 3D box in the world, at an absolute time (microseconds)."""
+
+    instance: str
+    t_us: int
+    pose: np.ndarray
+    size: np.ndarray
+    class_name: str
+
+
+@dataclass
+class _Collected:
+    """What the selected samples hold; times stay absolute microseconds until the log is assembled."""
+
+    frames: list[tuple[int, Frame]] = field(default_factory=list)
+    sweeps: list[tuple[int, LidarSweep]] = field(default_factory=list)
+    images: dict[str, Path | bytes] = field(default_factory=dict)
+    lidar_files: dict = field(default_factory=dict)
+    ego_t: list[int] = field(default_factory=list)
+    ego_p: list[np.ndarray] = field(default_factory=list)
+    boxes: list[_Box] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
          skip_missing: bool = False) -> Conversion:
+    scene = _load_scene(src)
+    keep = set(check_cameras(cameras, sorted(_camera_names(scene)), scene.file))
+    indices = select_indices(len(scene.samples), frames)
+    if not indices:
+        raise ReaderError(scene.file, "frames", f"the selection is empty (the scene has {len(scene.samples)} samples)")
+    got = _Collected()
+    calibrations: dict[str, _Calibration] = {}
+    for s in indices:
+        _read_sample(scene, s, _calibration(scene, s, calibrations), keep, skip_missing, got)
+    return _assemble(scene.file, got)
+
+
+def _load_scene(src: Path) -> _Scene:
     file = _find_scene(src)
     root = file.parent
     scene = read_json(file)
@@ -158,8 +228,11 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
     by_key: dict[str, tuple[int, dict]] = {}
     for i, d in enumerate(data):
         by_key[str(get(d, "key", file, f"data[{i}]"))] = (i, d)
+    return _Scene(file, root, samples, by_key, _box_classes(scene, file, root))
 
-    # ontology for 3D boxes (annotation type "1")
+
+def _box_classes(scene: dict, file: Path, root: Path) -> dict[int, str]:
+    """Class id -> name from the ontology of the 3D boxes (annotation type "1"), when the scene has one."""
     classes: dict[int, str] = {}
     onto_key = (scene.get("ontologies") or {}).get("1")
     if onto_key:
@@ -167,130 +240,149 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
         if onto_file.is_file():
             for j, item in enumerate(get(read_json(onto_file), "items", onto_file, "", list)):
                 classes[int(number(item, "id", onto_file, f"items[{j}]"))] = str(item.get("name", "other"))
+    return classes
 
-    # cameras available in the scene, in first-seen order
+
+def _camera_names(scene: _Scene) -> list[str]:
+    """Cameras available in the scene, in first-seen order."""
     names: list[str] = []
-    for _, d in by_key.values():
+    for _, d in scene.by_key.values():
         if "image" in (d.get("datum") or {}):
             name = (d.get("id") or {}).get("name")
             if isinstance(name, str) and name not in names:
                 names.append(name)
-    keep = set(check_cameras(cameras, sorted(names), file))
-    indices = select_indices(len(samples), frames)
-    if not indices:
-        raise ReaderError(file, "frames", f"the selection is empty (the scene has {len(samples)} samples)")
+    return names
 
-    warnings: list[str] = []
-    calib_cache: dict[str, tuple[Path, dict]] = {}
-    frames_out: list[tuple[int, Frame]] = []
-    sweeps: list[tuple[int, LidarSweep]] = []
-    images: dict[str, Path | bytes] = {}
-    lidar_files = {}
-    ego_t: list[int] = []
-    ego_p: list[np.ndarray] = []
-    actors: dict[str, ActorBuilder] = {}
-    box_entries: list[tuple[str, int, np.ndarray, np.ndarray, str]] = []
 
-    for s in indices:
-        sample = samples[s]
-        sw = f"samples[{s}]"
-        ckey = str(get(sample, "calibration_key", file, sw))
-        if ckey not in calib_cache:
-            cfile = root / "calibration" / f"{plain_name(ckey, file, f'{sw}.calibration_key', 'calibration key')}.json"
-            calib_cache[ckey] = (cfile, read_json(cfile))
-        cfile, calib = calib_cache[ckey]
-        cnames = get(calib, "names", cfile, "", list)
-        extr = get(calib, "extrinsics", cfile, "", list)
-        lidar_done = False
-        for dkey in get(sample, "datum_keys", file, sw, list):
-            if str(dkey) not in by_key:
-                raise ReaderError(file, f"{sw}.datum_keys", f"datum {dkey!r} is not in data")
-            di, d = by_key[str(dkey)]
-            where = f"data[{di}]"
-            name = plain_name(get(get(d, "id", file, where), "name", file, f"{where}.id", str), file,
-                              f"{where}.id.name", "sensor name")
-            body = get(d, "datum", file, where, dict)
-            t_us = _micros(d, file, where)
-            if "image" in body:
-                if name not in keep:
-                    continue
-                img = body["image"]
-                iw = f"{where}.datum.image"
-                rel_src = get(img, "filename", file, iw, str)
-                path = source_file(root, rel_src, file, f"{iw}.filename")
-                if not path.is_file():
-                    if skip_missing:
-                        warnings.append(f"{file}: {iw}.filename: image {rel_src!r} does not exist, skipped")
-                        continue
-                    raise ReaderError(file, f"{iw}.filename",
-                                      f"image {rel_src!r} does not exist (use --skip-missing to skip it)")
-                if name not in cnames:
-                    raise ReaderError(cfile, "names", f"expected calibration for {name}, have {', '.join(cnames)}")
-                w = int(number(img, "width", file, iw))
-                h = int(number(img, "height", file, iw))
-                intr = _intrinsics(calib, cnames.index(name), cfile, w, h, warnings)
-                pose = get(img, "pose", file, iw, dict)
-                s2w = pose_from_quat(get(pose, "rotation", file, f"{iw}.pose", dict),
-                                     get(pose, "translation", file, f"{iw}.pose", dict), file, f"{iw}.pose")
-                rel = f"images/{name}/{path.name}"
-                images[rel] = path
-                frames_out.append((t_us, Frame(rel, opencv_to_opengl(s2w), intr, name, 0.0)))
-            elif "point_cloud" in body:
-                pc = body["point_cloud"]
-                pw = f"{where}.datum.point_cloud"
-                pose = get(pc, "pose", file, pw, dict)
-                s2w = pose_from_quat(get(pose, "rotation", file, f"{pw}.pose", dict),
-                                     get(pose, "translation", file, f"{pw}.pose", dict), file, f"{pw}.pose")
-                rel_src = get(pc, "filename", file, pw, str)
-                path = source_file(root, rel_src, file, f"{pw}.filename")
-                if not path.is_file():
-                    raise ReaderError(file, f"{pw}.filename", f"point cloud {rel_src!r} does not exist")
-                rel = f"lidar/{name}/{path.stem}.npy"
-                lidar_files[rel] = _load_points(path, list(pc.get("point_format") or []))
-                sweeps.append((t_us, LidarSweep(rel, s2w, 0.0, name)))
-                if not lidar_done:  # ego from the first lidar of the sample
-                    lidar_done = True
-                    v_from_s = np.eye(4)
-                    if name in cnames:
-                        ci = cnames.index(name)
-                        e = extr[ci]
-                        v_from_s = pose_from_quat(get(e, "rotation", cfile, f"extrinsics[{ci}]", dict),
-                                                  get(e, "translation", cfile, f"extrinsics[{ci}]", dict), cfile,
-                                                  f"extrinsics[{ci}]")
-                    ego_t.append(t_us)
-                    ego_p.append(s2w @ invert_pose(v_from_s))
-                    ann = (pc.get("annotations") or {}).get("1")
-                    if ann:
-                        bfile = source_file(root, ann, file, f"{pw}.annotations.1")
-                        boxes = get(read_json(bfile), "annotations", bfile, "", list)
-                        for j, b in enumerate(boxes):
-                            bw = f"annotations[{j}]"
-                            box = get(b, "box", bfile, bw, dict)
-                            bp = get(box, "pose", bfile, f"{bw}.box", dict)
-                            local = pose_from_quat(get(bp, "rotation", bfile, f"{bw}.box.pose", dict),
-                                                   get(bp, "translation", bfile, f"{bw}.box.pose", dict), bfile,
-                                                   f"{bw}.box.pose")
-                            size = np.array([number(box, k, bfile, f"{bw}.box") for k in ("length", "width", "height")])
-                            iid = plain_name(str(get(b, "instance_id", bfile, bw)), bfile, f"{bw}.instance_id",
-                                             "instance id")
-                            cname = classes.get(int(b.get("class_id", -1)), f"class_{b.get('class_id')}")
-                            box_entries.append((iid, t_us, s2w @ local, size, cname))
-    if not frames_out:
+def _calibration(scene: _Scene, s: int, cache: dict[str, _Calibration]) -> _Calibration:
+    """The calibration of sample ``s`` (each calibration file is read once)."""
+    sw = f"samples[{s}]"
+    ckey = str(get(scene.samples[s], "calibration_key", scene.file, sw))
+    if ckey not in cache:
+        key = plain_name(ckey, scene.file, f"{sw}.calibration_key", "calibration key")
+        cfile = scene.root / "calibration" / f"{key}.json"
+        calib = read_json(cfile)
+        cache[ckey] = _Calibration(cfile, calib, get(calib, "names", cfile, "", list),
+                                   get(calib, "extrinsics", cfile, "", list))
+    return cache[ckey]
+
+
+def _read_sample(scene: _Scene, s: int, calib: _Calibration, keep: set[str], skip_missing: bool,
+                 got: _Collected) -> None:
+    """The camera frames, lidar sweeps, ego pose and boxes of sample ``s`` into ``got``."""
+    sw = f"samples[{s}]"
+    lidar_done = False
+    for dkey in get(scene.samples[s], "datum_keys", scene.file, sw, list):
+        datum = _datum(scene, dkey, sw)
+        if "image" in datum.body:
+            if datum.name in keep:
+                _add_image(scene, calib, datum, skip_missing, got)
+        elif "point_cloud" in datum.body:
+            s2w = _add_sweep(scene, datum, got)
+            if not lidar_done:  # ego (and boxes) from the first lidar of the sample
+                lidar_done = True
+                _add_ego(calib, datum, s2w, got)
+                _add_boxes(scene, datum, s2w, got)
+
+
+def _datum(scene: _Scene, dkey: object, sw: str) -> _Datum:
+    file = scene.file
+    if str(dkey) not in scene.by_key:
+        raise ReaderError(file, f"{sw}.datum_keys", f"datum {dkey!r} is not in data")
+    di, d = scene.by_key[str(dkey)]
+    where = f"data[{di}]"
+    name = plain_name(get(get(d, "id", file, where), "name", file, f"{where}.id", str), file,
+                      f"{where}.id.name", "sensor name")
+    body = get(d, "datum", file, where, dict)
+    return _Datum(where, name, body, _micros(d, file, where))
+
+
+def _quat_pose(obj: object, file: Path, where: str) -> np.ndarray:
+    """4x4 from ``obj``'s ``rotation {qw,qx,qy,qz}`` and ``translation {x,y,z}``."""
+    return pose_from_quat(get(obj, "rotation", file, where, dict), get(obj, "translation", file, where, dict), file,
+                          where)
+
+
+def _add_image(scene: _Scene, calib: _Calibration, datum: _Datum, skip_missing: bool, got: _Collected) -> None:
+    file, img, name = scene.file, datum.body["image"], datum.name
+    iw = f"{datum.where}.datum.image"
+    rel_src = get(img, "filename", file, iw, str)
+    path = source_file(scene.root, rel_src, file, f"{iw}.filename")
+    if not path.is_file():
+        if skip_missing:
+            got.warnings.append(f"{file}: {iw}.filename: image {rel_src!r} does not exist, skipped")
+            return
+        raise ReaderError(file, f"{iw}.filename", f"image {rel_src!r} does not exist (use --skip-missing to skip it)")
+    if name not in calib.names:
+        raise ReaderError(calib.file, "names", f"expected calibration for {name}, have {', '.join(calib.names)}")
+    w = int(number(img, "width", file, iw))
+    h = int(number(img, "height", file, iw))
+    intr = _intrinsics(calib.data, calib.names.index(name), calib.file, w, h, got.warnings)
+    s2w = _quat_pose(get(img, "pose", file, iw, dict), file, f"{iw}.pose")
+    rel = f"images/{name}/{path.name}"
+    got.images[rel] = path
+    got.frames.append((datum.t_us, Frame(rel, opencv_to_opengl(s2w), intr, name, 0.0)))
+
+
+def _add_sweep(scene: _Scene, datum: _Datum, got: _Collected) -> np.ndarray:
+    """Adds the point cloud datum as a sweep; returns its sensor-to-world pose."""
+    file, pc = scene.file, datum.body["point_cloud"]
+    pw = f"{datum.where}.datum.point_cloud"
+    s2w = _quat_pose(get(pc, "pose", file, pw, dict), file, f"{pw}.pose")
+    rel_src = get(pc, "filename", file, pw, str)
+    path = source_file(scene.root, rel_src, file, f"{pw}.filename")
+    if not path.is_file():
+        raise ReaderError(file, f"{pw}.filename", f"point cloud {rel_src!r} does not exist")
+    rel = f"lidar/{datum.name}/{path.stem}.npy"
+    got.lidar_files[rel] = _load_points(path, list(pc.get("point_format") or []))
+    got.sweeps.append((datum.t_us, LidarSweep(rel, s2w, 0.0, datum.name)))
+    return s2w
+
+
+def _add_ego(calib: _Calibration, datum: _Datum, s2w: np.ndarray, got: _Collected) -> None:
+    """Ego pose = lidar pose times the inverse lidar extrinsic (identity when the lidar is not calibrated)."""
+    v_from_s = np.eye(4)
+    if datum.name in calib.names:
+        ci = calib.names.index(datum.name)
+        v_from_s = _quat_pose(calib.extrinsics[ci], calib.file, f"extrinsics[{ci}]")
+    got.ego_t.append(datum.t_us)
+    got.ego_p.append(s2w @ invert_pose(v_from_s))
+
+
+def _add_boxes(scene: _Scene, datum: _Datum, s2w: np.ndarray, got: _Collected) -> None:
+    """The 3D boxes (annotation type "1", in the lidar frame) of a point cloud datum, moved into the world."""
+    ann = (datum.body["point_cloud"].get("annotations") or {}).get("1")
+    if not ann:
+        return
+    bfile = source_file(scene.root, ann, scene.file, f"{datum.where}.datum.point_cloud.annotations.1")
+    for j, b in enumerate(get(read_json(bfile), "annotations", bfile, "", list)):
+        bw = f"annotations[{j}]"
+        box = get(b, "box", bfile, bw, dict)
+        local = _quat_pose(get(box, "pose", bfile, f"{bw}.box", dict), bfile, f"{bw}.box.pose")
+        size = np.array([number(box, k, bfile, f"{bw}.box") for k in ("length", "width", "height")])
+        iid = plain_name(str(get(b, "instance_id", bfile, bw)), bfile, f"{bw}.instance_id", "instance id")
+        cname = scene.classes.get(int(b.get("class_id", -1)), f"class_{b.get('class_id')}")
+        got.boxes.append(_Box(iid, datum.t_us, s2w @ local, size, cname))
+
+
+def _assemble(file: Path, got: _Collected) -> Conversion:
+    """Times relative to the earliest datum, the world shifted to the first ego position."""
+    if not got.frames:
         raise ReaderError(file, "samples", "no camera image to convert (check --cameras / --frames)")
-    all_t = [t for t, _ in frames_out] + [t for t, _ in sweeps] + ego_t
-    t0 = min(all_t)
-    for t, f in frames_out:
+    t0 = min([t for t, _ in got.frames] + [t for t, _ in got.sweeps] + got.ego_t)
+    for t, f in got.frames:
         f.timestamp = (t - t0) / 1e6
-    for t, sw_ in sweeps:
-        sw_.timestamp = (t - t0) / 1e6
-    for iid, t, pose, size, cname in box_entries:
-        b = actors.setdefault(iid, ActorBuilder(map_class(cname), size, cname))
-        b.add((t - t0) / 1e6, pose, size)
-    ego = make_track([(t - t0) / 1e6 for t in ego_t], ego_p)
-    offset = (ego.poses[0, :3, 3] if ego is not None else frames_out[0][1].c2w[:3, 3]).copy()
-    log = finish_log("dgp", file, [f for _, f in frames_out], [s for _, s in sweeps], build_actors(actors), ego,
+    for t, sweep in got.sweeps:
+        sweep.timestamp = (t - t0) / 1e6
+    actors: dict[str, ActorBuilder] = {}
+    for box in got.boxes:
+        b = actors.setdefault(box.instance, ActorBuilder(map_class(box.class_name), box.size, box.class_name))
+        b.add((box.t_us - t0) / 1e6, box.pose, box.size)
+    ego = make_track([(t - t0) / 1e6 for t in got.ego_t], got.ego_p)
+    offset = (ego.poses[0, :3, 3] if ego is not None else got.frames[0][1].c2w[:3, 3]).copy()
+    log = finish_log("dgp", file, [f for _, f in got.frames], [s for _, s in got.sweeps], build_actors(actors), ego,
                      offset=offset, extra={"time_offset": t0 / 1e6})
-    conv = Conversion(log, images, lidar_files)
-    for w in warnings:
+    conv = Conversion(log, got.images, got.lidar_files)
+    for w in got.warnings:
         conv.warn(w)
     return conv

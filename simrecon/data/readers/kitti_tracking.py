@@ -17,6 +17,7 @@ Frames are 10 Hz; frames without any image are skipped with one warning.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -132,91 +133,146 @@ def read_labels(path: Path) -> list[tuple[int, str, str, np.ndarray, np.ndarray]
     return out
 
 
+@dataclass
+class _Sequence:
+    """One sequence of a split: its calibration (rectified camera 0 and velodyne to IMU) and IMU poses."""
+
+    split: Path
+    seq: str
+    calib_path: Path
+    calib: dict[str, np.ndarray]
+    imu2w: np.ndarray
+    imu_from_rect: np.ndarray
+    imu_from_velo: np.ndarray
+
+    def image(self, cam: str, i: int) -> Path | None:
+        for suf in (".png", ".jpg"):
+            p = self.split / cam / self.seq / f"{i:06d}{suf}"
+            if p.is_file():
+                return p
+        return None
+
+
+@dataclass
+class _Selection:
+    """The cameras to convert and the selected frames that have an image in any of them (10 Hz times)."""
+
+    cams: list[str]
+    frames: list[int]
+    times: dict[int, float]
+
+
+@dataclass
+class _CameraFrames:
+    frames: list[Frame] = field(default_factory=list)
+    images: dict[str, Path | bytes] = field(default_factory=dict)
+
+
+@dataclass
+class _Velodyne:
+    sweeps: list[LidarSweep] = field(default_factory=list)
+    files: dict = field(default_factory=dict)
+
+
 def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
          skip_missing: bool = False) -> Conversion:
+    sq = _open_sequence(src)
+    warnings: list[str] = []
+    sel = _select(sq, cameras, frames, warnings)
+    out = _CameraFrames()
+    for cam in sel.cams:
+        _add_camera(sq, sel, cam, skip_missing, warnings, out)
+    velodyne = _velodyne(sq, sel)
+    actors = _actors(sq, sel)
+    ego = Track(np.array([sel.times[i] for i in sel.frames]), np.stack([sq.imu2w[i] for i in sel.frames]))
+    offset = sq.imu2w[sel.frames[0]][:3, 3].copy()
+    log = finish_log("kitti-tracking", sq.split / sq.seq, out.frames, velodyne.sweeps, build_actors(actors), ego,
+                     offset=offset, extra={"sequence": sq.seq, "world": "east-north-up (Mercator, pykitti), origin at "
+                                                                       "the first converted frame's IMU"})
+    conv = Conversion(log, out.images, velodyne.files)
+    for w in warnings:
+        conv.warn(w)
+    return conv
+
+
+def _open_sequence(src: Path) -> _Sequence:
     split, seq = _locate(src)
     calib_path = split / "calib" / f"{seq}.txt"
     calib = read_calib(calib_path)
     imu2w = oxts_poses(split / "oxts" / f"{seq}.txt")
-    n = len(imu2w)
     R_rect = require_pose(calib, "R_rect", calib_path)
     velo_from_imu = require_pose(calib, "Tr_imu_velo", calib_path)
     cam_from_velo = require_pose(calib, "Tr_velo_cam", calib_path)
     imu_from_rect = invert_pose(velo_from_imu) @ invert_pose(cam_from_velo) @ invert_pose(R_rect)
     imu_from_velo = invert_pose(velo_from_imu)
+    return _Sequence(split, seq, calib_path, calib, imu2w, imu_from_rect, imu_from_velo)
 
+
+def _select(sq: _Sequence, cameras: list[str] | None, frames: slice, warnings: list[str]) -> _Selection:
+    """The cameras, then the ``--frames`` selection less the frames without any image (one warning)."""
+    split, seq = sq.split, sq.seq
     available = [c for c in CAMERAS if (split / c / seq).is_dir()]
     if not available:
         raise ReaderError(split, "image_02", f"expected an image folder image_02/{seq}/")
     cams = check_cameras(cameras, available, split)
+    n = len(sq.imu2w)
     indices = select_indices(n, frames)
     if not indices:
         raise ReaderError(split / "oxts" / f"{seq}.txt", "frames", f"the selection is empty ({n} frames)")
-
-    def image(cam: str, i: int) -> Path | None:
-        for suf in (".png", ".jpg"):
-            p = split / cam / seq / f"{i:06d}{suf}"
-            if p.is_file():
-                return p
-        return None
-
-    with_image = [i for i in indices if any(image(c, i) for c in cams)]
-    conv_warnings = []
+    with_image = [i for i in indices if any(sq.image(c, i) for c in cams)]
     if len(with_image) < len(indices):
-        conv_warnings.append(f"{split / cams[0] / seq}: {len(indices) - len(with_image)} of {len(indices)} frames "
-                             f"have no image and are skipped")
+        warnings.append(f"{split / cams[0] / seq}: {len(indices) - len(with_image)} of {len(indices)} frames "
+                        f"have no image and are skipped")
     if not with_image:
         raise ReaderError(split / cams[0] / seq, "", f"no image for frames {indices[0]}..{indices[-1]}")
-    times = {i: i * 0.1 for i in with_image}
+    return _Selection(cams, with_image, {i: i * 0.1 for i in with_image})
 
-    images: dict[str, Path | bytes] = {}
-    out_frames: list[Frame] = []
-    for cam in cams:
-        key = CAMERAS[cam]
-        first = next((p for p in (image(cam, i) for i in with_image) if p is not None), None)
-        if first is None:
-            conv_warnings.append(f"{split / cam / seq}: no image in the selection, camera skipped")
+
+def _add_camera(sq: _Sequence, sel: _Selection, cam: str, skip_missing: bool, warnings: list[str],
+                out: _CameraFrames) -> None:
+    """The frames of one camera; its image size from its first image, its pose from P_i's baseline."""
+    key = CAMERAS[cam]
+    folder = sq.split / cam / sq.seq
+    first = next((p for p in (sq.image(cam, i) for i in sel.frames) if p is not None), None)
+    if first is None:
+        warnings.append(f"{folder}: no image in the selection, camera skipped")
+        return
+    w, h = image_size(first)
+    intr, rect_from_cam = projection_camera(require(sq.calib, key, sq.calib_path), w, h, sq.calib_path, key)
+    for i in sel.frames:
+        img = sq.image(cam, i)
+        if img is None:
+            if not skip_missing:
+                raise ReaderError(folder, f"frame {i}", f"image {i:06d}.png does not exist "
+                                                        "(use --skip-missing to skip it)")
+            warnings.append(f"{folder}: frame {i}: image missing, skipped")
             continue
-        w, h = image_size(first)
-        intr, rect_from_cam = projection_camera(require(calib, key, calib_path), w, h, calib_path, key)
-        for i in with_image:
-            img = image(cam, i)
-            if img is None:
-                if not skip_missing:
-                    raise ReaderError(split / cam / seq, f"frame {i}", f"image {i:06d}.png does not exist "
-                                                                      "(use --skip-missing to skip it)")
-                conv_warnings.append(f"{split / cam / seq}: frame {i}: image missing, skipped")
-                continue
-            rel = f"images/{cam}/{img.name}"
-            images[rel] = img
-            c2w = opencv_to_opengl(imu2w[i] @ imu_from_rect @ rect_from_cam)
-            out_frames.append(Frame(rel, c2w, intr, cam, times[i]))
+        rel = f"images/{cam}/{img.name}"
+        out.images[rel] = img
+        c2w = opencv_to_opengl(sq.imu2w[i] @ sq.imu_from_rect @ rect_from_cam)
+        out.frames.append(Frame(rel, c2w, intr, cam, sel.times[i]))
 
-    lidar: list[LidarSweep] = []
-    lidar_files = {}
-    for i in with_image:
-        b = split / "velodyne" / seq / f"{i:06d}.bin"
+
+def _velodyne(sq: _Sequence, sel: _Selection) -> _Velodyne:
+    out = _Velodyne()
+    for i in sel.frames:
+        b = sq.split / "velodyne" / sq.seq / f"{i:06d}.bin"
         if b.is_file():
             rel = f"lidar/velodyne/{i:06d}.npy"
-            lidar.append(LidarSweep(rel, imu2w[i] @ imu_from_velo, times[i], "velodyne"))
-            lidar_files[rel] = (lambda p=b: read_velodyne(p))
+            out.sweeps.append(LidarSweep(rel, sq.imu2w[i] @ sq.imu_from_velo, sel.times[i], "velodyne"))
+            out.files[rel] = (lambda p=b: read_velodyne(p))
+    return out
 
+
+def _actors(sq: _Sequence, sel: _Selection) -> dict[str, ActorBuilder]:
+    """Labelled tracks of the converted frames (``label_02/<seq>.txt``, optional), moved into the world."""
     actors: dict[str, ActorBuilder] = {}
-    label_file = split / "label_02" / f"{seq}.txt"
+    label_file = sq.split / "label_02" / f"{sq.seq}.txt"
     if label_file.is_file():
-        keep = set(with_image)
+        keep = set(sel.frames)
         for frame, tid, typ, pose, size in read_labels(label_file):
             if frame not in keep:
                 continue
             b = actors.setdefault(tid, ActorBuilder(map_class(typ), size, typ))
-            b.add(times[frame], imu2w[frame] @ imu_from_rect @ pose, size)
-
-    ego = Track(np.array([times[i] for i in with_image]), np.stack([imu2w[i] for i in with_image]))
-    offset = imu2w[with_image[0]][:3, 3].copy()
-    log = finish_log("kitti-tracking", split / seq, out_frames, lidar, build_actors(actors), ego, offset=offset,
-                     extra={"sequence": seq, "world": "east-north-up (Mercator, pykitti), origin at the first "
-                                                     "converted frame's IMU"})
-    conv = Conversion(log, images, lidar_files)
-    for w in conv_warnings:
-        conv.warn(w)
-    return conv
+            b.add(sel.times[frame], sq.imu2w[frame] @ sq.imu_from_rect @ pose, size)
+    return actors

@@ -17,6 +17,7 @@ SRC is the dataroot (or its version folder). When it holds several scenes, name 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from ._common import (
     check_cameras,
     finish_log,
     get,
+    image_size,
     make_track,
     map_class,
     number,
@@ -100,109 +102,195 @@ def _load_pcd_bin(path: Path):
     return load
 
 
+@dataclass
+class _Tables:
+    """The JSON tables of a version folder, as lists and indexed by token; the scene SRC names, if any."""
+
+    dataroot: Path
+    ver: Path
+    scene_name: str | None
+    records: dict[str, list]
+    by_token: dict[str, dict]
+
+
+@dataclass
+class _Selection:
+    """The converted scene, its chain of samples and the selected ones (sample token -> index in ``samples``)."""
+
+    scene: dict
+    samples: list[dict]
+    keep_tokens: dict
+
+
+@dataclass
+class _Sensor:
+    """What a sample_data record was taken with: the channel, its modality and its calibrated_sensor record."""
+
+    channel: str
+    modality: object
+    calibration: dict
+
+
+@dataclass
+class _Record:
+    """One sample_data record with its sensor, ego pose (vehicle-to-global) and source file resolved."""
+
+    where: str
+    sensor: _Sensor
+    ego: np.ndarray
+    s2w: np.ndarray
+    timestamp: float
+    rel_src: str
+    path: Path
+
+
+@dataclass
+class _SensorData:
+    """The camera frames and lidar sweeps of the selected samples (the ego track follows the lidar)."""
+
+    frames: list[Frame] = field(default_factory=list)
+    sweeps: list[LidarSweep] = field(default_factory=list)
+    images: dict[str, Path] = field(default_factory=dict)
+    lidar_files: dict = field(default_factory=dict)
+    ego_t: list[float] = field(default_factory=list)
+    ego_p: list[np.ndarray] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
          skip_missing: bool = False) -> Conversion:
+    tables = _load_tables(src)
+    sel = _select(tables, _pick_scene(tables), frames)
+    sensor_of = _sensors(tables)
+    scene_sd = [sd for sd in tables.records["sample_data"]
+                if sd.get("sample_token") in sel.keep_tokens and sd.get("is_key_frame", True)]
+    cam_names = sorted({sensor_of[sd["token"]].channel for sd in scene_sd if sd["token"] in sensor_of
+                        and sensor_of[sd["token"]].modality == "camera"})
+    keep_cams = set(check_cameras(cameras, cam_names, tables.ver / "sensor.json"))
+    got = _SensorData()
+    for sd in scene_sd:
+        rec = _record(tables, sd, sensor_of)
+        if rec.sensor.modality == "camera" and rec.sensor.channel in keep_cams:
+            _add_frame(tables, rec, sd, skip_missing, got)
+        elif rec.sensor.modality == "lidar":
+            _add_sweep(tables, rec, got)
+    return _assemble(tables, sel.scene, got, _actors(tables, sel))
+
+
+def _load_tables(src: Path) -> _Tables:
     dataroot, ver, scene_name = _locate(src)
-    t = {name: _table(ver, name) for name in TABLES}
-    idx = {name: {r.get("token"): r for r in recs if isinstance(r, dict)} for name, recs in t.items()}
-    scenes = t["scene"]
+    records = {name: _table(ver, name) for name in TABLES}
+    by_token = {name: {r.get("token"): r for r in recs if isinstance(r, dict)} for name, recs in records.items()}
+    return _Tables(dataroot, ver, scene_name, records, by_token)
+
+
+def _pick_scene(tables: _Tables) -> dict:
+    """The scene SRC names, or the only scene of the tables."""
+    scenes, scene_name = tables.records["scene"], tables.scene_name
     if scene_name is None:
         if len(scenes) != 1:
             names = ", ".join(str(s.get("name")) for s in scenes[:8])
             more = "..." if len(scenes) > 8 else ""
-            raise ReaderError(ver / "scene.json", "", f"expected one scene, found {len(scenes)}: pass "
-                                                      f"{dataroot}/<scene-name> ({names}{more})")
-        scene = scenes[0]
-    else:
-        match = [s for s in scenes if s.get("name") == scene_name or s.get("token") == scene_name]
-        if not match:
-            names = ", ".join(str(s.get("name")) for s in scenes[:8])
-            raise ReaderError(ver / "scene.json", "name", f"no scene {scene_name!r} (have {names}"
-                                                          f"{'...' if len(scenes) > 8 else ''})")
-        scene = match[0]
-    sample_file = ver / "sample.json"
+            raise ReaderError(tables.ver / "scene.json", "", f"expected one scene, found {len(scenes)}: pass "
+                                                             f"{tables.dataroot}/<scene-name> ({names}{more})")
+        return scenes[0]
+    match = [s for s in scenes if s.get("name") == scene_name or s.get("token") == scene_name]
+    if not match:
+        names = ", ".join(str(s.get("name")) for s in scenes[:8])
+        raise ReaderError(tables.ver / "scene.json", "name", f"no scene {scene_name!r} (have {names}"
+                                                             f"{'...' if len(scenes) > 8 else ''})")
+    return match[0]
+
+
+def _select(tables: _Tables, scene: dict, frames: slice) -> _Selection:
+    """Follows the scene's chain of samples from ``first_sample_token`` and applies ``--frames``."""
+    sample_file = tables.ver / "sample.json"
     samples = []
-    tok = get(scene, "first_sample_token", ver / "scene.json", f"scene[{scene.get('name')}]")
+    tok = get(scene, "first_sample_token", tables.ver / "scene.json", f"scene[{scene.get('name')}]")
     while tok:
-        if tok not in idx["sample"]:
+        if tok not in tables.by_token["sample"]:
             raise ReaderError(sample_file, f"token {tok}", "sample referenced by the scene is missing")
-        samples.append(idx["sample"][tok])
+        samples.append(tables.by_token["sample"][tok])
         tok = samples[-1].get("next", "")
         if len(samples) > 10000:
             raise ReaderError(sample_file, "next", "expected a finite chain of samples")
     indices = select_indices(len(samples), frames)
     if not indices:
         raise ReaderError(sample_file, "frames", f"the selection is empty ({len(samples)} samples)")
-    keep_tokens = {samples[i]["token"]: i for i in indices}
+    return _Selection(scene, samples, {samples[i]["token"]: i for i in indices})
 
-    sd_file = ver / "sample_data.json"
+
+def _sensors(tables: _Tables) -> dict[str, _Sensor]:
+    """sample_data token -> the sensor it was taken with (records without a known sensor are left out)."""
     sensor_of = {}
-    for sd in t["sample_data"]:
-        cs = idx["calibrated_sensor"].get(sd.get("calibrated_sensor_token"))
+    for sd in tables.records["sample_data"]:
+        cs = tables.by_token["calibrated_sensor"].get(sd.get("calibrated_sensor_token"))
         if cs is None:
             continue
-        sensor = idx["sensor"].get(cs.get("sensor_token"))
+        sensor = tables.by_token["sensor"].get(cs.get("sensor_token"))
         if sensor is not None:
-            channel = plain_name(sensor.get("channel"), ver / "sensor.json", f"token {sensor.get('token')}.channel",
-                                 "channel name")
-            sensor_of[sd["token"]] = (channel, sensor.get("modality"), cs)
-    scene_sd = [sd for sd in t["sample_data"] if sd.get("sample_token") in keep_tokens and sd.get("is_key_frame", True)]
-    cam_names = sorted({sensor_of[sd["token"]][0] for sd in scene_sd if sd["token"] in sensor_of
-                        and sensor_of[sd["token"]][1] == "camera"})
-    keep_cams = set(check_cameras(cameras, cam_names, ver / "sensor.json"))
+            channel = plain_name(sensor.get("channel"), tables.ver / "sensor.json",
+                                 f"token {sensor.get('token')}.channel", "channel name")
+            sensor_of[sd["token"]] = _Sensor(channel, sensor.get("modality"), cs)
+    return sensor_of
 
-    out_frames: list[Frame] = []
-    sweeps: list[LidarSweep] = []
-    images: dict[str, Path] = {}
-    lidar_files = {}
-    ego_t, ego_p = [], []
-    warnings: list[str] = []
-    for sd in scene_sd:
-        where = f"token {sd.get('token')}"
-        if sd["token"] not in sensor_of:
-            raise ReaderError(sd_file, f"{where}.calibrated_sensor_token", "expected a calibrated sensor record")
-        channel, modality, cs = sensor_of[sd["token"]]
-        ep = idx["ego_pose"].get(sd.get("ego_pose_token"))
-        if ep is None:
-            raise ReaderError(sd_file, f"{where}.ego_pose_token", "expected an ego_pose record")
-        ego = _pose(ep, ver / "ego_pose.json", f"token {ep.get('token')}")
-        s2v = _pose(cs, ver / "calibrated_sensor.json", f"token {cs.get('token')}")
-        ts = number(sd, "timestamp", sd_file, where) / 1e6
-        rel_src = get(sd, "filename", sd_file, where, str)
-        path = source_file(dataroot, rel_src, sd_file, f"{where}.filename")
-        if modality == "camera" and channel in keep_cams:
-            if not path.is_file():
-                if skip_missing:
-                    warnings.append(f"{sd_file}: {where}.filename: image {rel_src!r} does not exist, skipped")
-                    continue
-                raise ReaderError(sd_file, f"{where}.filename", f"image {rel_src!r} does not exist "
-                                                               "(use --skip-missing to skip it)")
-            K = np.asarray(cs.get("camera_intrinsic") or [], float)
-            if K.shape != (3, 3):
-                raise ReaderError(ver / "calibrated_sensor.json", f"token {cs.get('token')}.camera_intrinsic",
-                                  "expected a 3x3 matrix")
-            w, h = (int(number(sd, k, sd_file, where)) if sd.get(k) else 0 for k in ("width", "height"))
-            if w <= 0 or h <= 0:
-                from ._common import image_size
 
-                w, h = image_size(path)
-            intr = opencv_intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], w, h)
-            rel = f"images/{channel}/{path.name}"
-            images[rel] = path
-            out_frames.append(Frame(rel, opencv_to_opengl(ego @ s2v), intr, channel, ts))
-        elif modality == "lidar":
-            if not path.is_file():
-                raise ReaderError(sd_file, f"{where}.filename", f"lidar file {rel_src!r} does not exist")
-            rel = f"lidar/{channel}/{path.name.split('.')[0]}.npy"
-            lidar_files[rel] = _load_pcd_bin(path)
-            sweeps.append(LidarSweep(rel, ego @ s2v, ts, channel))
-            ego_t.append(ts)
-            ego_p.append(ego)
+def _record(tables: _Tables, sd: dict, sensor_of: dict[str, _Sensor]) -> _Record:
+    ver, sd_file = tables.ver, tables.ver / "sample_data.json"
+    where = f"token {sd.get('token')}"
+    if sd["token"] not in sensor_of:
+        raise ReaderError(sd_file, f"{where}.calibrated_sensor_token", "expected a calibrated sensor record")
+    sensor = sensor_of[sd["token"]]
+    cs = sensor.calibration
+    ep = tables.by_token["ego_pose"].get(sd.get("ego_pose_token"))
+    if ep is None:
+        raise ReaderError(sd_file, f"{where}.ego_pose_token", "expected an ego_pose record")
+    ego = _pose(ep, ver / "ego_pose.json", f"token {ep.get('token')}")
+    s2v = _pose(cs, ver / "calibrated_sensor.json", f"token {cs.get('token')}")
+    ts = number(sd, "timestamp", sd_file, where) / 1e6
+    rel_src = get(sd, "filename", sd_file, where, str)
+    path = source_file(tables.dataroot, rel_src, sd_file, f"{where}.filename")
+    return _Record(where, sensor, ego, ego @ s2v, ts, rel_src, path)
 
+
+def _add_frame(tables: _Tables, rec: _Record, sd: dict, skip_missing: bool, got: _SensorData) -> None:
+    sd_file, where, path, cs = tables.ver / "sample_data.json", rec.where, rec.path, rec.sensor.calibration
+    if not path.is_file():
+        if skip_missing:
+            got.warnings.append(f"{sd_file}: {where}.filename: image {rec.rel_src!r} does not exist, skipped")
+            return
+        raise ReaderError(sd_file, f"{where}.filename", f"image {rec.rel_src!r} does not exist "
+                                                       "(use --skip-missing to skip it)")
+    K = np.asarray(cs.get("camera_intrinsic") or [], float)
+    if K.shape != (3, 3):
+        raise ReaderError(tables.ver / "calibrated_sensor.json", f"token {cs.get('token')}.camera_intrinsic",
+                          "expected a 3x3 matrix")
+    w, h = (int(number(sd, k, sd_file, where)) if sd.get(k) else 0 for k in ("width", "height"))
+    if w <= 0 or h <= 0:
+        w, h = image_size(path)
+    intr = opencv_intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], w, h)
+    rel = f"images/{rec.sensor.channel}/{path.name}"
+    got.images[rel] = path
+    got.frames.append(Frame(rel, opencv_to_opengl(rec.s2w), intr, rec.sensor.channel, rec.timestamp))
+
+
+def _add_sweep(tables: _Tables, rec: _Record, got: _SensorData) -> None:
+    if not rec.path.is_file():
+        raise ReaderError(tables.ver / "sample_data.json", f"{rec.where}.filename",
+                          f"lidar file {rec.rel_src!r} does not exist")
+    rel = f"lidar/{rec.sensor.channel}/{rec.path.name.split('.')[0]}.npy"
+    got.lidar_files[rel] = _load_pcd_bin(rec.path)
+    got.sweeps.append(LidarSweep(rel, rec.s2w, rec.timestamp, rec.sensor.channel))
+    got.ego_t.append(rec.timestamp)
+    got.ego_p.append(rec.ego)
+
+
+def _actors(tables: _Tables, sel: _Selection) -> dict[str, ActorBuilder]:
+    """The annotated instances of the selected samples (global box poses at the sample times)."""
     actors: dict[str, ActorBuilder] = {}
-    ann_file = ver / "sample_annotation.json"
-    for ann in t["sample_annotation"]:
-        si = keep_tokens.get(ann.get("sample_token"))
+    ann_file = tables.ver / "sample_annotation.json"
+    for ann in tables.records["sample_annotation"]:
+        si = sel.keep_tokens.get(ann.get("sample_token"))
         if si is None:
             continue
         where = f"token {ann.get('token')}"
@@ -210,21 +298,27 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
         size = get(ann, "size", ann_file, where, list)
         if len(size) != 3:
             raise ReaderError(ann_file, f"{where}.size", "expected [width, length, height]")
-        inst = idx["instance"].get(ann.get("instance_token"), {})
-        cat = idx["category"].get(inst.get("category_token"), {}).get("name", "other")
+        inst = tables.by_token["instance"].get(ann.get("instance_token"), {})
+        cat = tables.by_token["category"].get(inst.get("category_token"), {}).get("name", "other")
         iid = plain_name(str(ann.get("instance_token")), ann_file, f"{where}.instance_token", "instance token")
         lwh = np.array([size[1], size[0], size[2]], float)
         b = actors.setdefault(iid, ActorBuilder(_category(cat), lwh, cat))
-        b.add(float(samples[si]["timestamp"]) / 1e6, pose, lwh)
-    ego_track = make_track(ego_t, ego_p)
-    if not out_frames:
-        raise ReaderError(sd_file, "", "no camera image to convert (check --cameras / --frames)")
-    t0 = min([f.timestamp for f in out_frames] + ego_t)
-    offset = (ego_track.poses[0, :3, 3] if ego_track is not None else out_frames[0].c2w[:3, 3]).copy()
-    log = finish_log("nuscenes", ver, out_frames, sweeps, build_actors(actors), ego_track, offset=offset, t0=t0,
-                     extra={"scene": scene.get("name")})
-    conv = Conversion(log, images, lidar_files)
-    for w in warnings:
+        b.add(float(sel.samples[si]["timestamp"]) / 1e6, pose, lwh)
+    return actors
+
+
+def _assemble(tables: _Tables, scene: dict, got: _SensorData, actors: dict[str, ActorBuilder]) -> Conversion:
+    """The world shifted to the first ego position, times to the earliest frame or sweep."""
+    ego_track = make_track(got.ego_t, got.ego_p)
+    if not got.frames:
+        raise ReaderError(tables.ver / "sample_data.json", "",
+                          "no camera image to convert (check --cameras / --frames)")
+    t0 = min([f.timestamp for f in got.frames] + got.ego_t)
+    offset = (ego_track.poses[0, :3, 3] if ego_track is not None else got.frames[0].c2w[:3, 3]).copy()
+    log = finish_log("nuscenes", tables.ver, got.frames, got.sweeps, build_actors(actors), ego_track, offset=offset,
+                     t0=t0, extra={"scene": scene.get("name")})
+    conv = Conversion(log, got.images, got.lidar_files)
+    for w in got.warnings:
         conv.warn(w)
     return conv
 

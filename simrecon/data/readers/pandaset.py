@@ -28,6 +28,7 @@ frame. ``--frames`` selects frame indices (NN).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -197,129 +198,192 @@ def _camera_names(root: Path) -> list[str]:
     return [c for c in CAMERA_ORDER if c in found] + [c for c in found if c not in CAMERA_ORDER]
 
 
+@dataclass
+class _Sequence:
+    """The sequence folder, the cameras to convert, the reference camera (the ego), the camera poses and times
+    (``camera/<name>/poses.json``, ``timestamps.json``) and the selected frame indices."""
+
+    root: Path
+    cams: list[str]
+    ref: str
+    poses: dict[str, list[np.ndarray]]
+    times: dict[str, list[float]]
+    indices: list[int]
+
+
+@dataclass
+class _CameraFrames:
+    frames: list[Frame] = field(default_factory=list)
+    images: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class _Lidar:
+    """The Pandar64 sweeps; ``times`` is None without a lidar folder."""
+
+    sweeps: list[LidarSweep] = field(default_factory=list)
+    files: dict = field(default_factory=dict)
+    times: list[float] | None = None
+
+
 def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
          skip_missing: bool = False) -> Conversion:
+    seq = _open_sequence(src, cameras, frames)
+    warnings: list[str] = []
+    cams = _CameraFrames()
+    for cam in seq.cams:
+        _add_camera(seq, cam, skip_missing, warnings, cams)
+    ego = _ego(seq, warnings)
+    lidar = _lidar(seq, skip_missing, warnings)
+    actors = _actors(seq, lidar.times, warnings)
+    return _assemble(seq, cams, ego, lidar, actors, warnings)
+
+
+def _open_sequence(src: Path, cameras: list[str] | None, frames: slice) -> _Sequence:
     root = _locate(src)
     available = _camera_names(root)
     if not available:
         raise ReaderError(root / "camera", "", "expected camera folders with poses.json (camera/front_camera/, ...)")
     cams = check_cameras(cameras, available, root / "camera")
-    warnings: list[str] = []
-
-    cam_poses: dict[str, list[np.ndarray]] = {}
-    cam_times: dict[str, list[float]] = {}
-
-    def load_camera(cam: str) -> None:
-        folder = root / "camera" / cam
-        cam_poses[cam] = _poses(folder / "poses.json")
-        cam_times[cam] = _timestamps(folder / "timestamps.json", len(cam_poses[cam]))
-
     ref = REFERENCE_CAMERA if REFERENCE_CAMERA in available else available[0]
+    poses: dict[str, list[np.ndarray]] = {}
+    times: dict[str, list[float]] = {}
     for cam in dict.fromkeys([ref, *cams]):
-        load_camera(cam)
-    n = len(cam_poses[ref])
+        folder = root / "camera" / cam
+        poses[cam] = _poses(folder / "poses.json")
+        times[cam] = _timestamps(folder / "timestamps.json", len(poses[cam]))
+    n = len(poses[ref])
     indices = select_indices(n, frames)
     if not indices:
         raise ReaderError(root / "camera" / ref / "poses.json", "frames", f"the selection is empty ({n} frames)")
+    return _Sequence(root, cams, ref, poses, times, indices)
 
-    images: dict[str, Path] = {}
-    out_frames: list[Frame] = []
-    for cam in cams:
-        folder = root / "camera" / cam
-        if len(cam_poses[cam]) < indices[-1] + 1:
-            raise ReaderError(folder / "poses.json", "", f"expected at least {indices[-1] + 1} poses (frames "
-                                                         f"{indices[0]}..{indices[-1]}), got {len(cam_poses[cam])}")
-        k = read_json(folder / "intrinsics.json")
-        fx, fy, cx, cy = (number(k, key, folder / "intrinsics.json", "") for key in ("fx", "fy", "cx", "cy"))
-        if fx <= 0 or fy <= 0:
-            raise ReaderError(folder / "intrinsics.json", "fx", f"expected positive focal lengths, got {fx}, {fy}")
-        intr = None
-        for i in indices:
-            img = folder / f"{i:02d}.jpg"
-            if not img.is_file():
-                if skip_missing:
-                    warnings.append(f"{img}: image does not exist, skipped")
-                    continue
-                raise ReaderError(img, "", "image does not exist (use --skip-missing to skip it)")
-            if intr is None:
-                w, h = image_size(img)
-                intr = opencv_intrinsics(fx, fy, cx, cy, w, h)
-            rel = f"images/{cam}/{img.name}"
-            images[rel] = img
-            out_frames.append(Frame(rel, opencv_to_opengl(cam_poses[cam][i]), intr, cam, cam_times[cam][i]))
 
-    # ego: the reference camera's axes relabelled x forward, y left, z up
-    ego_poses = [cam_poses[ref][i] @ CAM_FROM_EGO for i in indices]
-    ego = Track(np.array([cam_times[ref][i] for i in indices]), np.stack(ego_poses))
-    down = cam_poses[ref][indices[0]][:3, 1]
+def _focal_and_centre(path: Path) -> tuple[float, float, float, float]:
+    """fx, fy, cx, cy of a camera's ``intrinsics.json``."""
+    k = read_json(path)
+    fx, fy, cx, cy = (number(k, key, path, "") for key in ("fx", "fy", "cx", "cy"))
+    if fx <= 0 or fy <= 0:
+        raise ReaderError(path, "fx", f"expected positive focal lengths, got {fx}, {fy}")
+    return fx, fy, cx, cy
+
+
+def _add_camera(seq: _Sequence, cam: str, skip_missing: bool, warnings: list[str], out: _CameraFrames) -> None:
+    """The selected frames of one camera (its image size from the first image found)."""
+    indices = seq.indices
+    folder = seq.root / "camera" / cam
+    if len(seq.poses[cam]) < indices[-1] + 1:
+        raise ReaderError(folder / "poses.json", "", f"expected at least {indices[-1] + 1} poses (frames "
+                                                     f"{indices[0]}..{indices[-1]}), got {len(seq.poses[cam])}")
+    fx, fy, cx, cy = _focal_and_centre(folder / "intrinsics.json")
+    intr = None
+    for i in indices:
+        img = folder / f"{i:02d}.jpg"
+        if not img.is_file():
+            if skip_missing:
+                warnings.append(f"{img}: image does not exist, skipped")
+                continue
+            raise ReaderError(img, "", "image does not exist (use --skip-missing to skip it)")
+        if intr is None:
+            w, h = image_size(img)
+            intr = opencv_intrinsics(fx, fy, cx, cy, w, h)
+        rel = f"images/{cam}/{img.name}"
+        out.images[rel] = img
+        out.frames.append(Frame(rel, opencv_to_opengl(seq.poses[cam][i]), intr, cam, seq.times[cam][i]))
+
+
+def _ego(seq: _Sequence, warnings: list[str]) -> Track:
+    """The reference camera's axes relabelled x forward, y left, z up."""
+    ref, indices = seq.ref, seq.indices
+    ego_poses = [seq.poses[ref][i] @ CAM_FROM_EGO for i in indices]
+    ego = Track(np.array([seq.times[ref][i] for i in indices]), np.stack(ego_poses))
+    down = seq.poses[ref][indices[0]][:3, 1]
     if down[2] > -0.5:
-        warnings.append(f"{root / 'camera' / ref / 'poses.json'}: [{indices[0]}]: the camera's down axis is "
+        warnings.append(f"{seq.root / 'camera' / ref / 'poses.json'}: [{indices[0]}]: the camera's down axis is "
                         f"{np.round(down, 2).tolist()} in the world, not about -z: the world may not be z-up")
+    return ego
 
-    lidar: list[LidarSweep] = []
-    lidar_files = {}
-    lidar_dir = root / "lidar"
-    lidar_times: list[float] | None = None
-    if lidar_dir.is_dir():
-        lposes = _poses(lidar_dir / "poses.json")
-        lidar_times = _timestamps(lidar_dir / "timestamps.json", len(lposes))
-        for i in indices:
-            if i >= len(lposes):
-                raise ReaderError(lidar_dir / "poses.json", "", f"expected a pose for frame {i}, got {len(lposes)}")
-            path = _data_file(lidar_dir, i)
-            if path is None:
-                if skip_missing:
-                    warnings.append(f"{lidar_dir / f'{i:02d}.pkl.gz'}: lidar sweep does not exist, skipped")
-                    continue
-                raise ReaderError(lidar_dir / f"{i:02d}.pkl.gz", "", "lidar sweep does not exist "
-                                                                     "(use --skip-missing to skip it)")
-            rel = f"lidar/{LIDAR_SENSOR}/{i:02d}.npy"
-            lidar_files[rel] = _lidar_loader(path, lposes[i])
-            lidar.append(LidarSweep(rel, lposes[i], lidar_times[i], LIDAR_SENSOR))
-        if lidar_files:  # pandas is needed for the sweeps: say so now, not after the images are written
-            from .safe_pickle import PANDAS_HINT
 
-            try:
-                import pandas  # noqa: F401
-            except ImportError:
-                raise ReaderError(next(iter(lidar_files)), "", PANDAS_HINT) from None
+def _lidar(seq: _Sequence, skip_missing: bool, warnings: list[str]) -> _Lidar:
+    out = _Lidar()
+    lidar_dir = seq.root / "lidar"
+    if not lidar_dir.is_dir():
+        return out
+    lposes = _poses(lidar_dir / "poses.json")
+    out.times = _timestamps(lidar_dir / "timestamps.json", len(lposes))
+    for i in seq.indices:
+        if i >= len(lposes):
+            raise ReaderError(lidar_dir / "poses.json", "", f"expected a pose for frame {i}, got {len(lposes)}")
+        path = _data_file(lidar_dir, i)
+        if path is None:
+            if skip_missing:
+                warnings.append(f"{lidar_dir / f'{i:02d}.pkl.gz'}: lidar sweep does not exist, skipped")
+                continue
+            raise ReaderError(lidar_dir / f"{i:02d}.pkl.gz", "", "lidar sweep does not exist "
+                                                                 "(use --skip-missing to skip it)")
+        rel = f"lidar/{LIDAR_SENSOR}/{i:02d}.npy"
+        out.files[rel] = _lidar_loader(path, lposes[i])
+        out.sweeps.append(LidarSweep(rel, lposes[i], out.times[i], LIDAR_SENSOR))
+    if out.files:  # pandas is needed for the sweeps: say so now, not after the images are written
+        from .safe_pickle import PANDAS_HINT
 
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise ReaderError(next(iter(out.files)), "", PANDAS_HINT) from None
+    return out
+
+
+def _frame_times(root: Path, lidar_times: list[float] | None) -> list[float]:
+    """The frame times cuboids take: the lidar's, else ``meta/timestamps.json``."""
+    if lidar_times is not None:
+        return lidar_times
+    meta = root / "meta" / "timestamps.json"
+    if not meta.is_file():
+        raise ReaderError(root / "lidar" / "timestamps.json", "", "cuboids need the frame times: expected "
+                                                                  "lidar/timestamps.json or meta/timestamps.json")
+    return _timestamps(meta, len(read_json(meta)))
+
+
+def _actors(seq: _Sequence, lidar_times: list[float] | None, warnings: list[str]) -> list:
+    """One actor per cuboid uuid; ``extra["stationary"]`` when every one of its cuboids is."""
     actors: dict[str, ActorBuilder] = {}
     stationary: dict[str, bool] = {}
-    cub_dir = root / "annotations" / "cuboids"
+    cub_dir = seq.root / "annotations" / "cuboids"
     if cub_dir.is_dir():
-        if lidar_times is None:
-            meta = root / "meta" / "timestamps.json"
-            if not meta.is_file():
-                raise ReaderError(lidar_dir / "timestamps.json", "", "cuboids need the frame times: expected "
-                                                                     "lidar/timestamps.json or meta/timestamps.json")
-            lidar_times = _timestamps(meta, len(read_json(meta)))
-        for i in indices:
+        times = _frame_times(seq.root, lidar_times)
+        for i in seq.indices:
             path = _data_file(cub_dir, i)
             if path is None:
                 warnings.append(f"{cub_dir / f'{i:02d}.pkl.gz'}: no cuboids for frame {i}")
                 continue
-            if i >= len(lidar_times):
-                raise ReaderError(lidar_dir / "timestamps.json", "", f"expected a time for frame {i}")
+            if i >= len(times):
+                raise ReaderError(seq.root / "lidar" / "timestamps.json", "", f"expected a time for frame {i}")
             for uuid, label, pose, size, still in _cuboids(path):
                 b = actors.setdefault(uuid, ActorBuilder(CLASSES.get(label) or map_class(label), size, label))
-                b.add(lidar_times[i], pose, size)
+                b.add(times[i], pose, size)
                 stationary[uuid] = stationary.get(uuid, True) and still
     built = build_actors(actors)
     for a in built:
         a.extra["stationary"] = stationary.get(a.id, False)
+    return built
 
-    times = [f.timestamp for f in out_frames] + [s.timestamp for s in lidar] + list(ego.timestamps)
+
+def _assemble(seq: _Sequence, cams: _CameraFrames, ego: Track, lidar: _Lidar, actors: list,
+              warnings: list[str]) -> Conversion:
+    """The world shifted to the first ego position, times to the earliest frame, sweep or ego pose."""
+    root, indices = seq.root, seq.indices
+    times = [f.timestamp for f in cams.frames] + [s.timestamp for s in lidar.sweeps] + list(ego.timestamps)
     extra: dict = {"sequence": root.name, "world": "PandaSet world (z up), origin moved to the first ego position",
-                   "ego": f"{ref} axes relabelled: x optical axis (forward), y left, z up"}
+                   "ego": f"{seq.ref} axes relabelled: x optical axis (forward), y left, z up"}
     gps_file = root / "meta" / "gps.json"
     if gps_file.is_file():
         gps = read_json(gps_file)
         if isinstance(gps, list) and len(gps) > indices[0] and isinstance(gps[indices[0]], dict):
             extra["gps_first_frame"] = gps[indices[0]]
-    log = finish_log("pandaset", root, out_frames, lidar, built, ego, offset=ego.poses[0, :3, 3].copy(),
+    log = finish_log("pandaset", root, cams.frames, lidar.sweeps, actors, ego, offset=ego.poses[0, :3, 3].copy(),
                      t0=min(times), extra=extra)
-    conv = Conversion(log, images, lidar_files)
+    conv = Conversion(log, cams.images, lidar.files)
     for w in warnings:
         conv.warn(w)
     return conv

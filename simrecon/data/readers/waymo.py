@@ -29,13 +29,14 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..geometry import make_pose
-from ..model import Frame, LidarSweep
+from ..model import Frame, Intrinsics, LidarSweep
 from ._common import (
     ActorBuilder,
     Conversion,
@@ -306,8 +307,74 @@ def _find(src: Path) -> Path:
                                + (f": pass one of {', '.join(f.name for f in files[:5])}" if files else ""))
 
 
+@dataclass
+class _Camera:
+    extrinsic: np.ndarray  # camera to vehicle (Waymo camera axes)
+    intrinsics: Intrinsics
+
+
+@dataclass
+class _Laser:
+    name: str
+    extrinsic: np.ndarray  # lidar to vehicle
+    inclinations: np.ndarray  # per beam, or (min, max)
+
+
+@dataclass
+class _Segment:
+    """The segment file, its record index and the calibrations of the first record's Context."""
+
+    path: Path
+    index: list[tuple[int, int]]
+    context: Message
+    cameras: dict[str, _Camera]
+    lasers: dict[int, _Laser]
+
+
+@dataclass
+class _Record:
+    """One Frame record: its number and place in the file, the decoded message, time (s) and vehicle pose."""
+
+    index: int
+    offset: int
+    length: int
+    frame: Message
+    where: str
+    time: float
+    pose: np.ndarray
+
+
+@dataclass
+class _Collected:
+    frames: list[Frame] = field(default_factory=list)
+    sweeps: list[LidarSweep] = field(default_factory=list)
+    images: dict[str, object] = field(default_factory=dict)
+    lidar_files: dict = field(default_factory=dict)
+    ego_t: list[float] = field(default_factory=list)
+    ego_p: list[np.ndarray] = field(default_factory=list)
+    actors: dict[str, ActorBuilder] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
 def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
          skip_missing: bool = False) -> Conversion:
+    seg = _open_segment(src)
+    keep = set(check_cameras(cameras, list(seg.cameras), seg.path))
+    indices = select_indices(len(seg.index), frames)
+    if not indices:
+        raise ReaderError(seg.path, "frames", f"the selection is empty ({len(seg.index)} frames)")
+    got = _Collected()
+    for fi in indices:
+        rec = _record(seg, fi)
+        got.ego_t.append(rec.time)
+        got.ego_p.append(rec.pose)
+        _add_images(seg, rec, keep, skip_missing, got)
+        _add_sweeps(seg, rec, got)
+        _add_boxes(seg, rec, got)
+    return _assemble(seg, got)
+
+
+def _open_segment(src: Path) -> _Segment:
     path = _find(src)
     index = tfrecord_index(path)
     if not index:
@@ -316,7 +383,11 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
     ctx = first.message(1, "context")
     if ctx is None:
         raise ReaderError(path, "record 0.context", "missing required Context (is this a v1 Frame segment?)")
-    cams: dict[str, tuple[int, np.ndarray, object]] = {}
+    return _Segment(path, index, ctx, _camera_calibrations(ctx, path), _laser_calibrations(ctx, path))
+
+
+def _camera_calibrations(ctx: Message, path: Path) -> dict[str, _Camera]:
+    cams: dict[str, _Camera] = {}
     for i, cc in enumerate(ctx.messages(2, "camera_calibrations")):
         where = f"context.camera_calibrations[{i}]"
         name = CAMERA_NAMES.get(cc.int_(1, 0) or 0, f"CAMERA_{cc.int_(1, 0)}")
@@ -329,8 +400,12 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
         if not w or not h:
             raise ReaderError(path, f"{where}.width", "expected positive width and height")
         intr = opencv_intrinsics(k[0], k[1], k[2], k[3], w, h, k1=k[4], k2=k[5], p1=k[6], p2=k[7], k3=k[8])
-        cams[name] = (cc.int_(1, 0), transform(cc.message(3, "extrinsic"), f"{where}.extrinsic", path), intr)
-    lasers: dict[int, tuple[str, np.ndarray, np.ndarray]] = {}
+        cams[name] = _Camera(transform(cc.message(3, "extrinsic"), f"{where}.extrinsic", path), intr)
+    return cams
+
+
+def _laser_calibrations(ctx: Message, path: Path) -> dict[int, _Laser]:
+    lasers: dict[int, _Laser] = {}
     for i, lc in enumerate(ctx.messages(3, "laser_calibrations")):
         where = f"context.laser_calibrations[{i}]"
         lid = lc.int_(1, 0) or 0
@@ -340,76 +415,81 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
             if lo is None or hi is None:
                 raise ReaderError(path, f"{where}.beam_inclination_min", "expected beam_inclinations or min/max")
             incl = np.array([lo, hi])
-        lasers[lid] = (LASER_NAMES.get(lid, f"LIDAR_{lid}"), transform(lc.message(5, "extrinsic"),
-                                                                      f"{where}.extrinsic", path), incl)
-    keep = set(check_cameras(cameras, list(cams), path))
-    indices = select_indices(len(index), frames)
-    if not indices:
-        raise ReaderError(path, "frames", f"the selection is empty ({len(index)} frames)")
+        lasers[lid] = _Laser(LASER_NAMES.get(lid, f"LIDAR_{lid}"),
+                             transform(lc.message(5, "extrinsic"), f"{where}.extrinsic", path), incl)
+    return lasers
 
-    out_frames: list[Frame] = []
-    sweeps: list[LidarSweep] = []
-    images: dict[str, object] = {}
-    lidar_files = {}
-    ego_t, ego_p = [], []
-    actors: dict[str, ActorBuilder] = {}
-    warnings: list[str] = []
-    for fi in indices:
-        off, ln = index[fi]
-        fr = Message(read_record(path, off, ln), f"{path.name}:frame {fi}")
-        where = f"frame {fi}"
-        t_us = fr.int_(2)
-        if t_us is None:
-            raise ReaderError(path, f"{where}.timestamp_micros", "missing required key")
-        t = t_us / 1e6
-        pose = transform(fr.message(3, "pose"), f"{where}.pose", path)
-        ego_t.append(t)
-        ego_p.append(pose)
-        for ii, im in enumerate(fr.messages(4, "images")):
-            cid = im.int_(1, 0)
-            name = CAMERA_NAMES.get(cid, f"CAMERA_{cid}")
-            if name not in keep:
+
+def _record(seg: _Segment, fi: int) -> _Record:
+    off, ln = seg.index[fi]
+    fr = Message(read_record(seg.path, off, ln), f"{seg.path.name}:frame {fi}")
+    where = f"frame {fi}"
+    t_us = fr.int_(2)
+    if t_us is None:
+        raise ReaderError(seg.path, f"{where}.timestamp_micros", "missing required key")
+    pose = transform(fr.message(3, "pose"), f"{where}.pose", seg.path)
+    return _Record(fi, off, ln, fr, where, t_us / 1e6, pose)
+
+
+def _add_images(seg: _Segment, rec: _Record, keep: set[str], skip_missing: bool, got: _Collected) -> None:
+    path, where = seg.path, rec.where
+    for ii, im in enumerate(rec.frame.messages(4, "images")):
+        cid = im.int_(1, 0)
+        name = CAMERA_NAMES.get(cid, f"CAMERA_{cid}")
+        if name not in keep:
+            continue
+        if name not in seg.cameras:
+            raise ReaderError(path, f"{where}.images[{ii}].name", f"no calibration for camera {name}")
+        if not im.has(2):
+            if skip_missing:
+                got.warnings.append(f"{path}: {where}.images[{ii}].image: empty, skipped")
                 continue
-            if name not in cams:
-                raise ReaderError(path, f"{where}.images[{ii}].name", f"no calibration for camera {name}")
-            if not im.has(2):
-                if skip_missing:
-                    warnings.append(f"{path}: {where}.images[{ii}].image: empty, skipped")
-                    continue
-                raise ReaderError(path, f"{where}.images[{ii}].image", "expected JPEG bytes, the field is empty "
-                                                                       "(use --skip-missing to skip it)")
-            _, extr, intr = cams[name]
-            im_pose = transform(im.message(3, "pose"), f"{where}.images[{ii}].pose", path) if im.has(3) else pose
-            ts = im.double(5, t)
-            rel = f"images/{name}/{fi:06d}.jpg"
-            images[rel] = _image_loader(path, off, ln, ii)
-            out_frames.append(Frame(rel, im_pose @ extr @ WAYMO_CAM_TO_GL, intr, name, ts))
-        for li, laser in enumerate(fr.messages(5, "lasers")):
-            lid = laser.int_(1, 0)
-            if lid not in lasers or not laser.has(2):
-                continue
-            lname, extr, incl = lasers[lid]
-            rel = f"lidar/{lname}/{fi:06d}.npy"
-            lidar_files[rel] = _laser_loader(path, off, ln, li, extr, incl)
-            sweeps.append(LidarSweep(rel, pose @ extr, t, lname))
-        for bi, lab in enumerate(fr.messages(6, "laser_labels")):
-            box = lab.message(1, "box")
-            lab_id = lab.string(4)
-            if box is None or not lab_id:
-                raise ReaderError(path, f"{where}.laser_labels[{bi}]", "expected box and id")
-            cx, cy, cz = (box.double(k, 0.0) for k in (1, 2, 3))
-            size = np.array([box.double(5, 0.0), box.double(4, 0.0), box.double(6, 0.0)])
-            typ = LABEL_TYPES.get(lab.int_(3, 0) or 0, "unknown")
-            if typ == "sign":
-                continue  # signs are static scenery, not actors
-            cls = {"vehicle": "car", "unknown": "other"}.get(typ, typ)
-            b = actors.setdefault(lab_id, ActorBuilder(cls, size, typ))
-            b.add(t, pose @ yaw_pose(cx, cy, cz, box.double(7, 0.0)), size)
-    ego = make_track(ego_t, ego_p)
-    t0 = min([f.timestamp for f in out_frames] + ego_t)
-    log = finish_log("waymo", path, out_frames, sweeps, build_actors(actors), ego, offset=ego.poses[0, :3, 3].copy(),
-                     t0=t0, extra={"segment": ctx.string(1) or path.stem})
-    conv = Conversion(log, images, lidar_files)
-    for w in warnings:
+            raise ReaderError(path, f"{where}.images[{ii}].image", "expected JPEG bytes, the field is empty "
+                                                                   "(use --skip-missing to skip it)")
+        cam = seg.cameras[name]
+        im_pose = transform(im.message(3, "pose"), f"{where}.images[{ii}].pose", path) if im.has(3) else rec.pose
+        ts = im.double(5, rec.time)
+        rel = f"images/{name}/{rec.index:06d}.jpg"
+        got.images[rel] = _image_loader(path, rec.offset, rec.length, ii)
+        got.frames.append(Frame(rel, im_pose @ cam.extrinsic @ WAYMO_CAM_TO_GL, cam.intrinsics, name, ts))
+
+
+def _add_sweeps(seg: _Segment, rec: _Record, got: _Collected) -> None:
+    for li, laser in enumerate(rec.frame.messages(5, "lasers")):
+        lid = laser.int_(1, 0)
+        if lid not in seg.lasers or not laser.has(2):
+            continue
+        las = seg.lasers[lid]
+        rel = f"lidar/{las.name}/{rec.index:06d}.npy"
+        got.lidar_files[rel] = _laser_loader(seg.path, rec.offset, rec.length, li, las.extrinsic, las.inclinations)
+        got.sweeps.append(LidarSweep(rel, rec.pose @ las.extrinsic, rec.time, las.name))
+
+
+def _add_boxes(seg: _Segment, rec: _Record, got: _Collected) -> None:
+    """Labelled boxes (vehicle frame at the frame pose) by label id; signs are left out."""
+    for bi, lab in enumerate(rec.frame.messages(6, "laser_labels")):
+        box = lab.message(1, "box")
+        lab_id = lab.string(4)
+        if box is None or not lab_id:
+            raise ReaderError(seg.path, f"{rec.where}.laser_labels[{bi}]", "expected box and id")
+        cx, cy, cz = (box.double(k, 0.0) for k in (1, 2, 3))
+        size = np.array([box.double(5, 0.0), box.double(4, 0.0), box.double(6, 0.0)])
+        typ = LABEL_TYPES.get(lab.int_(3, 0) or 0, "unknown")
+        if typ == "sign":
+            continue  # signs are static scenery, not actors
+        cls = {"vehicle": "car", "unknown": "other"}.get(typ, typ)
+        b = got.actors.setdefault(lab_id, ActorBuilder(cls, size, typ))
+        b.add(rec.time, rec.pose @ yaw_pose(cx, cy, cz, box.double(7, 0.0)), size)
+
+
+def _assemble(seg: _Segment, got: _Collected) -> Conversion:
+    """The world shifted to the first ego position, times to the earliest frame or ego pose."""
+    ego = make_track(got.ego_t, got.ego_p)
+    t0 = min([f.timestamp for f in got.frames] + got.ego_t)
+    log = finish_log("waymo", seg.path, got.frames, got.sweeps, build_actors(got.actors), ego,
+                     offset=ego.poses[0, :3, 3].copy(), t0=t0,
+                     extra={"segment": seg.context.string(1) or seg.path.stem})
+    conv = Conversion(log, got.images, got.lidar_files)
+    for w in got.warnings:
         conv.warn(w)
     return conv
