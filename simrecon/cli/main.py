@@ -15,6 +15,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from .options import number
+
 app = typer.Typer(
     name="simrecon",
     help=(
@@ -135,11 +137,13 @@ def reconstruct(
     output: Path = typer.Option(..., "--output", "-o", help="Scene folder to write (scene.json, model.pt, ...)."),
     preset: str = typer.Option("fast", "--preset", help="fast (CPU, 10 min), default, quality; tiny for smoke tests."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Stop after N steps (default: the preset's)."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after M minutes (default: the preset's)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after M minutes (default: the preset's).",
+                                            callback=number("--minutes", "> 0")),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="every:N (default every:8), none, or a file "
                                                                   "listing image paths to hold out."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the scene in -o from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the scene in -o from its last checkpoint (a "
+                                                        "scene whose run stopped before its first starts afresh)."),
     lidar_prior_steps: Optional[int] = typer.Option(
         None, "--lidar-prior-steps", help="Steps of the lidar prior before photometric training: surfaces and "
                                           "colours from the lidar returns by point queries (60 take ~7 s on 2 "
@@ -150,7 +154,7 @@ def reconstruct(
         None, "--free-columns", help="Weight of the free-columns prior: the lidar's empty space near the ground "
                                      "taken to be open up to the scene box's top, so upper floors cannot bulge "
                                      "into the street (default 0.03 in every preset; 0: off; logs without "
-                                     "lidar skip it)."),
+                                     "lidar skip it).", callback=number("--free-columns", ">= 0")),
     frame_exposure: Optional[bool] = typer.Option(
         None, "--frame-exposure/--no-frame-exposure",
         help="Learn a gain and offset per colour channel for every training frame, for cameras whose exposure "
@@ -195,7 +199,8 @@ def render(
                                                                 "mp4 (and frames)."),
     camera: Optional[str] = typer.Option(None, "--camera", help="With --trajectory: which camera."),
     shift_left: float = typer.Option(0.0, "--shift-left", help="With --trajectory: move the ego this many "
-                                                               "metres to its left (negative: right)."),
+                                                               "metres to its left (negative: right).",
+                                     callback=number("--shift-left")),
     outputs: str = typer.Option("rgb,depth", "--outputs", help="Comma list of rgb, depth, instance."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
@@ -281,7 +286,8 @@ def mesh(
     region: Optional[str] = typer.Option(None, "--region", help="xmin,ymin,zmin,xmax,ymax,zmax in world metres."),
     resolution: int = typer.Option(128, "--resolution", help="Marching-cubes grid cells along the longest side."),
     format: str = typer.Option("glb", "--format", help="glb, ply or obj."),
-    opacity: float = typer.Option(0.5, "--opacity", help="Surface where one sample step is this opaque."),
+    opacity: float = typer.Option(0.5, "--opacity", help="Surface where one sample step is this opaque.",
+                                  callback=number("--opacity", "(0, 1)")),
     faces: int = typer.Option(20000, "--faces", help="Decimate each mesh to about this many faces."),
     clip: str = typer.Option("box", "--clip", help="box (only inside the tracked box), ground or none."),
     symmetric: Optional[bool] = typer.Option(
@@ -320,7 +326,7 @@ def demo(
     seconds: float = typer.Option(2.0, "--seconds", "-s", help="Length of the synthetic drive."),
     preset: str = typer.Option("fast", "--preset", help="Reconstruction preset (fast: 10 minutes on a CPU)."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Reconstruction budget (default: the "
-                                                                    "preset's)."),
+                                                                    "preset's).", callback=number("--minutes", "> 0")),
     no_reconstruct: bool = typer.Option(False, "--no-reconstruct", help="Stop after the log and its report."),
 ) -> None:
     """The main job on the bundled example, end to end.

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from ..data.io import atomic_write_text
+from .options import check_number
 from .progress import bar
 
 
@@ -30,9 +31,7 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
             raise ValueError(f"--steps must be >= 1, got {steps}")
         overrides["steps"] = steps
     if minutes is not None:
-        if minutes <= 0:
-            raise ValueError(f"--minutes must be > 0, got {minutes}")
-        overrides["minutes"] = minutes
+        overrides["minutes"] = check_number("--minutes", minutes, "> 0")
     if holdout is not None:
         if resume:
             raise ValueError("--holdout cannot change when resuming: the held-out frames are fixed at the start")
@@ -48,9 +47,7 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
     if free_columns is not None:
         if resume:
             raise ValueError("--free-columns cannot change when resuming: the run keeps the weight it started with")
-        if not free_columns >= 0:
-            raise ValueError(f"--free-columns must be >= 0, got {free_columns}")
-        cfg.free_columns.weight = free_columns
+        cfg.free_columns.weight = check_number("--free-columns", free_columns, ">= 0")
     if frame_exposure is not None:
         if resume:
             raise ValueError("--frame-exposure cannot change when resuming: the model keeps the parts it started with")
@@ -59,21 +56,33 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
         setattr(cfg, key, value)
     columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("", total=1.0, info="loading log")
+    progress = Progress(*columns, console=console, transient=False)
+    task = progress.add_task("", total=1.0, info="loading log")
+    stepped = []
 
-        def on_log(rec: dict) -> None:
-            if "stage" in rec:  # before the first step (the lidar prior)
-                progress.update(task, info=rec["stage"])
-                return
-            frac = max(rec["step"] / rec["budget_steps"], rec["time"] / rec["budget_s"])
-            progress.update(task, completed=min(frac, 1.0),
-                            info=f"step {rec['step']}  loss {rec['loss']:.4f}  PSNR {rec['psnr']:.2f}  "
-                                 f"{rec['rays_per_s'] / 1000:.1f}k rays/s")
+    def on_log(rec: dict) -> None:
+        if "stage" in rec:  # before the first step (the lidar prior)
+            progress.update(task, info=rec["stage"])
+            return
+        stepped.append(True)
+        frac = max(rec["step"] / rec["budget_steps"], rec["time"] / rec["budget_s"])
+        progress.update(task, completed=min(frac, 1.0),
+                        info=f"step {rec['step']}  loss {rec['loss']:.4f}  PSNR {rec['psnr']:.2f}  "
+                             f"{rec['rays_per_s'] / 1000:.1f}k rays/s")
 
+    progress.start()
+    try:
         result = reconstruct(log if log is not None else Path(), out, cfg, resume=resume, on_log=on_log,
                              overrides=overrides)
-        progress.update(task, completed=1.0)
+    except BaseException:
+        if not stepped:  # a bad scene, log or disk before training: the error line alone says it, no bar
+            progress.live.transient = True
+            progress.live.stop()
+            raise
+        progress.stop()
+        raise
+    progress.update(task, completed=1.0)
+    progress.stop()
     console.print(f"scene written to {result.scene_dir} ({result.step} steps, {result.elapsed / 60:.1f} min)",
                   highlight=False)
     return result.scene_dir
@@ -105,7 +114,12 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console) -> di
         out.print(f"lidar depth error: mean {d['mean_abs_m']:.3f} m, median {d['median_abs_m']:.3f} m, "
                   f"{100 * d['within_10cm']:.1f}% within 10 cm ({d['points']} returns"
                   f"{', held-out sweeps' if d['held_out_sweeps'] else ', training sweeps'})", highlight=False)
-    atomic_write_text(scene_dir / "eval.json", json.dumps(result, indent=1))
+    try:
+        atomic_write_text(scene_dir / "eval.json", json.dumps(result, indent=1))
+    except OSError as exc:
+        from ..train.checkpoint import write_failed
+
+        raise write_failed(scene_dir / "eval.json", exc) from exc
     out.print(f"wrote {scene_dir / 'eval.json'}", highlight=False)
     return result
 

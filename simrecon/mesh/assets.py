@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..train.checkpoint import write_failed
 from .extract import MeshData
 
 FORMATS = ("glb", "ply", "obj")
@@ -67,6 +68,7 @@ def save_mesh(mesh: MeshData, path: str | Path, fmt: str | None = None) -> Path:
         data = data.encode("utf-8")
     side = json.dumps(mesh.meta, indent=1).encode("utf-8")
     tmps = []
+    target = path
     try:
         for target, payload in ((path, data), (sidecar_path(path), side)):
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -78,9 +80,11 @@ def save_mesh(mesh: MeshData, path: str | Path, fmt: str | None = None) -> Path:
             os.chmod(tmp, 0o666 & ~umask)
         for tmp, target in tmps:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         for tmp, _ in tmps:
             Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk's error names no file: say which one
+            raise write_failed(target, exc) from exc
         raise
     return path
 

@@ -37,7 +37,7 @@ class SceneModelConfig:
     samples: int = 32
     actor_samples: int = 16
     max_actors_per_ray: int = 2
-    proposal_uniform: float = 0.1  # share of final samples spread evenly: +0.7 dB held out (RESULTS.md, session 12)
+    proposal_uniform: float = 0.1  # share of final samples spread evenly over the proposal's range (+0.7 dB held out)
     color_samples: int = 0  # 0: colour at every sample; K: only at the K heaviest (-1.65 dB at equal time)
     # > 0: the sky also looks up a texture of that many elevation rows (fields/sky.py; the presets use 32). 0 here
     # so that scenes written before it, whose config lacks the key, load as they were trained.

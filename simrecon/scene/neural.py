@@ -13,9 +13,8 @@ from ..data.model import DriveLog, Intrinsics
 from ..data.scene_api import OUTPUTS, ActorPlacement, RenderOutput
 from ..render import SceneModel
 from ..render.image import ImageOutput, render_image
-from ..train.checkpoint import load_checkpoint
-from ..train.config import TrainConfig
-from ..train.scene_file import MODEL_FILE, SceneInfo, read_scene_info
+from ..train.checkpoint import load_model_state, load_weights
+from ..train.scene_file import MODEL_FILE, SceneInfo, read_scene_info, scene_config
 from ..train.trainer import resolve_device
 
 
@@ -77,21 +76,28 @@ class NeuralScene:
 
 
 def load_scene(scene_dir: str | Path, device: str = "auto") -> NeuralScene:
-    """Open a scene folder written by ``simrecon reconstruct``."""
+    """Open a scene folder written by ``simrecon reconstruct``. Whatever is wrong with it (scene.json, the
+    weights, a model.pt that is not a weights file or is another model's) is one ValueError line naming the
+    file; ``model.pt`` is read with ``weights_only=True``."""
     scene_dir = Path(scene_dir)
     info = read_scene_info(scene_dir)
     weights = scene_dir / MODEL_FILE
-    if not weights.is_file():
-        raise ValueError(f"{scene_dir}: no {MODEL_FILE} (training never finished a step; --resume continues it)")
-    log = load_log(info.source_log)
-    cfg = TrainConfig.from_json(info.config)
+    if not weights.exists():
+        raise ValueError(f"{scene_dir}: no {MODEL_FILE} (training never finished; --resume continues it)")
+    cfg = scene_config(scene_dir, info)
     dev = resolve_device(device)
-    state = load_checkpoint(weights, dev)
+    state = load_weights(weights, "cpu")
+    log = load_log(info.source_log)
     frames = None
-    cfg.model.frame_exposure = "exposure.cameras" in state  # the weights say whether the scene has it
+    # the weights say whether the scene has per-frame exposure (both tensors, or load_model_state names the one)
+    cfg.model.frame_exposure = "exposure.cameras" in state and "exposure.times" in state
     if cfg.model.frame_exposure:
         frames = (state["exposure.cameras"], state["exposure.times"])
-    model = SceneModel(cfg.model, info.box, log.actors, len(info.camera_names), frames=frames)
-    model.load_state_dict(state)
+    try:
+        model = SceneModel(cfg.model, info.box, log.actors, len(info.camera_names), frames=frames)
+    except (ValueError, TypeError, RuntimeError, IndexError) as exc:
+        raise ValueError(f"{weights}: does not fit the model its scene.json describes "
+                         f"({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]})") from None
+    load_model_state(model, state, weights)
     model.to(dev).eval()
     return NeuralScene(scene_dir, info, model, log)

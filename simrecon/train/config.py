@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from ..fields import ActorFieldConfig, BackgroundFieldConfig, ProposalFieldConfig
@@ -28,11 +29,11 @@ class TrainConfig:
     lr_hold: float = 0.0  # ... after holding lr for this share of it
     table_lr_scale: float = 1.0  # hash tables learn at lr * this (MLPs at lr)
     # per-frame exposure (model.frame_exposure) learns at lr * this. 0.1 finds a +-28 % drift as well as 1.0 does
-    # and lost 0.7 dB less on the default street's worst seed (RESULTS.md, session 14)
+    # and lost 0.7 dB less on the default street's worst seed (benchmarks/RESULTS.md)
     exposure_lr_scale: float = 0.1
     box_lidar_range: float = 40.0  # metres: lidar returns that shape the full-resolution box (80: -0.8 dB)
     # metres (logs with lidar): the box's short axes grow to 0.3 of the longest, to at most this half extent. On a
-    # 15 s drive (box 153 m long) 12 instead of 23: +0.8 dB at +2 m, lidar error -29 % (RESULTS.md, session 13)
+    # 15 s drive (box 153 m long) 12 instead of 23: +0.8 dB at +2 m, lidar error -29 % (benchmarks/RESULTS.md)
     box_aspect_cap: float = 12.0
     near_frac: float = 0.02  # near plane as a fraction of the scene scale (~0.6 m on a street)
     # Lidar: the weights along a lidar ray must sit at the return. With the lidar prior on, the expected-range L1
@@ -52,7 +53,22 @@ class TrainConfig:
     device: str = "auto"
 
     def check(self) -> None:
-        """Refuse settings training cannot run with (ValueError naming them)."""
+        """Refuse settings training cannot run with (ValueError naming them): every number finite, budgets and
+        sizes positive, learning rates > 0."""
+        counts = {"steps": self.steps, "batch_rays": self.batch_rays, "log_every": self.log_every,
+                  "checkpoint_every": self.checkpoint_every}
+        bad = next((k for k, v in counts.items() if v < 1), None)
+        if bad is not None:
+            raise ValueError(f"config.{bad}: must be >= 1 (got {counts[bad]})")
+        if self.lidar_rays < 0:
+            raise ValueError(f"config.lidar_rays: must be >= 0 (got {self.lidar_rays})")
+        for key in ("minutes", "near_frac", "box_lidar_range"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"config.{key}: must be a finite number > 0 (got {getattr(self, key)})")
+        for key in ("depth_weight", "empty_weight", "beyond_weight", "floater_weight", "opacity_weight",
+                    "interlevel_weight"):
+            if not getattr(self, key) >= 0:
+                raise ValueError(f"config.{key}: must be a finite number >= 0 (got {getattr(self, key)})")
         if not 0.0 <= self.lr_hold < 1.0 or min(self.lr, self.lr_final, self.table_lr_scale,
                                                  self.exposure_lr_scale) <= 0:
             raise ValueError(f"config: lr, lr_final, table_lr_scale and exposure_lr_scale must be > 0 and lr_hold in "
@@ -65,6 +81,7 @@ class TrainConfig:
             raise ValueError(f"config: box_aspect_cap must be > 0 (metres), got {self.box_aspect_cap}")
         self.lidar_prior.check()
         self.free_columns.check()
+        check_finite(self, "config")  # last: the checks above name their fields in their own words
 
     def lidar_loss_weights(self) -> tuple[float, float]:
         """(depth_weight, beyond_weight) that training uses. With the lidar prior the expected-range L1 is off: it
@@ -80,28 +97,73 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
         """Inverse of ``to_json``. Keys this version does not know (a scene written by another version) are
-        dropped with a warning; missing keys take their defaults."""
-        m = dict(data.get("model", {}))
+        dropped with a warning; missing keys take their defaults; a value of the wrong type is a ValueError
+        naming it (``config.model.background.hidden: expected an integer, got '16'``)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config: expected an object, got {type(data).__name__}")
+        m = _section(data, "model", "config")
         model = SceneModelConfig(
-            background=_known(BackgroundFieldConfig, m.pop("background", {}), "model.background"),
-            proposal=_known(ProposalFieldConfig, m.pop("proposal", {}), "model.proposal"),
-            actor=_known(ActorFieldConfig, m.pop("actor", {}), "model.actor"),
-            **_fields(SceneModelConfig, m, "model"),
+            background=_known(BackgroundFieldConfig, _section(m, "background", "config.model"), "model.background"),
+            proposal=_known(ProposalFieldConfig, _section(m, "proposal", "config.model"), "model.proposal"),
+            actor=_known(ActorFieldConfig, _section(m, "actor", "config.model"), "model.actor"),
+            **_fields(SceneModelConfig, {k: v for k, v in m.items() if k not in ("background", "proposal", "actor")},
+                      "model"),
         )
-        prior = _known(LidarPriorConfig, data.get("lidar_prior", {}), "lidar_prior")
-        columns = _known(FreeColumnsConfig, data.get("free_columns", {}), "free_columns")
+        prior = _known(LidarPriorConfig, _section(data, "lidar_prior", "config"), "lidar_prior")
+        columns = _known(FreeColumnsConfig, _section(data, "free_columns", "config"), "free_columns")
         rest = {k: v for k, v in data.items() if k not in ("model", "lidar_prior", "free_columns")}
         return cls(model=model, lidar_prior=prior, free_columns=columns, **_fields(cls, rest, ""))
 
 
+def check_finite(obj: object, where: str) -> None:
+    """ValueError naming the first float field of the dataclass ``obj`` (nested ones included) that is NaN or
+    infinite: ``where.field: must be a finite number (got nan)``. A NaN passes every ``x > 0`` style test that
+    is written as ``x <= 0: refuse``, so this runs before them."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{where}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_finite(value, name)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}: must be a finite number (got {value})")
+
+
+def _typed(f: dataclasses.Field, value: object, name: str) -> object:
+    """``value`` for the field ``f`` when it has the type of the field's default (an int for a float field
+    too); a ValueError naming it otherwise (a scene.json edited by hand, or corrupt)."""
+    default = f.default
+    if default is dataclasses.MISSING or default is None:
+        return value
+    kind = type(default)
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():  # e.g. steps = 1e5 set in Python
+        return int(value)
+    if not ok:
+        expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+            kind, kind.__name__)
+        raise ValueError(f"{name}: expected {expected}, got {value!r}"[:200])
+    return value
+
+
+def _section(data: dict, key: str, where: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}.{key}: expected an object, got {value!r}"[:200])
+    return dict(value)
+
+
 def _fields(cls, data: dict, where: str) -> dict:
-    """The entries of ``data`` that are fields of the dataclass ``cls``; one warning names the others."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    """The entries of ``data`` that are fields of the dataclass ``cls``, type-checked against their defaults;
+    one warning names the others."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         keys = ", ".join(f"{where}.{k}" if where else k for k in unknown)
         log.warning("scene config: ignoring settings this version does not know: %s", keys)
-    return {k: v for k, v in data.items() if k in names}
+    return {k: _typed(fields[k], v, f"config.{where + '.' if where else ''}{k}") for k, v in data.items()
+            if k in fields}
 
 
 def _known(cls, data: dict, where: str):

@@ -4,7 +4,7 @@ A driving lidar sees little above its own height (a 32-beam sensor's top beam is
 up a facade), so the geometry of upper floors comes from the cameras alone. Seen at grazing angles from a car
 driving along them, a facade that bulges a metre or two into the street looks the same in every training view;
 a lane-shifted render shows it (on the synthetic street, the upper-facade pixels whose depth is wrong have
-their first opaque point a median 1.8 m in front of the facade: RESULTS.md, session 12).
+their first opaque point a median 1.8 m in front of the facade: benchmarks/RESULTS.md).
 
 The prior: a column of the ground plane that lidar rays crossed (free near the ground) and in which no lidar
 return stands above the ground (no facade, pole, parked car or tree there) is taken to be open all the way
@@ -33,7 +33,7 @@ from .data import TrainData
 
 @dataclass
 class FreeColumnsConfig:
-    weight: float = 0.03  # 0: off. With proposal_uniform: +1.3 dB held out (RESULTS.md, session 12)
+    weight: float = 0.03  # 0: off. With proposal_uniform: +1.3 dB held out (benchmarks/RESULTS.md)
     points: int = 4096  # random points per training step
     cell: float = 0.4  # metres: side of a ground-plane column (the grid grows it to stay within max_cells)
     max_cells: int = 1 << 20  # columns at most (the cell grows on very large boxes)

@@ -36,7 +36,7 @@ from .optim import adam
 @dataclass
 class LidarPriorConfig:
     # -1 (auto): ``auto_steps`` when the time budget is at most ``auto_minutes``, else none. On the synthetic
-    # street, 2 CPU cores (RESULTS.md, session 15): +1.7 dB held out and +2.3 dB on actors and at +2 m at 2
+    # street, 2 CPU cores (benchmarks/RESULTS.md): +1.7 dB held out and +2.3 dB on actors and at +2 m at 2
     # minutes, +1.2 dB at 3.5, +0.2 (and +0.8 at +2 m) at 5; even held out at 10 but -0.5 on actors, -0.2 at
     # +2 m and a lidar error of 3.7 cm instead of 1.2. Logs without lidar skip it.
     steps: int = -1
@@ -176,7 +176,7 @@ def _in_actor_boxes(model: SceneModel, x: torch.Tensor, times: torch.Tensor,
 
 def _in_actor_boxes_loop(model: SceneModel, x: torch.Tensor, times: torch.Tensor, dirs: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-    """The reference for ``_in_actor_boxes`` (same signature and results; the implementation before session 8):
+    """The reference for ``_in_actor_boxes`` (same signature and results; the straightforward implementation):
     every box tested on every point, one box at a time, at each point's own time. For tests and
     benchmarks/step.py."""
     layout = model.logged_layout(times)

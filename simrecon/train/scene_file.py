@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..data.io import atomic_write_text
 from ..fields import SceneBox
+from .checkpoint import write_failed
+from .config import TrainConfig
 
 SCENE_FORMAT = "simrecon-scene"
 SCENE_VERSION = 1
 MODEL_FILE = "model.pt"
+SCENE_FILE = "scene.json"
 
 
 @dataclass
@@ -34,29 +40,99 @@ class SceneInfo:
 
 
 def write_scene_info(scene_dir: Path, info: SceneInfo) -> None:
-    atomic_write_text(Path(scene_dir) / "scene.json", json.dumps(info.to_json(), indent=1))
+    """Write ``scene.json`` atomically; a failed write (a full disk) is one OSError line naming it."""
+    path = Path(scene_dir) / SCENE_FILE
+    try:
+        atomic_write_text(path, json.dumps(info.to_json(), indent=1))
+    except OSError as exc:
+        raise write_failed(path, exc) from exc
+
+
+def _number(data: dict, key: str, default: float | None = None, low: float = 0.0, strict: bool = False) -> float:
+    value = data.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value > low if strict else value >= low)
+    if not ok:
+        raise ValueError(f"{key}: expected a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
+    return float(value)
+
+
+def _strings(data: dict, key: str, required: bool = True) -> list[str]:
+    value = data[key] if required else data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key}: expected a list of strings, got {value!r}"[:200])
+    return list(value)
+
+
+def _box(value: object) -> SceneBox:
+    if not isinstance(value, dict):
+        raise ValueError(f"box: expected {{'center': [x, y, z], 'half': [x, y, z]}}, got {value!r}"[:200])
+    arrays = []
+    for key in ("center", "half"):
+        try:
+            a = np.asarray(value[key], dtype=np.float64)
+        except KeyError:
+            raise ValueError(f"box.{key}: missing required key") from None
+        except (TypeError, ValueError):
+            a = np.zeros(0)
+        if a.shape != (3,) or not np.isfinite(a).all() or (key == "half" and not (a > 0).all()):
+            raise ValueError(f"box.{key}: expected 3 finite numbers{' > 0' if key == 'half' else ''}, "
+                             f"got {value[key]!r}"[:200])
+        arrays.append(a)
+    return SceneBox(arrays[0], arrays[1])
+
+
+def _parse(data: object) -> SceneInfo:
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    if data.get("format") != SCENE_FORMAT:
+        raise ValueError(f"format: expected {SCENE_FORMAT!r}, got {data.get('format')!r}")
+    if data.get("version") != SCENE_VERSION:
+        raise ValueError(f"version: expected {SCENE_VERSION}, got {data.get('version')!r}")
+    missing = next((k for k in ("source_log", "box", "near", "camera_names", "actors") if k not in data), None)
+    if missing:
+        raise ValueError(f"{missing}: missing required key")
+    if not isinstance(data["source_log"], str) or not data["source_log"]:
+        raise ValueError(f"source_log: expected the drive log's path, got {data['source_log']!r}")
+    config, step, status = data.get("config", {}), data.get("step", 0), data.get("status", "")
+    if not isinstance(config, dict):
+        raise ValueError(f"config: expected an object, got {type(config).__name__}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step: expected a count >= 0, got {step!r}")
+    if not isinstance(status, str):
+        raise ValueError(f"status: expected a string, got {status!r}")
+    return SceneInfo(source_log=data["source_log"], box=_box(data["box"]), near=_number(data, "near", strict=True),
+                     camera_names=_strings(data, "camera_names"), actors=_strings(data, "actors"),
+                     holdout=_strings(data, "holdout", required=False), config=dict(config), step=step,
+                     elapsed=_number(data, "elapsed", 0.0), status=status)
 
 
 def read_scene_info(scene_dir: Path) -> SceneInfo:
-    """Read and check ``scene.json``; errors name the file and the field."""
-    path = Path(scene_dir) / "scene.json"
+    """Read and check ``scene.json``; errors are one line naming the file and the field."""
+    path = Path(scene_dir) / SCENE_FILE
     if not path.is_file():
-        raise ValueError(f"{scene_dir}: not a scene folder (no scene.json)")
+        raise ValueError(f"{scene_dir}: not a scene folder (no {SCENE_FILE})")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise OSError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}): not a scene.json") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
-    if data.get("format") != SCENE_FORMAT:
-        raise ValueError(f"{path}: format: expected {SCENE_FORMAT!r}, got {data.get('format')!r}")
-    if data.get("version") != SCENE_VERSION:
-        raise ValueError(f"{path}: version: expected {SCENE_VERSION}, got {data.get('version')!r}")
+    except RecursionError:
+        raise ValueError(f"{path}: malformed JSON: nested too deeply") from None
     try:
-        return SceneInfo(source_log=data["source_log"], box=SceneBox.from_json(data["box"]), near=float(data["near"]),
-                         camera_names=list(data["camera_names"]), actors=list(data["actors"]),
-                         holdout=list(data.get("holdout", [])), config=dict(data.get("config", {})),
-                         step=int(data.get("step", 0)), elapsed=float(data.get("elapsed", 0.0)),
-                         status=str(data.get("status", "")))
-    except KeyError as exc:
-        raise ValueError(f"{path}: {exc.args[0]}: missing required key") from None
-    except (TypeError, ValueError) as exc:
+        return _parse(data)
+    except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def scene_config(scene_dir: Path, info: SceneInfo) -> TrainConfig:
+    """The training configuration ``scene.json`` records, checked; errors name the file and the field."""
+    try:
+        cfg = TrainConfig.from_json(info.config)
+        cfg.check()
+    except ValueError as exc:
+        raise ValueError(f"{Path(scene_dir) / SCENE_FILE}: {exc}") from None
+    return cfg

@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -25,13 +26,15 @@ import torch.distributed as dist
 from ..data.io import load_log
 from ..logs import get_logger
 from ..render import SceneModel
-from .checkpoint import CHECKPOINT, load_checkpoint, save_atomic, save_checkpoint
+from .checkpoint import (CHECKPOINT, load_checkpoint, load_model_state, remove_stale_temporaries, save_atomic,
+                         save_checkpoint, temp_name, write_failed)
 from .config import TrainConfig
 from .data import TrainData, parse_holdout, scene_box
+from .error_map import ErrorMap
 from .free_columns import FreeColumns, free_columns_of
 from .lidar_prior import train_lidar_prior
 from .optim import adam
-from .scene_file import MODEL_FILE, SceneInfo, read_scene_info, write_scene_info
+from .scene_file import MODEL_FILE, SCENE_FILE, SceneInfo, read_scene_info, scene_config, write_scene_info
 
 log = get_logger(__name__)
 METRICS = "metrics.jsonl"
@@ -161,31 +164,143 @@ def step_losses(net: torch.nn.Module, model: SceneModel, rays, target: torch.Ten
     return out, losses
 
 
-def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
-                on_log: Callable[[dict], None] | None = None, overrides: dict | None = None) -> TrainResult:
-    """Train (or resume) the scene for ``log_path`` into ``scene_dir``.
+def _check_fresh_target(scene_dir: Path) -> None:
+    """Refuse to start a new scene in ``scene_dir`` when it holds a finished or resumable one (weights or a
+    checkpoint), or is not a scene folder. A scene folder whose run never reached its first checkpoint (killed,
+    or a full disk) holds nothing to keep: it starts afresh, with a warning."""
+    if not scene_dir.exists() and not scene_dir.is_symlink():
+        return
+    if not scene_dir.is_dir():
+        raise FileExistsError(f"{scene_dir}: exists and is not a folder; choose another -o")
+    if (scene_dir / MODEL_FILE).exists() or (scene_dir / CHECKPOINT).exists():
+        raise FileExistsError(f"{scene_dir} already holds a scene (use --resume to continue it, or another -o)")
+    if (scene_dir / SCENE_FILE).exists():
+        log.warning("%s: a scene whose training never reached its first checkpoint (killed, or a full disk): "
+                    "starting it afresh", scene_dir)
+        return
+    other = sorted(p.name for p in scene_dir.iterdir() if p.name != METRICS and not _is_temporary(p.name))
+    if other:
+        listed = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+        raise FileExistsError(f"{scene_dir}: not a scene folder (it holds {listed}); reconstruct into a new or "
+                              "empty folder")
 
-    With ``resume`` the configuration comes from scene.json; ``overrides`` (e.g. ``{"minutes": 20}``)
-    replace some of its fields, to extend a finished run. ``on_log`` gets every logged step's record and,
-    before the first step, ``{"stage": ...}`` records of the lidar prior's progress."""
-    rank, world, local_rank = _dist_info()
-    scene_dir = Path(scene_dir)
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and ".tmp" in name
+
+
+def _start(scene_dir: Path, log_path: Path, cfg: TrainConfig, resume: bool, overrides: dict | None,
+           rank: int) -> tuple[TrainConfig, Path, SceneInfo | None, dict | None]:
+    """The run's configuration, drive log, recorded scene and checkpoint (None: start afresh). ``resume`` takes
+    them from ``scene_dir``; a scene without a checkpoint (its run died before the first) restarts with its
+    recorded settings. Rank 0 then removes the temporary files of dead writers."""
+    info, state = None, None
     if resume:
         info = read_scene_info(scene_dir)
-        cfg = TrainConfig.from_json(info.config) if info.config else cfg
+        cfg = scene_config(scene_dir, info) if info.config else cfg
         for key, value in (overrides or {}).items():
             setattr(cfg, key, value)
-        ckpt_path = scene_dir / CHECKPOINT
-        if not ckpt_path.is_file():
-            raise ValueError(f"{scene_dir}: no {CHECKPOINT} to resume from")
         log_path = Path(info.source_log)
-    elif (scene_dir / "scene.json").exists():
-        raise FileExistsError(f"{scene_dir} already holds a scene (use --resume to continue it, or another -o)")
-    cfg.check()
-    # The budget decides an automatic prior once: scene.json keeps the steps, so a resume that extends the budget
-    # keeps the lidar losses the run started with (lidar_loss_weights). A scene from before the prior ran none.
-    cfg = copy.deepcopy(cfg)
-    cfg.lidar_prior.steps = cfg.lidar_prior.steps_for(cfg.minutes) if not resume else max(cfg.lidar_prior.steps, 0)
+        if (scene_dir / CHECKPOINT).exists():
+            state = load_checkpoint(scene_dir / CHECKPOINT)
+        elif (scene_dir / MODEL_FILE).exists():
+            raise ValueError(f"{scene_dir}: no {CHECKPOINT} to resume from, yet finished weights ({MODEL_FILE}): "
+                             "resuming would train them again from scratch; reconstruct into another -o")
+        elif rank == 0:
+            log.warning("%s: no %s (training stopped before its first checkpoint): starting afresh with the "
+                        "settings of its %s", scene_dir, CHECKPOINT, SCENE_FILE)
+    elif rank == 0:
+        _check_fresh_target(scene_dir)
+    if rank == 0:
+        stale = remove_stale_temporaries(scene_dir, (SCENE_FILE,)) + remove_stale_temporaries(
+            scene_dir.parent, folders=scene_dir.name)
+        for p in stale:
+            log.info("removed %s (left by a run that stopped while writing it)", p)
+    return cfg, log_path, info, state
+
+
+def _first_write(scene_dir: Path, info: SceneInfo) -> None:
+    """Write scene.json. A new ``scene_dir`` is made under a temporary name with its scene.json and renamed into
+    place, so that a kill never leaves a scene folder without one (which ``--resume`` could not restart); when
+    the write fails (a full disk) nothing is left."""
+    if scene_dir.is_dir():
+        write_scene_info(scene_dir, info)
+        return
+    scene_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(scene_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write_scene_info(tmp, info)
+        os.replace(tmp, scene_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.name in str(exc):  # say the folder the user named, not the temporary one
+            raise OSError(str(exc).replace(str(tmp), str(scene_dir))) from exc
+        raise
+
+
+class _Metrics:
+    """``metrics.jsonl``: one JSON record a line (rank 0). A failed write (a full disk) is one OSError line
+    naming the file."""
+
+    def __init__(self, path: Path, append: bool):
+        self.path = path
+        self.file = open(path, "a" if append else "w")  # a run that starts afresh drops a dead run's records
+
+    def write(self, rec: dict, scene_dir: Path) -> None:
+        try:
+            self.file.write(json.dumps(rec) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            raise write_failed(self.path, exc, f"training stopped at step {rec.get('step')}: free space, then "
+                                               f"continue with simrecon reconstruct --resume -o {scene_dir}") from exc
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except OSError:  # the buffered tail of a failed write; that failure is what gets reported
+            pass
+
+
+@dataclass
+class _Run:
+    """What a training run works with: built by ``_setup``, advanced by ``_train``."""
+
+    cfg: TrainConfig
+    scene_dir: Path
+    rank: int
+    world: int
+    device: torch.device
+    data: TrainData
+    model: SceneModel
+    optim: torch.optim.Optimizer
+    info: SceneInfo  # scene.json as this run writes it
+    resume: bool  # continues a checkpoint (else: a fresh start)
+    step: int = 0
+    elapsed0: float = 0.0  # seconds of the budget spent before ``start``
+    start: float = 0.0  # time.time() when the training loop started
+    columns: FreeColumns | None = None
+    error_map: ErrorMap | None = None
+    net: torch.nn.Module | None = None  # the model, or its DDP wrapper
+    metrics: _Metrics | None = None  # rank 0's
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.time() - self.start
+
+    def checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        try:
+            save_checkpoint(self.scene_dir / CHECKPOINT, self.model.state_dict(), self.optim.state_dict(), self.step,
+                            self.elapsed(), {"error_map": self.error_map.error} if self.error_map is not None else None)
+        except OSError as exc:
+            raise OSError(f"{exc}; training stopped at step {self.step}: free space, then continue with "
+                          f"simrecon reconstruct --resume -o {self.scene_dir} (or start again)") from exc
+
+
+def _device(cfg: TrainConfig, world: int, local_rank: int) -> torch.device:
+    """The run's device; under torchrun each rank's own GPU, and the process group started."""
     device = resolve_device(cfg.device)
     if world > 1:
         if device.type == "cuda":
@@ -193,7 +308,14 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    torch.manual_seed(cfg.seed + rank)
+    return device
+
+
+def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | None, state: dict | None,
+           rank: int, world: int, device: torch.device) -> _Run:
+    """Load the log, build the model and optimiser (restored from ``state``, a checkpoint, when given) and write
+    scene.json. A resumed run keeps the held-out frames and box of ``info``."""
+    resume = state is not None
     drive = load_log(log_path)
     holdout = parse_holdout(cfg.holdout, drive) if not resume else set(info.holdout)
     if rank == 0 and not resume and not holdout and cfg.holdout not in ("", "none"):
@@ -201,154 +323,204 @@ def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool 
         log.warning("--holdout %s holds out no frame of %s (at most %d frames per camera): eval will have no "
                     "held-out figures; use every:2 or a file of image paths", cfg.holdout, log_path, longest)
     box = scene_box(drive, cfg.box_lidar_range, aspect_cap=cfg.box_aspect_cap) if not resume else info.box
-    scale = float(np.mean(box.half))
-    data = TrainData(drive, holdout, near=cfg.near_frac * scale, device=device)
+    data = TrainData(drive, holdout, near=cfg.near_frac * float(np.mean(box.half)), device=device)
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance, frames=(data.app, data.times)).to(device)
     optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale, cfg.exposure_lr_scale)
-    step, elapsed0 = 0, 0.0
-    if resume:
-        state = load_checkpoint(ckpt_path, device)
-        model.load_state_dict(state["model"])
-        if state.get("optimizer"):
-            try:
-                optim.load_state_dict(state["optimizer"])
-            except ValueError as exc:  # a checkpoint of a version with other parameter groups
-                log.warning("%s: optimiser state not restored (%s); Adam starts anew", ckpt_path, exc)
-        step, elapsed0 = int(state["step"]), float(state["elapsed"])
     info_out = SceneInfo(source_log=str(Path(log_path).resolve()), box=box, near=data.near,
                          camera_names=data.camera_names, actors=[a.id for a in drive.actors],
-                         holdout=sorted(holdout), config=cfg.to_json(), step=step, elapsed=elapsed0,
-                         status="training")
+                         holdout=sorted(holdout), config=cfg.to_json(), status="training")
+    run = _Run(cfg, scene_dir, rank, world, device, data, model, optim, info_out, resume)
+    run.error_map = data.error_map(cfg.error_tiles) if cfg.error_sampling > 0 else None
+    if resume:
+        _restore(run, state)
+    run.info.step, run.info.elapsed = run.step, run.elapsed0
     if rank == 0:
-        scene_dir.mkdir(parents=True, exist_ok=True)
-        write_scene_info(scene_dir, info_out)
-    if not resume and data.has_lidar and cfg.lidar_prior.steps:  # before DDP, which broadcasts rank 0's weights
+        _first_write(scene_dir, run.info)
+    return run
+
+
+def _restore(run: _Run, state: dict) -> None:
+    """Continue from a checkpoint: weights (refused in one line when they are another model's), Adam's state
+    (started anew when it does not fit), the step, the time spent and the error map (rank 0's)."""
+    ckpt_path = run.scene_dir / CHECKPOINT
+    load_model_state(run.model, state["model"], ckpt_path)
+    if state.get("optimizer"):
+        try:
+            run.optim.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:  # other parameter groups, or malformed
+            log.warning("%s: optimiser state not restored (%s); Adam starts anew", ckpt_path, exc)
+    run.step, run.elapsed0 = int(state["step"]), float(state["elapsed"])
+    saved = state.get("error_map")  # a map of another shape starts anew
+    if run.error_map is not None and isinstance(saved, torch.Tensor) and saved.shape == run.error_map.error.shape:
+        run.error_map.error = saved.float().cpu().clone()
+
+
+def _priors(run: _Run, on_log: Callable[[dict], None] | None) -> None:
+    """Before the first step of a fresh run, the lidar prior; on every run, the free-columns map. The time they
+    take of a fresh run counts in its budget."""
+    cfg = run.cfg
+    if not run.resume and run.data.has_lidar and cfg.lidar_prior.steps:  # before DDP: it broadcasts rank 0's
         t0 = time.time()
         n_prior = cfg.lidar_prior.steps
 
         def prior_step(i: int) -> None:
-            if on_log and rank == 0 and (i % 10 == 0 or i == n_prior):
+            if on_log and run.rank == 0 and (i % 10 == 0 or i == n_prior):
                 on_log({"stage": f"lidar prior {i}/{n_prior}"})
 
-        prior = train_lidar_prior(model, data, cfg.lidar_prior, cfg.near_frac, cfg.seed, prior_step)
-        elapsed0 = time.time() - t0  # counted in the budget
-        log.info("lidar prior: %d steps in %.1f s, %s", n_prior, elapsed0, prior)
+        prior = train_lidar_prior(run.model, run.data, cfg.lidar_prior, cfg.near_frac, cfg.seed, prior_step)
+        run.elapsed0 = time.time() - t0
+        log.info("lidar prior: %d steps in %.1f s, %s", n_prior, run.elapsed0, prior)
     t0 = time.time()
-    columns = free_columns_of(data, box, cfg.free_columns, cfg.seed)
-    if columns is not None:
-        if not resume:
-            elapsed0 += time.time() - t0  # counted in the budget, as the lidar prior
-        log.info("free columns: %d of %.2f m in %.1f s", len(columns), columns.cell, time.time() - t0)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank + step)
-    batch = max(1, cfg.batch_rays // world)
-    lidar_batch = max(1, cfg.lidar_rays // world) if data.has_lidar and cfg.lidar_rays > 0 else 0
+    run.columns = free_columns_of(run.data, run.info.box, cfg.free_columns, cfg.seed)
+    if run.columns is not None:
+        if not run.resume:
+            run.elapsed0 += time.time() - t0
+        log.info("free columns: %d of %.2f m in %.1f s", len(run.columns), run.columns.cell, time.time() - t0)
+    run.net = run.model
+    if run.world > 1:
+        run.net = torch.nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
+            find_unused_parameters=True)
+
+
+def _done(run: _Run, elapsed: float, budget_s: float, stop: dict) -> bool:
+    done = run.step >= run.cfg.steps or elapsed >= budget_s or stop["flag"]
+    if run.world > 1:  # every rank stops at the same step
+        flag = torch.tensor([1.0 if done else 0.0], device=run.device)
+        dist.all_reduce(flag)
+        done = flag.item() > 0
+    return done
+
+
+def _step(run: _Run, gen: torch.Generator, batch: int, lidar_batch: int, n_err: int,
+          lr: float) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """One optimiser step at learning rate ``lr``; (the loss, the losses, each camera ray's squared error)."""
+    cfg, data = run.cfg, run.data
+    for g in run.optim.param_groups:
+        g["lr"] = lr * g.get("scale", 1.0)
+    pixels = data.draw_pixels(batch, gen, run.error_map, n_err)  # [batch], the error-map share first
+    rays, target = data.pixel_rays(pixels)
+    ranges = None
+    if lidar_batch:
+        lrays, ranges = data.sample_lidar(lidar_batch, gen)
+        rays = type(rays).cat([rays, lrays])
+    out, losses = step_losses(run.net, run.model, rays, target, batch, ranges, cfg, run.columns, gen,
+                              data.frame_of(pixels).to(run.device))
+    loss = sum(losses.values())
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"loss became {loss.item()} at step {run.step}")
+    run.optim.zero_grad(set_to_none=True)
+    loss.backward()
+    if not _grads_finite(run.model):  # caught before the step: the weights are still good
+        raise TrainingDiverged(f"gradients became non-finite at step {run.step}")
+    run.optim.step()
+    sq_err = (out["rgb"].detach() - target).square().mean(-1)  # [batch]
+    if run.error_map is not None:
+        run.error_map.update(pixels, sq_err)
+    return loss, losses, sq_err
+
+
+def _train(run: _Run, on_log: Callable[[dict], None] | None, stop: dict) -> str:
+    """Steps until the step or time budget is spent or ``stop["flag"]`` is set; "complete" or "interrupted"."""
+    cfg = run.cfg
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + run.rank + run.step)
+    batch = max(1, cfg.batch_rays // run.world)
+    lidar_batch = max(1, cfg.lidar_rays // run.world) if run.data.has_lidar and cfg.lidar_rays > 0 else 0
+    n_err = int(round(batch * cfg.error_sampling)) if run.error_map is not None else 0
     budget_s = cfg.minutes * 60.0
-    error_map = data.error_map(cfg.error_tiles) if cfg.error_sampling > 0 else None
-    if error_map is not None and resume:  # kept in the checkpoint (rank 0's); a map of another shape starts anew
-        saved = state.get("error_map")
-        if saved is not None and saved.shape == error_map.error.shape:
-            error_map.error = saved.float().cpu().clone()
+    run.start = time.time()
+    last_log_t, last_log_step = run.start, run.step
+    run.model.train()
+    while True:
+        elapsed = run.elapsed()
+        if _done(run, elapsed, budget_s, stop):
+            return "interrupted" if stop["flag"] else "complete"
+        lr = learning_rate(cfg, max(run.step / max(cfg.steps, 1), elapsed / max(budget_s, 1e-9)))
+        loss, losses, sq_err = _step(run, gen, batch, lidar_batch, n_err, lr)
+        run.step += 1
+        if run.step % cfg.checkpoint_every == 0:
+            run.checkpoint()
+        if run.rank == 0 and (run.step % cfg.log_every == 0 or run.step == 1):
+            now = time.time()
+            rays_per_s = ((run.step - last_log_step) * (batch + lidar_batch) * run.world
+                          / max(now - last_log_t, 1e-9))
+            # PSNR of the uniformly drawn pixels: the error-map share is drawn where the error is, by design
+            mse = (sq_err[n_err:] if n_err < batch else sq_err).mean().item()
+            rec = {"step": run.step, "time": round(run.elapsed0 + now - run.start, 2), "loss": round(loss.item(), 6),
+                   "psnr": round(-10 * math.log10(max(mse, 1e-12)), 3), "rays_per_s": round(rays_per_s, 1),
+                   "lr": lr, **{k: round(v.item(), 6) for k, v in losses.items()}}
+            last_log_t, last_log_step = now, run.step
+            run.metrics.write(rec, run.scene_dir)
+            if on_log:
+                on_log({**rec, "budget_steps": cfg.steps, "budget_s": budget_s})
 
-    stop_signal = {"flag": False}
-    old_handler = None
-    if rank == 0 and hasattr(signal, "SIGTERM"):
-        try:
-            old_handler = signal.signal(signal.SIGTERM, lambda *_: stop_signal.__setitem__("flag", True))
-        except ValueError:  # not the main thread
-            old_handler = None
 
-    def checkpoint(at_step: int, elapsed: float) -> None:
-        if rank == 0:
-            try:
-                save_checkpoint(scene_dir / CHECKPOINT, model.state_dict(), optim.state_dict(), at_step, elapsed,
-                                {"error_map": error_map.error} if error_map is not None else None)
-            except OSError as exc:
-                raise OSError(f"{exc}; training stopped at step {at_step}: free space, then continue with "
-                              f"simrecon reconstruct --resume -o {scene_dir} (or start again)") from exc
-
-    metrics_file = open(scene_dir / METRICS, "a") if rank == 0 else None
-    start = time.time()
-    last_log_t, last_log_step = start, step
-    status = "complete"
+def _on_sigterm(rank: int, stop: dict):
+    """Rank 0 sets ``stop["flag"]`` on SIGTERM (training then ends cleanly); the previous handler, to restore."""
+    if rank != 0 or not hasattr(signal, "SIGTERM"):
+        return None
     try:
-        model.train()
-        while True:
-            elapsed = elapsed0 + (time.time() - start)
-            done = step >= cfg.steps or elapsed >= budget_s or stop_signal["flag"]
-            if world > 1:  # every rank stops at the same step
-                flag = torch.tensor([1.0 if done else 0.0], device=device)
-                dist.all_reduce(flag)
-                done = flag.item() > 0
-            if done:
-                status = "interrupted" if stop_signal["flag"] else "complete"
-                break
-            progress = max(step / max(cfg.steps, 1), elapsed / max(budget_s, 1e-9))
-            lr = learning_rate(cfg, progress)
-            for g in optim.param_groups:
-                g["lr"] = lr * g.get("scale", 1.0)
-            n_err = int(round(batch * cfg.error_sampling)) if error_map is not None else 0
-            pixels = data.draw_pixels(batch, gen, error_map, n_err)  # [batch], the error-map share first
-            rays, target = data.pixel_rays(pixels)
-            ranges = None
-            if lidar_batch:
-                lrays, ranges = data.sample_lidar(lidar_batch, gen)
-                rays = type(rays).cat([rays, lrays])
-            out, losses = step_losses(net, model, rays, target, batch, ranges, cfg, columns, gen,
-                                      data.frame_of(pixels).to(device))
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step}")
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            if not _grads_finite(model):  # caught before the step: the weights are still good
-                raise TrainingDiverged(f"gradients became non-finite at step {step}")
-            optim.step()
-            sq_err = (out["rgb"].detach() - target).square().mean(-1)  # [batch]
-            if error_map is not None:
-                error_map.update(pixels, sq_err)
-            step += 1
-            if step % cfg.checkpoint_every == 0:
-                checkpoint(step, elapsed0 + time.time() - start)
-            if rank == 0 and (step % cfg.log_every == 0 or step == 1):
-                now = time.time()
-                rays_per_s = (step - last_log_step) * (batch + lidar_batch) * world / max(now - last_log_t, 1e-9)
-                # PSNR of the uniformly drawn pixels: the error-map share is drawn where the error is, by design
-                mse = (sq_err[n_err:] if n_err < batch else sq_err).mean().item()
-                rec = {"step": step, "time": round(elapsed0 + now - start, 2), "loss": round(loss.item(), 6),
-                       "psnr": round(-10 * math.log10(max(mse, 1e-12)), 3), "rays_per_s": round(rays_per_s, 1),
-                       "lr": lr, **{k: round(v.item(), 6) for k, v in losses.items()}}
-                last_log_t, last_log_step = now, step
-                metrics_file.write(json.dumps(rec) + "\n")
-                metrics_file.flush()
-                if on_log:
-                    on_log({**rec, "budget_steps": cfg.steps, "budget_s": budget_s})
+        return signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
+    except ValueError:  # not the main thread
+        return None
+
+
+def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
+                on_log: Callable[[dict], None] | None = None, overrides: dict | None = None) -> TrainResult:
+    """Train (or resume) the scene for ``log_path`` into ``scene_dir``.
+
+    With ``resume`` the configuration comes from scene.json; ``overrides`` (e.g. ``{"minutes": 20}``)
+    replace some of its fields, to extend a finished run. A scene folder whose run stopped before its first
+    checkpoint starts afresh (``resume`` or not). ``on_log`` gets every logged step's record and, before the
+    first step, ``{"stage": ...}`` records of the lidar prior's progress."""
+    rank, world, local_rank = _dist_info()
+    scene_dir = Path(scene_dir)
+    cfg, log_path, info, state = _start(scene_dir, Path(log_path), cfg, resume, overrides, rank)
+    resume = state is not None
+    cfg.check()
+    # The budget decides an automatic prior once: scene.json keeps the steps, so a resume that extends the budget
+    # keeps the lidar losses the run started with (lidar_loss_weights). A scene from before the prior ran none.
+    cfg = copy.deepcopy(cfg)
+    cfg.lidar_prior.steps = cfg.lidar_prior.steps_for(cfg.minutes) if not resume else max(cfg.lidar_prior.steps, 0)
+    device = _device(cfg, world, local_rank)
+    torch.manual_seed(cfg.seed + rank)
+    run = _setup(scene_dir, log_path, cfg, info, state, rank, world, device)
+    _priors(run, on_log)
+    stop = {"flag": False}
+    old_handler = _on_sigterm(rank, stop)
+    run.metrics = _Metrics(scene_dir / METRICS, append=resume) if rank == 0 else None
+    run.start = time.time()
+    try:
+        status = _train(run, on_log, stop)
     except KeyboardInterrupt:
         status = "interrupted"
     except TrainingDiverged as exc:
-        checkpoint(step, elapsed0 + time.time() - start)  # the weights before the bad step
+        run.checkpoint()  # the weights before the bad step
         if rank == 0:
-            info_out.step, info_out.status = step, "diverged"
-            write_scene_info(scene_dir, info_out)
-        raise TrainingDiverged(f"{exc}; stopped. The last good state (step {step}) is kept in "
+            run.info.step, run.info.status = run.step, "diverged"
+            write_scene_info(scene_dir, run.info)
+        raise TrainingDiverged(f"{exc}; stopped. The last good state (step {run.step}) is kept in "
                                f"{scene_dir / CHECKPOINT}: lower --lr or check the log's poses") from None
     finally:
-        if metrics_file:
-            metrics_file.close()
+        if run.metrics:
+            run.metrics.close()
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-    elapsed = elapsed0 + time.time() - start
-    checkpoint(step, elapsed)
-    if rank == 0:
-        save_atomic(model.state_dict(), scene_dir / MODEL_FILE)
-        info_out.step, info_out.elapsed, info_out.status = step, round(elapsed, 2), status
-        write_scene_info(scene_dir, info_out)
-    if world > 1:
+    return _finish(run, status)
+
+
+def _finish(run: _Run, status: str) -> TrainResult:
+    """The last checkpoint, the weights and scene.json; TrainingInterrupted when the run was stopped."""
+    elapsed = run.elapsed()
+    run.checkpoint()
+    if run.rank == 0:
+        save_atomic(run.model.state_dict(), run.scene_dir / MODEL_FILE)
+        run.info.step, run.info.elapsed, run.info.status = run.step, round(elapsed, 2), status
+        write_scene_info(run.scene_dir, run.info)
+    if run.world > 1:
         dist.barrier()
     if status == "interrupted":
-        raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved in {scene_dir / CHECKPOINT}; "
-                                  f"continue with: simrecon reconstruct --resume -o {scene_dir}")
-    return TrainResult(scene_dir, step, elapsed, status)
+        raise TrainingInterrupted(f"interrupted at step {run.step}; checkpoint saved in "
+                                  f"{run.scene_dir / CHECKPOINT}; continue with: simrecon reconstruct --resume "
+                                  f"-o {run.scene_dir}")
+    return TrainResult(run.scene_dir, run.step, elapsed, status)
