@@ -12,7 +12,7 @@ import yaml
 from rich.console import Console
 
 from simrecon.cli.compose_cmd import regress_command
-from simrecon.compose.metrics import gaussian_window, psnr, ssim
+from simrecon.scene.metrics import gaussian_window, psnr, ssim
 from simrecon.export.regress import regress
 from simrecon.data.scene_api import RenderOutput
 

@@ -17,9 +17,10 @@ from simrecon.cli.main import main
 from simrecon.data.io import load_log
 from simrecon.data.scene_api import RenderableScene, logged_placements
 from simrecon.scene import load_scene
+from simrecon.train.config import scene_config
 from simrecon.train import TrainingDiverged, TrainingInterrupted, preset, read_scene_info, reconstruct
 from simrecon.train import trainer as trainer_mod
-from simrecon.train.checkpoint import load_checkpoint
+from simrecon.scene.checkpoint import load_checkpoint
 
 
 def tiny(**kw):
@@ -411,8 +412,11 @@ def test_scene_with_settings_from_another_version_still_loads(tiny_scene, tmp_pa
     del info["config"]["opacity_weight"]
     (scene / "scene.json").write_text(json.dumps(info))
     with caplog.at_level("WARNING"):
-        sc = load_scene(scene, device="cpu")
-    assert "floater_until" in caplog.text and "model.background.future_knob" in caplog.text
+        sc = load_scene(scene, device="cpu")  # a scene reads its model's settings only
+    assert "model.background.future_knob" in caplog.text and "floater_until" not in caplog.text
+    with caplog.at_level("WARNING"):
+        cfg = scene_config(scene, read_scene_info(scene))  # training (--resume) reads them all
+    assert "config.floater_until" in caplog.text and cfg.opacity_weight == preset("tiny").opacity_weight
     f = sc.log.cameras["front"][0]
     assert np.isfinite(sc.render(f.c2w, f.intrinsics, f.timestamp, {}).rgb).all()
 
@@ -524,7 +528,7 @@ def test_gt_scores_say_how_much_of_the_true_sky_the_render_covers(tiny_scene, sy
 
 def test_a_full_disk_stops_training_with_one_line_and_leaves_no_partial_file(synth_small, tmp_path, monkeypatch,
                                                                               capsys):
-    from simrecon.train import checkpoint as ckpt_mod
+    from simrecon.scene import checkpoint as ckpt_mod
 
     real_save = torch.save
 

@@ -95,7 +95,7 @@ def run_demo_scenarios(out_dir: Path, log_dir: Path, console: Console, scene_dir
     import yaml
     from PIL import Image
 
-    from ..compose.metrics import psnr
+    from ..scene.metrics import psnr
     from ..export import compose, export
 
     out_dir, log_dir = Path(out_dir), Path(log_dir)

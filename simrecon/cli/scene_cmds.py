@@ -117,7 +117,7 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console) -> di
     try:
         atomic_write_text(scene_dir / "eval.json", json.dumps(result, indent=1))
     except OSError as exc:
-        from ..train.checkpoint import write_failed
+        from ..scene.checkpoint import write_failed
 
         raise write_failed(scene_dir / "eval.json", exc) from exc
     out.print(f"wrote {scene_dir / 'eval.json'}", highlight=False)

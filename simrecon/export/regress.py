@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..compose.metrics import depth_error, psnr, ssim
+from ..scene.metrics import depth_error, psnr, ssim
 from ..compose.scenario import ScenarioError, _fmt_loc, load_scenario, parse_scenario
 from ..compose.scenes import open_scene
 from ..data.safe_load import InputFileError, loads_yaml

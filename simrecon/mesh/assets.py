@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.checkpoint import write_failed
+from ..scene.checkpoint import write_failed
 from .extract import MeshData
 
 FORMATS = ("glb", "ply", "obj")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config_io import from_dict
 from ..data.model import Actor
 from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundFieldConfig, ProposalField,
                       ProposalFieldConfig, SceneBox, SkyField, evaluate_actor_fields)
@@ -47,6 +48,11 @@ class SceneModelConfig:
     # Per training frame, a gain and offset per channel on the composited colour (render/exposure.py): real cameras
     # change exposure between frames. False here so that scenes written before it load as they were trained.
     frame_exposure: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SceneModelConfig":
+        """The ``model`` section of a scene's recorded configuration (``config_io.from_dict``)."""
+        return from_dict(cls, data, "config.model")
 
 
 @dataclass

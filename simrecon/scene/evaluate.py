@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from ..render.rays import lidar_rays
-from ..train.data import training_sweeps
-from ..train.metrics import psnr, ssim
+from .metrics import psnr, ssim
+from .folder import training_sweeps
 from .neural import NeuralScene
 
 

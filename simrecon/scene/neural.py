@@ -13,9 +13,8 @@ from ..data.model import DriveLog, Intrinsics
 from ..data.scene_api import OUTPUTS, ActorPlacement, RenderOutput
 from ..render import SceneModel
 from ..render.image import ImageOutput, render_image
-from ..train.checkpoint import load_model_state, load_weights
-from ..train.scene_file import MODEL_FILE, SceneInfo, read_scene_info, scene_config
-from ..train.trainer import resolve_device
+from .checkpoint import load_model_state, load_weights
+from .folder import MODEL_FILE, SceneInfo, model_config, read_scene_info, resolve_device
 
 
 class NeuralScene:
@@ -84,17 +83,17 @@ def load_scene(scene_dir: str | Path, device: str = "auto") -> NeuralScene:
     weights = scene_dir / MODEL_FILE
     if not weights.exists():
         raise ValueError(f"{scene_dir}: no {MODEL_FILE} (training never finished; --resume continues it)")
-    cfg = scene_config(scene_dir, info)
+    cfg = model_config(scene_dir, info)
     dev = resolve_device(device)
     state = load_weights(weights, "cpu")
     log = load_log(info.source_log)
     frames = None
     # the weights say whether the scene has per-frame exposure (both tensors, or load_model_state names the one)
-    cfg.model.frame_exposure = "exposure.cameras" in state and "exposure.times" in state
-    if cfg.model.frame_exposure:
+    cfg.frame_exposure = "exposure.cameras" in state and "exposure.times" in state
+    if cfg.frame_exposure:
         frames = (state["exposure.cameras"], state["exposure.times"])
     try:
-        model = SceneModel(cfg.model, info.box, log.actors, len(info.camera_names), frames=frames)
+        model = SceneModel(cfg, info.box, log.actors, len(info.camera_names), frames=frames)
     except (ValueError, TypeError, RuntimeError, IndexError) as exc:
         raise ValueError(f"{weights}: does not fit the model its scene.json describes "
                          f"({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]})") from None

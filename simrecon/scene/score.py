@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..data.model import Intrinsics
 from ..render.image import ImageOutput
-from ..train.metrics import psnr, ssim
+from .metrics import psnr, ssim
 from .neural import NeuralScene
 
 

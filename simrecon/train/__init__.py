@@ -1,7 +1,7 @@
 """Training: fit a scene model to a drive log (checkpoints, resume, time budget, DDP)."""
 
 from .config import TrainConfig, preset
-from .scene_file import SceneInfo, read_scene_info
+from ..scene.folder import SceneInfo, read_scene_info
 from .trainer import TrainingDiverged, TrainingInterrupted, TrainResult, reconstruct
 
 __all__ = ["SceneInfo", "TrainConfig", "TrainResult", "TrainingDiverged", "TrainingInterrupted", "preset",

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..config_io import check_finite, from_dict, to_dict
 from ..fields import ActorFieldConfig, BackgroundFieldConfig, ProposalFieldConfig
-from ..logs import get_logger
 from ..render import SceneModelConfig
+from ..scene.folder import SCENE_FILE, SceneInfo
 from .free_columns import FreeColumnsConfig
 from .lidar_prior import LidarPriorConfig
-
-log = get_logger(__name__)
 
 
 @dataclass
@@ -92,82 +90,23 @@ class TrainConfig:
         return self.depth_weight, self.beyond_weight
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
-        """Inverse of ``to_json``. Keys this version does not know (a scene written by another version) are
-        dropped with a warning; missing keys take their defaults; a value of the wrong type is a ValueError
-        naming it (``config.model.background.hidden: expected an integer, got '16'``)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"config: expected an object, got {type(data).__name__}")
-        m = _section(data, "model", "config")
-        model = SceneModelConfig(
-            background=_known(BackgroundFieldConfig, _section(m, "background", "config.model"), "model.background"),
-            proposal=_known(ProposalFieldConfig, _section(m, "proposal", "config.model"), "model.proposal"),
-            actor=_known(ActorFieldConfig, _section(m, "actor", "config.model"), "model.actor"),
-            **_fields(SceneModelConfig, {k: v for k, v in m.items() if k not in ("background", "proposal", "actor")},
-                      "model"),
-        )
-        prior = _known(LidarPriorConfig, _section(data, "lidar_prior", "config"), "lidar_prior")
-        columns = _known(FreeColumnsConfig, _section(data, "free_columns", "config"), "free_columns")
-        rest = {k: v for k, v in data.items() if k not in ("model", "lidar_prior", "free_columns")}
-        return cls(model=model, lidar_prior=prior, free_columns=columns, **_fields(cls, rest, ""))
+        """Inverse of ``to_json`` (``config_io.from_dict``: unknown keys warned and dropped, missing keys at their
+        defaults, wrong types a ValueError naming the field)."""
+        return from_dict(cls, data, "config")
 
 
-def check_finite(obj: object, where: str) -> None:
-    """ValueError naming the first float field of the dataclass ``obj`` (nested ones included) that is NaN or
-    infinite: ``where.field: must be a finite number (got nan)``. A NaN passes every ``x > 0`` style test that
-    is written as ``x <= 0: refuse``, so this runs before them."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        name = f"{where}.{f.name}"
-        if dataclasses.is_dataclass(value):
-            check_finite(value, name)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name}: must be a finite number (got {value})")
-
-
-def _typed(f: dataclasses.Field, value: object, name: str) -> object:
-    """``value`` for the field ``f`` when it has the type of the field's default (an int for a float field
-    too); a ValueError naming it otherwise (a scene.json edited by hand, or corrupt)."""
-    default = f.default
-    if default is dataclasses.MISSING or default is None:
-        return value
-    kind = type(default)
-    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, float) and value.is_integer():  # e.g. steps = 1e5 set in Python
-        return int(value)
-    if not ok:
-        expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-            kind, kind.__name__)
-        raise ValueError(f"{name}: expected {expected}, got {value!r}"[:200])
-    return value
-
-
-def _section(data: dict, key: str, where: str) -> dict:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ValueError(f"{where}.{key}: expected an object, got {value!r}"[:200])
-    return dict(value)
-
-
-def _fields(cls, data: dict, where: str) -> dict:
-    """The entries of ``data`` that are fields of the dataclass ``cls``, type-checked against their defaults;
-    one warning names the others."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        keys = ", ".join(f"{where}.{k}" if where else k for k in unknown)
-        log.warning("scene config: ignoring settings this version does not know: %s", keys)
-    return {k: _typed(fields[k], v, f"config.{where + '.' if where else ''}{k}") for k, v in data.items()
-            if k in fields}
-
-
-def _known(cls, data: dict, where: str):
-    return cls(**_fields(cls, data, where))
+def scene_config(scene_dir: Path, info: SceneInfo) -> TrainConfig:
+    """The training configuration ``scene.json`` records, checked; errors name the file and the field."""
+    try:
+        cfg = TrainConfig.from_json(info.config)
+        cfg.check()
+    except ValueError as exc:
+        raise ValueError(f"{Path(scene_dir) / SCENE_FILE}: {exc}") from None
+    return cfg
 
 
 def preset(name: str) -> TrainConfig:

@@ -16,6 +16,7 @@ from ..data.images import decode_image
 from ..data.model import DriveLog, Frame
 from ..fields import SceneBox
 from ..render.rays import Rays, camera_directions, camera_rays, lidar_rays
+from ..scene.folder import training_sweeps
 from .error_map import ErrorMap
 
 
@@ -187,14 +188,6 @@ class TrainData:
         rays, rng = lidar_rays(self.lidar_origins[idx], self.lidar_points[idx], self.lidar_times[idx],
                                torch.zeros(n, dtype=torch.long), self.near)
         return rays.to(self.device), rng.to(self.device)
-
-
-def training_sweeps(log: DriveLog, holdout: set[str]) -> list:
-    """Lidar sweeps to train on: all but those taken when every camera frame is held out (kept for eval)."""
-    held_times = {round(f.timestamp, 6) for f in log.frames if f.file_path in holdout}
-    train_times = {round(f.timestamp, 6) for f in log.frames if f.file_path not in holdout}
-    held_only = held_times - train_times
-    return [s for s in log.lidar if round(s.timestamp, 6) not in held_only]
 
 
 def load_image(path: Path, frame: Frame) -> np.ndarray:

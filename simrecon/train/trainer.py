@@ -26,7 +26,7 @@ import torch.distributed as dist
 from ..data.io import load_log
 from ..logs import get_logger
 from ..render import SceneModel
-from .checkpoint import (CHECKPOINT, load_checkpoint, load_model_state, remove_stale_temporaries, save_atomic,
+from ..scene.checkpoint import (CHECKPOINT, load_checkpoint, load_model_state, remove_stale_temporaries, save_atomic,
                          save_checkpoint, temp_name, write_failed)
 from .config import TrainConfig
 from .data import TrainData, parse_holdout, scene_box
@@ -34,7 +34,8 @@ from .error_map import ErrorMap
 from .free_columns import FreeColumns, free_columns_of
 from .lidar_prior import train_lidar_prior
 from .optim import adam
-from .scene_file import MODEL_FILE, SCENE_FILE, SceneInfo, read_scene_info, scene_config, write_scene_info
+from ..scene.folder import MODEL_FILE, SCENE_FILE, SceneInfo, read_scene_info, resolve_device, write_scene_info
+from .config import scene_config
 
 log = get_logger(__name__)
 METRICS = "metrics.jsonl"
@@ -54,16 +55,6 @@ class TrainResult:
     step: int
     elapsed: float
     status: str  # complete | interrupted
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"--device: expected auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
 
 
 def _dist_info() -> tuple[int, int, int]:

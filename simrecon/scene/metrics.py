@@ -1,4 +1,6 @@
-"""Image metrics for scoring renders: PSNR and SSIM (standard definitions, no extra dependencies)."""
+"""Image metrics, the one implementation every scorer uses (eval, ground-truth scores, regression suites):
+PSNR, SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid region, float64) and
+the depth error. Images are numpy arrays or tensors, [H, W] or [H, W, C], in [0, 1] (uint8 / uint16 scaled)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import torch
 PSNR_CAP = 100.0  # dB reported for identical images (keeps reports and JSON finite)
 
 
-def _as_float(img: np.ndarray) -> np.ndarray:
+def _as_float(img: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(img, torch.Tensor):
+        img = img.detach().cpu().numpy()
     if img.dtype == np.uint8:
         return img.astype(np.float64) / 255.0
     if img.dtype == np.uint16:

@@ -1,4 +1,6 @@
-"""``SCENE/scene.json``: what a reconstructed scene is made of (docs/scene-format.md)."""
+"""The scene folder (docs/scene-format.md): ``scene.json``, what a reconstructed scene is made of, and the
+facts every reader of a scene needs (its model's configuration, the sweeps it trained on, the device).
+``train`` writes scene folders through this module and ``scene/checkpoint.py``; everything else reads."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ..config_io import check_finite
 from ..data.io import atomic_write_text
+from ..data.model import DriveLog
 from ..fields import SceneBox
 from .checkpoint import write_failed
-from .config import TrainConfig
+from ..render import SceneModelConfig
 
 SCENE_FORMAT = "simrecon-scene"
 SCENE_VERSION = 1
@@ -128,11 +133,31 @@ def read_scene_info(scene_dir: Path) -> SceneInfo:
         raise ValueError(f"{path}: {exc}") from None
 
 
-def scene_config(scene_dir: Path, info: SceneInfo) -> TrainConfig:
-    """The training configuration ``scene.json`` records, checked; errors name the file and the field."""
+def model_config(scene_dir: Path, info: SceneInfo) -> SceneModelConfig:
+    """The scene model's configuration that ``scene.json`` records (``config.model``); errors name the file and
+    the field. Keys another version wrote are warned about and dropped; missing keys take their defaults."""
     try:
-        cfg = TrainConfig.from_json(info.config)
-        cfg.check()
+        cfg = SceneModelConfig.from_json(info.config.get("model", {}))
+        check_finite(cfg, "config.model")
+        return cfg
     except ValueError as exc:
         raise ValueError(f"{Path(scene_dir) / SCENE_FILE}: {exc}") from None
-    return cfg
+
+
+def training_sweeps(log: DriveLog, holdout: set[str]) -> list:
+    """Lidar sweeps a scene trains on: all but those taken when every camera frame is held out (kept for eval)."""
+    held_times = {round(f.timestamp, 6) for f in log.frames if f.file_path in holdout}
+    train_times = {round(f.timestamp, 6) for f in log.frames if f.file_path not in holdout}
+    held_only = held_times - train_times
+    return [s for s in log.lidar if round(s.timestamp, 6) not in held_only]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when there is a GPU), ``cpu`` or ``cuda``; ValueError naming --device otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device: expected auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
