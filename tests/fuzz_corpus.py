@@ -89,6 +89,8 @@ GARBAGE = bytes(range(256)) * 4
 DEEP_JSON = "[" * 100_000
 DEEP_YAML = "a: " + "{b: " * 5000 + "1" + "}" * 5000
 PYTHON_TAG = "!!python/object/apply:os.system ['touch PWNED']\n"
+CLIMB_TO_PASSWD = "../" * 40 + "etc/passwd"  # enough '..' to reach / from any folder the corpus is built in
+CLIMB_TO_HOSTNAME = "../" * 40 + "etc/hostname"
 
 
 def _variants_of_text(name: str, good: str) -> dict[str, bytes]:
@@ -110,9 +112,9 @@ LOG_FIELD_CASES: list[tuple[str, str, Any, str]] = [
     ("w-string", "w", "wide", "w"),
     ("camera-climbs", "frames[0].camera", "../../../ESCAPED", "frames[0].camera"),
     ("camera-absolute", "frames[0].camera", "/tmp/ESCAPED", "frames[0].camera"),
-    ("file_path-climbs", "frames[0].file_path", "../../../../etc/passwd", "frames[0].file_path"),
+    ("file_path-climbs", "frames[0].file_path", CLIMB_TO_PASSWD, "frames[0].file_path"),
     ("file_path-absolute", "frames[0].file_path", "/etc/passwd", "frames[0].file_path"),
-    ("mask_path-climbs", "frames[0].mask_path", "../../../../etc/passwd", "frames[0].mask_path"),
+    ("mask_path-climbs", "frames[0].mask_path", CLIMB_TO_PASSWD, "frames[0].mask_path"),
     ("matrix-shape", "frames[0].transform_matrix", [[1, 0], [0, 1]], "frames[0].transform_matrix"),
     ("matrix-nan", "frames[0].transform_matrix[0][3]", NAN, "frames[0].transform_matrix"),
     ("timestamp-string", "frames[0].timestamp", "noon", "frames[0].timestamp"),
@@ -158,9 +160,9 @@ def _log_cases(root: Path, log: Path) -> list[Case]:
 
 
 CAPTURE_FIELD_CASES: list[tuple[str, str, Any, str]] = [
-    ("mask_path-climbs", "frames[0].mask_path", "../../../../etc/passwd", "frames[0].mask_path"),
+    ("mask_path-climbs", "frames[0].mask_path", CLIMB_TO_PASSWD, "frames[0].mask_path"),
     ("file_path-absolute", "frames[0].file_path", "/etc/passwd", "frames[0].file_path"),
-    ("file_path-climbs", "frames[0].file_path", "../../../../etc/hostname", "frames[0].file_path"),
+    ("file_path-climbs", "frames[0].file_path", CLIMB_TO_HOSTNAME, "frames[0].file_path"),
     ("w-1e9", "w", 1_000_000_000, "w"),
     ("fl_x-huge-int", "fl_x", HUGE_INT, "fl_x"),
     ("matrix-nan", "frames[0].transform_matrix[1][3]", NAN, "frames[0].transform_matrix"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def _run_group(corpus, capsys, prefix: str) -> None:
     group = [c for c in cases if c.id.startswith(prefix)]
     assert group, prefix
     failures = []
+    started = time.time() - 1.0  # what an older run left in /tmp is not this run's doing
     cwd = os.getcwd()
     os.chdir(top)  # a payload that ran would leave PWNED here
     try:
@@ -74,8 +76,9 @@ def _run_group(corpus, capsys, prefix: str) -> None:
                 failures.append(f"{case.id}: {broken}: {err.strip().splitlines()[-1] if err.strip() else ''}")
     finally:
         os.chdir(cwd)
-    escaped = [str(p) for p in top.rglob("*ESCAPED*")] + [p for p in ("/tmp/ESCAPED", "/tmp/ESCAPED_CAM",
-                                                                       "/tmp/ESCAPED_SUITE") if Path(p).exists()]
+    outside = [Path(p) for p in ("/tmp/ESCAPED", "/tmp/ESCAPED_CAM", "/tmp/ESCAPED_SUITE")]  # absolute names
+    escaped = [str(p) for p in top.rglob("*ESCAPED*")] + [str(p) for p in outside
+                                                          if p.exists() and p.stat().st_mtime >= started]
     assert not escaped, escaped
     assert not list(top.rglob("PWNED")), "a pickle or YAML payload ran"
     linked = [p for p in top.rglob("*") if p.is_file() and (p.stat().st_dev, p.stat().st_ino) in _system_files()]
