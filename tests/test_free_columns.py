@@ -11,7 +11,7 @@ import torch
 
 from simrecon.data.model import Actor, DriveLog, Track
 from simrecon.fields import SceneBox
-from simrecon.render import SceneModel
+from simrecon.render import SceneModel, TrainingInputs
 from simrecon.train import TrainConfig, preset, reconstruct
 from simrecon.train.free_columns import FreeColumnsConfig, build_free_columns, free_columns_loss, up_rotation
 
@@ -165,17 +165,18 @@ def test_probe_points_ride_along_a_render_without_changing_it(synth_small):
     rays, _ = data.sample_pixels(64, torch.Generator().manual_seed(0))
     probe = torch.randn(100, 3) * 5
     torch.manual_seed(1)
-    plain = model(rays, stratified=True)
+    plain = model(rays, train=TrainingInputs(stratified=True))
     torch.manual_seed(1)  # the same stratification
-    with_probe = model(rays, stratified=True, probe=probe)
-    for key in ("rgb", "depth", "acc", "interlevel"):
-        torch.testing.assert_close(with_probe[key], plain[key])
+    with_probe = model(rays, train=TrainingInputs(stratified=True, points=probe))
+    for a, b in ((with_probe.rgb, plain.rgb), (with_probe.depth, plain.depth), (with_probe.acc, plain.acc),
+                 (with_probe.proposal.interlevel, plain.proposal.interlevel)):
+        torch.testing.assert_close(a, b)
     # bf16 MLPs: a batch of other size may take another matmul kernel, so equal to bf16 rounding only
-    torch.testing.assert_close(with_probe["probe_sigma"], model.background.density(probe)[0], rtol=2e-2, atol=1e-4)
-    torch.testing.assert_close(with_probe["probe_sigma_proposal"], model.proposal(probe), rtol=2e-2, atol=1e-4)
-    assert "probe_sigma" not in plain
-    with pytest.raises(ValueError, match=r"probe points must be \[P, 3\], got \[100, 2\]"):
-        model(rays, probe=probe[:, :2])
+    torch.testing.assert_close(with_probe.points.sigma, model.background.density(probe)[0], rtol=2e-2, atol=1e-4)
+    torch.testing.assert_close(with_probe.points.sigma_proposal, model.proposal(probe), rtol=2e-2, atol=1e-4)
+    assert plain.points is None
+    with pytest.raises(ValueError, match=r"query points must be \[P, 3\], got \[100, 2\]"):
+        model(rays, train=TrainingInputs(points=probe[:, :2]))
     with pytest.raises(ValueError, match=r"\[P\] and \[P\], got \[4\] and \[3\]"):
         free_columns_loss(torch.ones(4), torch.ones(3), 0.1, 1.0)
     empty = free_columns_loss(torch.ones(0), torch.ones(0), 0.1, 1.0)

@@ -34,10 +34,10 @@ def _lidar_rays_after(model: SceneModel, data: TrainData) -> tuple[float, float]
     expected depth is not used: the few per cent of weight a ray may leak to the far plane dominate it."""
     rays, rng = data.sample_lidar(512, torch.Generator().manual_seed(7))
     with torch.no_grad():
-        out = model(rays, stratified=False)
-    w, mids = out["weights"], out["mids"]  # [R, S]
+        out = model(rays)
+    w, mids = out.samples.weights, out.samples.mids  # [R, S]
     half = (w.cumsum(-1) < 0.5).sum(-1).clamp(max=w.shape[1] - 1)
-    d50 = torch.where(out["acc"] >= 0.5, mids.gather(1, half[:, None])[:, 0], torch.full_like(rng, float("inf")))
+    d50 = torch.where(out.acc >= 0.5, mids.gather(1, half[:, None])[:, 0], torch.full_like(rng, float("inf")))
     at_return = (w * ((mids - rng[:, None]).abs() <= 2.0)).sum(-1)
     return float((d50 - rng).abs().median()), float(at_return.mean())
 

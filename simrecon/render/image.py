@@ -50,13 +50,13 @@ def render_image(model: SceneModel, c2w: np.ndarray, intr: Intrinsics, time: flo
         if placements is not None:
             layout = model.fixed_layout(placements, m, device)
         out = model(rays, layout=layout)
-        a = out["acc"].cpu().numpy()
-        c = out["rgb"] if exposure is None else out["rgb"] * exposure[0].to(device) + exposure[1].to(device)
+        a = out.acc.cpu().numpy()
+        c = out.rgb if exposure is None else out.rgb * exposure[0].to(device) + exposure[1].to(device)
         rgb[s:s + m] = c.clamp(0, 1).cpu().numpy()
-        z = (out["depth"] * rays.view_cos).cpu().numpy()
+        z = (out.depth * rays.view_cos).cpu().numpy()
         depth[s:s + m] = np.where(a > sky_acc, z, np.inf)
         acc[s:s + m] = a
-        inst[s:s + m] = out["instance"].cpu().numpy()
+        inst[s:s + m] = out.instance.cpu().numpy()
     model.train(was_training)
     h, w = intr.h, intr.w
     return ImageOutput(rgb.reshape(h, w, 3), depth.reshape(h, w), acc.reshape(h, w), inst.reshape(h, w))

@@ -71,6 +71,88 @@ class Layout:
                       torch.zeros(0, num_rays, dtype=torch.bool, device=device))
 
 
+@dataclass
+class TrainingInputs:
+    """What only training asks of a render (``SceneModel.forward(..., train=...)``)."""
+
+    stratified: bool = True  # jitter the samples along each ray
+    rgb_rows: torch.Tensor | None = None  # [R] bool: the rays that need colour (lidar rays do not); None: all
+    frames: torch.Tensor | None = None  # [rows] training frame of each colour row, for per-frame exposure
+    # World points [P, 3] whose background and proposal densities are returned too (``RenderResult.points``),
+    # for priors on points off the rays. They ride in the rays' field calls: a separate call would add a second
+    # hash-grid backward, writing a whole table gradient of its own.
+    points: torch.Tensor | None = None
+
+
+@dataclass
+class RaySamples:
+    """Every ray's samples, background and actors merged, in order of distance."""
+
+    mids: torch.Tensor  # [R, S] world distance of each interval's middle
+    weights: torch.Tensor  # [R, S] compositing weights
+    tau: torch.Tensor | None = None  # [R, S] optical thickness of each interval (training)
+
+
+@dataclass
+class ProposalSamples:
+    """The proposal pass of a training render, for its losses."""
+
+    mids: torch.Tensor  # [R, Np] world distance
+    tau: torch.Tensor  # [R, Np] optical thickness of each proposal interval
+    interlevel: torch.Tensor  # scalar: how well the proposal's weights cover the background's
+
+
+@dataclass
+class PointDensities:
+    """Densities at ``TrainingInputs.points``."""
+
+    sigma: torch.Tensor  # [P] background field
+    sigma_proposal: torch.Tensor  # [P] proposal field
+
+
+@dataclass
+class RenderResult:
+    """What a render returns for R rays (camera or lidar rays alike)."""
+
+    depth: torch.Tensor  # [R] expected world distance along the ray
+    acc: torch.Tensor  # [R] opacity
+    samples: RaySamples
+    rgb: torch.Tensor | None = None  # [rows, 3] for the colour rows (all rays when rendering)
+    instance: torch.Tensor | None = None  # [R] 0 background, k = layout placement k - 1 (rendering only)
+    actor_acc: torch.Tensor | None = None  # [R] opacity held by actors (rendering only)
+    proposal: ProposalSamples | None = None  # training only
+    points: PointDensities | None = None  # when TrainingInputs.points were given
+
+
+@dataclass
+class _ProposalPass:
+    bins: torch.Tensor  # [R, Np + 1] normalised distance
+    mid: torch.Tensor  # [R, Np]
+    sigma: torch.Tensor  # [R, Np]
+    delta: torch.Tensor  # [R, Np] spacing-space widths
+    weights: torch.Tensor  # [R, Np]
+    point_sigma: torch.Tensor  # [P]
+
+
+@dataclass
+class _BackgroundPass:
+    bins: torch.Tensor  # [R, Ns + 1]
+    mid: torch.Tensor  # [R, Ns]
+    delta: torch.Tensor  # [R, Ns]
+    sigma: torch.Tensor  # [R, Ns] (zero inside present actor boxes once the actor pass ran)
+    geo: torch.Tensor  # [R * Ns, F] geometry features for the colour network
+    point_sigma: torch.Tensor  # [P]
+
+
+@dataclass
+class _ActorPass:
+    sigma: torch.Tensor  # [R, K * Na]
+    delta: torch.Tensor  # [R, K * Na]
+    mid: torch.Tensor  # [R, K * Na]
+    rgb: torch.Tensor  # [R, K * Na, 3]
+    slot_owner: torch.Tensor  # [R, K] placement of each ray's actor slots
+
+
 class SceneModel(nn.Module):
     def __init__(self, cfg: SceneModelConfig, box: SceneBox, actors: list[Actor], num_appearance: int,
                  frames: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -174,129 +256,119 @@ class SceneModel(nn.Module):
                                    instance)
         return instance, owner_w[:, 1:].sum(-1)
 
-    def forward(self, rays: Rays, layout: Layout | None = None, stratified: bool = False,
-                rgb_rows: torch.Tensor | None = None, probe: torch.Tensor | None = None,
-                frames: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Render rays. Returns depth [R] (world distance along the ray), acc [R], rgb for the rows ``rgb_rows``
-        [R] (bool; None: all), outside training instance [R] and actor_acc [R] (see ``_instances``), and loss terms
-        when training. Colour is the costly part: lidar rays skip it.
-
-        ``probe``: world points [P, 3] whose background and proposal densities are returned too ("probe_sigma",
-        "probe_sigma_proposal" [P]), for losses on points off the rays. They ride in the rays' field calls: a
-        separate call would add a second hash-grid backward, writing a whole table gradient of its own.
-
-        ``frames``: the training frame of each rgb row, whose exposure correction (``frame_exposure``) is applied
-        to its colour; here rather than by the caller so that DDP sees the correction's parameters used."""
-        cfg = self.cfg
-        r = len(rays)
-        s = self.scale
-        o, d = rays.origins, rays.dirs
-        if probe is not None and (probe.ndim != 2 or probe.shape[1] != 3):
-            raise ValueError(f"probe points must be [P, 3], got {list(probe.shape)}")
-        n_probe = 0 if probe is None else probe.shape[0]
+    def forward(self, rays: Rays, layout: Layout | None = None, train: TrainingInputs | None = None) -> RenderResult:
+        """Render ``rays`` with the actors placed by ``layout`` (None: as logged at each ray's time). ``train``
+        (the trainer's, None when rendering) adds what only training needs: stratified samples, colour for some
+        rows only, per-frame exposure and the extra density query; the result then carries the loss terms'
+        inputs. Without ``train``, outside training, it carries instance ids too."""
+        train = train or TrainingInputs(stratified=False)
+        if train.points is not None and (train.points.ndim != 2 or train.points.shape[1] != 3):
+            raise ValueError(f"query points must be [P, 3], got {list(train.points.shape)}")
         if layout is None:
             layout = self.logged_layout(rays.times)
-        near = rays.near / s
-        # Proposal pass: where is the background's mass?
-        pbins = spaced_bins(near, cfg.far, cfg.proposal_samples, stratified)  # [R, Np + 1]
+        prop = self._proposal_pass(rays, train)
+        bins = pdf_bins(prop.bins, prop.weights, self.cfg.samples, train.stratified, self.cfg.proposal_uniform)
+        bg = self._background_pass(rays, bins, train.points)
+        act = self._actor_pass(rays, layout, bg, train.stratified)
+        return self._composite(rays, train, prop, bg, act)
+
+    def _proposal_pass(self, rays: Rays, train: TrainingInputs) -> _ProposalPass:
+        """Where is the background's mass? The proposal field along evenly spaced bins (plus the query points)."""
+        cfg, s, r = self.cfg, self.scale, len(rays)
+        pbins = spaced_bins(rays.near / s, cfg.far, cfg.proposal_samples, train.stratified)  # [R, Np + 1]
         pmid = (pbins[:, 1:] + pbins[:, :-1]) / 2
-        px = o[:, None] + d[:, None] * (pmid * s)[..., None]
-        psigma = self.proposal(_with_probe(px.reshape(-1, 3), probe))
-        psigma, probe_sigma_p = psigma[:r * cfg.proposal_samples].view(r, -1), psigma[r * cfg.proposal_samples:]
+        px = rays.origins[:, None] + rays.dirs[:, None] * (pmid * s)[..., None]
+        psigma = self.proposal(_with_points(px.reshape(-1, 3), train.points))
+        psigma, point_sigma = psigma[:r * cfg.proposal_samples].view(r, -1), psigma[r * cfg.proposal_samples:]
         pg = spacing(pbins)
         pdelta = pg[:, 1:] - pg[:, :-1]
-        pw = alpha_weights(psigma, pdelta)
-        bins = pdf_bins(pbins, pw, cfg.samples, stratified, cfg.proposal_uniform)  # [R, Ns + 1]
+        return _ProposalPass(pbins, pmid, psigma, pdelta, alpha_weights(psigma, pdelta), point_sigma)
+
+    def _background_pass(self, rays: Rays, bins: torch.Tensor, points: torch.Tensor | None) -> _BackgroundPass:
+        """The background field at the final samples (plus the query points)."""
+        s, r = self.scale, len(rays)
         mid = (bins[:, 1:] + bins[:, :-1]) / 2
         g = spacing(bins)
-        delta = g[:, 1:] - g[:, :-1]
-        x = o[:, None] + d[:, None] * (mid * s)[..., None]
-        sigma_bg, geo = self.background.density(_with_probe(x.reshape(-1, 3), probe))
-        n_bg = r * cfg.samples
-        probe_sigma, sigma_bg, geo = sigma_bg[n_bg:], sigma_bg[:n_bg].view(r, -1), geo[:n_bg]
+        x = rays.origins[:, None] + rays.dirs[:, None] * (mid * s)[..., None]
+        sigma, geo = self.background.density(_with_points(x.reshape(-1, 3), points))
+        n = r * self.cfg.samples
+        return _BackgroundPass(bins, mid, g[:, 1:] - g[:, :-1], sigma[:n].view(r, -1), geo[:n], sigma[n:])
 
-        # Actors: nearest K boxes each ray crosses.
-        k_max = cfg.max_actors_per_ray
-        na = cfg.actor_samples
+    def _actor_pass(self, rays: Rays, layout: Layout, bg: _BackgroundPass, stratified: bool) -> _ActorPass | None:
+        """Samples in the nearest ``max_actors_per_ray`` boxes each ray crosses, from those actors' fields, and
+        the background emptied inside them (``bg.sigma`` is replaced). None when no actor is placed."""
+        cfg, s, r = self.cfg, self.scale, len(rays)
         placements = len(layout.field_index)
-        sigma_parts, delta_parts, mid_parts, rgb_parts = [sigma_bg], [delta], [mid], []
-        slot_owner = None
-        if placements:
-            half = torch.stack([self.actor_fields[i].half_size for i in layout.field_index])[:, None]  # [P, 1, 3]
-            t_in, t_out, hit, o_loc, d_loc = box_intervals(o, d, layout.rot, layout.trans, half)  # [P, R], [P, R, 3]
-            hit = hit & layout.present
-            t_in_all = torch.where(hit, t_in / s, torch.full_like(t_in, float("inf"))).T  # [R, P]
-            t_out_all = (t_out / s).T
-            k = min(k_max, placements)
-            slot_tin, slot_p = torch.topk(t_in_all, k, dim=1, largest=False)  # [R, K]
-            slot_valid = torch.isfinite(slot_tin)
-            slot_tout = t_out_all.gather(1, slot_p)
-            slot_tin = torch.where(slot_valid, slot_tin, torch.zeros_like(slot_tin))
-            slot_tout = torch.where(slot_valid, slot_tout, torch.zeros_like(slot_tout))
-            # The background is empty where a present actor's box is.
-            for j in range(k):
-                inside = slot_valid[:, j:j + 1] & (mid >= slot_tin[:, j:j + 1]) & (mid <= slot_tout[:, j:j + 1])
-                sigma_bg = sigma_bg * ~inside
-            sigma_parts[0] = sigma_bg
-            u = torch.linspace(0, 1, na + 1, device=o.device)
-            if stratified:
-                u = (u + (torch.rand(r, k, na + 1, device=o.device) - 0.5) / na).clamp(0, 1).sort(-1).values
-            edges = slot_tin[..., None] + (slot_tout - slot_tin)[..., None] * u  # [R, K, Na + 1]
-            amid = (edges[..., 1:] + edges[..., :-1]) / 2  # [R, K, Na]
-            ag = spacing(edges)
-            adelta = ag[..., 1:] - ag[..., :-1]
-            # Every (ray, slot) an actor owns, grouped by actor: one gather for the box-frame points, one pass over
-            # all the actor fields (evaluate_actor_fields), one scatter back.
-            vr, vs = slot_valid.nonzero(as_tuple=True)  # [M] valid (ray, slot) pairs
-            vp = slot_p[vr, vs]  # [M] placement of each
-            by_p = vp.argsort(stable=True)
-            vr, vs, vp = vr[by_p], vs[by_p], vp[by_p]
-            counts = torch.bincount(vp, minlength=placements).tolist()
-            o_l, d_l = o_loc[vp, vr], d_loc[vp, vr]  # [M, 3]
-            xl = o_l[:, None] + d_l[:, None] * (amid[vr, vs] * s)[..., None]  # [M, Na, 3]
-            dl = d_l[:, None].expand(-1, na, 3)
-            fields = [self.actor_fields[i] for i in layout.field_index]
-            sig, col = evaluate_actor_fields(fields, xl.reshape(-1, 3), dl.reshape(-1, 3), [c * na for c in counts])
-            asigma = torch.zeros(r, k, na, device=o.device).index_put((vr, vs), sig.view(-1, na))
-            argb = torch.zeros(r, k, na, 3, device=o.device).index_put((vr, vs), col.view(-1, na, 3))
-            asigma = asigma * slot_valid[..., None]
-            sigma_parts.append(asigma.reshape(r, -1))
-            delta_parts.append(adelta.reshape(r, -1))
-            mid_parts.append(amid.reshape(r, -1))
-            rgb_parts.append(argb.reshape(r, -1, 3))
-            slot_owner = slot_p
+        if not placements:
+            return None
+        o, d, na = rays.origins, rays.dirs, cfg.actor_samples
+        half = torch.stack([self.actor_fields[i].half_size for i in layout.field_index])[:, None]  # [P, 1, 3]
+        t_in, t_out, hit, o_loc, d_loc = box_intervals(o, d, layout.rot, layout.trans, half)  # [P, R], [P, R, 3]
+        hit = hit & layout.present
+        t_in_all = torch.where(hit, t_in / s, torch.full_like(t_in, float("inf"))).T  # [R, P]
+        k = min(cfg.max_actors_per_ray, placements)
+        slot_tin, slot_p = torch.topk(t_in_all, k, dim=1, largest=False)  # [R, K]
+        valid = torch.isfinite(slot_tin)
+        slot_tout = torch.where(valid, (t_out / s).T.gather(1, slot_p), torch.zeros_like(slot_tin))
+        slot_tin = torch.where(valid, slot_tin, torch.zeros_like(slot_tin))
+        for j in range(k):  # the background is empty where a present actor's box is
+            inside = valid[:, j:j + 1] & (bg.mid >= slot_tin[:, j:j + 1]) & (bg.mid <= slot_tout[:, j:j + 1])
+            bg.sigma = bg.sigma * ~inside
+        u = torch.linspace(0, 1, na + 1, device=o.device)
+        if stratified:
+            u = (u + (torch.rand(r, k, na + 1, device=o.device) - 0.5) / na).clamp(0, 1).sort(-1).values
+        edges = slot_tin[..., None] + (slot_tout - slot_tin)[..., None] * u  # [R, K, Na + 1]
+        amid = (edges[..., 1:] + edges[..., :-1]) / 2  # [R, K, Na]
+        ag = spacing(edges)
+        # Every (ray, slot) an actor owns, grouped by actor: one gather for the box-frame points, one pass over
+        # all the actor fields (evaluate_actor_fields), one scatter back.
+        vr, vs = valid.nonzero(as_tuple=True)  # [M] valid (ray, slot) pairs
+        by_p = slot_p[vr, vs].argsort(stable=True)
+        vr, vs = vr[by_p], vs[by_p]
+        vp = slot_p[vr, vs]  # [M] placement of each
+        counts = torch.bincount(vp, minlength=placements).tolist()
+        o_l, d_l = o_loc[vp, vr], d_loc[vp, vr]  # [M, 3]
+        xl = o_l[:, None] + d_l[:, None] * (amid[vr, vs] * s)[..., None]  # [M, Na, 3]
+        dl = d_l[:, None].expand(-1, na, 3)
+        fields = [self.actor_fields[i] for i in layout.field_index]
+        sig, col = evaluate_actor_fields(fields, xl.reshape(-1, 3), dl.reshape(-1, 3), [c * na for c in counts])
+        asigma = torch.zeros(r, k, na, device=o.device).index_put((vr, vs), sig.view(-1, na)) * valid[..., None]
+        argb = torch.zeros(r, k, na, 3, device=o.device).index_put((vr, vs), col.view(-1, na, 3))
+        return _ActorPass(asigma.reshape(r, -1), (ag[..., 1:] - ag[..., :-1]).reshape(r, -1), amid.reshape(r, -1),
+                          argb.reshape(r, -1, 3), slot_p)
 
-        all_mid = torch.cat(mid_parts, 1)
+    def _composite(self, rays: Rays, train: TrainingInputs, prop: _ProposalPass, bg: _BackgroundPass,
+                   act: _ActorPass | None) -> RenderResult:
+        """All samples merged by distance and composited; colour where asked; the sky behind."""
+        s = self.scale
+        parts = [(bg.sigma, bg.delta, bg.mid)] + ([(act.sigma, act.delta, act.mid)] if act is not None else [])
+        all_mid = torch.cat([p[2] for p in parts], 1)
         order = all_mid.argsort(dim=1)
         mid_s = all_mid.gather(1, order)
-        sig_s = torch.cat(sigma_parts, 1).gather(1, order)
-        del_s = torch.cat(delta_parts, 1).gather(1, order)
+        sig_s = torch.cat([p[0] for p in parts], 1).gather(1, order)
+        del_s = torch.cat([p[1] for p in parts], 1).gather(1, order)
         w = alpha_weights(sig_s, del_s)  # [R, S]
         acc = w.sum(-1)
-        out: dict[str, torch.Tensor] = {
-            "acc": acc,
-            "depth": (w * mid_s).sum(-1) / acc.clamp(min=1e-6) * s,
-            "weights": w,
-            "mids": mid_s * s,
-        }
+        out = RenderResult(depth=(w * mid_s).sum(-1) / acc.clamp(min=1e-6) * s, acc=acc,
+                           samples=RaySamples(mids=mid_s * s, weights=w))
         if not self.training:  # rendering outputs that no loss uses
-            out["instance"], out["actor_acc"] = self._instances(all_mid, order, w, acc, slot_owner)
-        rows = torch.arange(r, device=o.device) if rgb_rows is None else rgb_rows.nonzero()[:, 0]
+            out.instance, out.actor_acc = self._instances(all_mid, order, w, acc,
+                                                          act.slot_owner if act is not None else None)
+        rows = torch.arange(len(rays), device=w.device) if train.rgb_rows is None else train.rgb_rows.nonzero()[:, 0]
         if len(rows):
-            out["rgb"] = self._color(rays, rows, w, order, geo, rgb_parts, acc)
-            if self.exposure is not None and frames is not None:
-                out["rgb"] = self.exposure(out["rgb"], frames)
+            out.rgb = self._color(rays, rows, w, order, bg.geo, [act.rgb] if act is not None else [], acc)
+            if self.exposure is not None and train.frames is not None:
+                out.rgb = self.exposure(out.rgb, train.frames)
         if self.training:
-            w_bg = alpha_weights(sigma_bg, delta)
-            out["interlevel"] = interlevel_loss(bins, w_bg, pbins, pw)
-            out["tau"] = sig_s * del_s  # [R, S] optical thickness of each interval, in the order of "mids"
-            out["proposal_tau"] = psigma * pdelta  # [R, Np] optical thickness of each proposal interval
-            out["proposal_mids"] = pmid * s  # [R, Np] world distance
-        if n_probe:
-            out["probe_sigma"], out["probe_sigma_proposal"] = probe_sigma, probe_sigma_p
+            out.samples.tau = sig_s * del_s
+            out.proposal = ProposalSamples(mids=prop.mid * s, tau=prop.sigma * prop.delta,
+                                           interlevel=interlevel_loss(bg.bins, alpha_weights(bg.sigma, bg.delta),
+                                                                      prop.bins, prop.weights))
+        if train.points is not None and train.points.shape[0]:
+            out.points = PointDensities(sigma=bg.point_sigma, sigma_proposal=prop.point_sigma)
         return out
 
 
-def _with_probe(x: torch.Tensor, probe: torch.Tensor | None) -> torch.Tensor:
-    """Sample points [M, 3] with the probe points [P, 3] after them (one field call for both)."""
-    return x if probe is None or probe.shape[0] == 0 else torch.cat([x, probe.to(x.dtype)])
+def _with_points(x: torch.Tensor, points: torch.Tensor | None) -> torch.Tensor:
+    """Sample points [M, 3] with the query points [P, 3] after them (one field call for both)."""
+    return x if points is None or points.shape[0] == 0 else torch.cat([x, points.to(x.dtype)])

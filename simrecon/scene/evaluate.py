@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..render import TrainingInputs
 from ..render.rays import lidar_rays
 from .metrics import psnr, ssim
 from .folder import training_sweeps
@@ -84,8 +85,9 @@ def lidar_depth_error(scene: NeuralScene, max_points: int, chunk: int = 8192) ->
     for i in range(0, len(o), chunk):
         rays, ranges = lidar_rays(o[i:i + chunk], p[i:i + chunk], t[i:i + chunk],
                                   torch.zeros(len(o[i:i + chunk]), dtype=torch.long), scene.info.near)
-        out = model(rays.to(scene.device), rgb_rows=torch.zeros(len(rays), dtype=torch.bool, device=scene.device))
-        errs.append((out["depth"].cpu() - ranges).abs().numpy())
+        no_colour = torch.zeros(len(rays), dtype=torch.bool, device=scene.device)
+        out = model(rays.to(scene.device), train=TrainingInputs(stratified=False, rgb_rows=no_colour))
+        errs.append((out.depth.cpu() - ranges).abs().numpy())
     e = np.concatenate(errs)
     return {"held_out_sweeps": bool(held), "sweeps": len(sweeps), "points": int(len(e)), "mean_abs_m": round(float(e.mean()), 4), "median_abs_m": round(float(np.median(e)), 4),
             "within_10cm": round(float((e < 0.1).mean()), 4)}

@@ -28,6 +28,7 @@ import torch
 
 from ..data.model import DriveLog
 from ..fields import SceneBox
+from ..render import PointDensities
 from .data import TrainData
 
 
@@ -68,10 +69,10 @@ class FreeColumns:
     def __len__(self) -> int:
         return self.ij.shape[0]
 
-    def loss(self, out: dict[str, torch.Tensor], scale: float, weight: float) -> dict[str, torch.Tensor]:
-        """:func:`free_columns_loss` of a render's probe densities (``SceneModel.forward(..., probe=...)`` of
-        points from :meth:`sample`), for a model of that ``scale``."""
-        return free_columns_loss(out["probe_sigma"], out["probe_sigma_proposal"], self.cell / scale, weight)
+    def loss(self, points: PointDensities, scale: float, weight: float) -> dict[str, torch.Tensor]:
+        """:func:`free_columns_loss` of the densities a training render returned at points from :meth:`sample`
+        (``TrainingInputs.points``), for a model of that ``scale``."""
+        return free_columns_loss(points.sigma, points.sigma_proposal, self.cell / scale, weight)
 
     def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """``n`` world points [n, 3], uniform over the free columns' volume."""
