@@ -338,11 +338,9 @@ def test_scene_box_short_axes_grow_to_at_most_the_cap_with_lidar_and_freely_with
     assert a.half.min() >= 0.3 * a.half.max() - 1e-9
 
 
-@pytest.mark.parametrize("tau_key,mids_key,loss_key", [
-    ("tau", "mids", "floaters"),
-    ("proposal_tau", "proposal_mids", "proposal_floaters"),
-])
-def test_floater_losses_keep_a_gradient_when_opaque_and_leave_clear_rays_alone(tau_key, mids_key, loss_key):
+@pytest.mark.parametrize("part,loss_key", [("samples", "floaters"), ("proposal", "proposal_floaters")])
+def test_floater_losses_keep_a_gradient_when_opaque_and_leave_clear_rays_alone(part, loss_key):
+    from simrecon.render import ProposalSamples, RaySamples, RenderResult
     from simrecon.train.trainer import compute_losses
 
     cfg = tiny()
@@ -357,9 +355,10 @@ def test_floater_losses_keep_a_gradient_when_opaque_and_leave_clear_rays_alone(t
     tau[1, mids[1] > 10.0] = 50.0
     tau[2] = 0.2
     tau.requires_grad_(True)
-    out = {"rgb": torch.zeros(0, 3), "depth": ranges.clone(), "acc": torch.ones(3), "weights": torch.zeros(3, 8),
-           "mids": mids, "tau": torch.zeros(3, 8), "proposal_tau": torch.zeros(3, 8), "proposal_mids": mids}
-    out[tau_key], out[mids_key] = tau, mids
+    out = RenderResult(depth=ranges.clone(), acc=torch.ones(3), rgb=torch.zeros(0, 3),
+                       samples=RaySamples(mids=mids, weights=torch.zeros(3, 8), tau=torch.zeros(3, 8)),
+                       proposal=ProposalSamples(mids=mids, tau=torch.zeros(3, 8), interlevel=torch.zeros(())))
+    getattr(out, part).tau = tau
     model = type("M", (), {"scale": 1.0})()
     losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
     losses[loss_key].backward()
@@ -376,6 +375,7 @@ def test_floater_losses_keep_a_gradient_when_opaque_and_leave_clear_rays_alone(t
 
 
 def test_lidar_weight_terms_count_weight_before_and_past_the_return_but_not_at_it():
+    from simrecon.render import ProposalSamples, RaySamples, RenderResult
     from simrecon.train.trainer import compute_losses
 
     cfg = tiny()
@@ -383,8 +383,9 @@ def test_lidar_weight_terms_count_weight_before_and_past_the_return_but_not_at_i
     mids = torch.tensor([[5.0, 9.95, 10.05, 15.0]] * 2)  # [2, 4] m
     weights = torch.tensor([[0.1, 0.4, 0.3, 0.2],  # 0.1 before the margin, 0.2 past it
                             [0.0, 0.5, 0.5, 0.0]], requires_grad=True)  # all within the margin
-    out = {"rgb": torch.zeros(0, 3), "depth": torch.tensor([100.0, 10.0]), "acc": torch.ones(2), "weights": weights,
-           "mids": mids, "tau": torch.zeros(2, 4), "proposal_tau": torch.zeros(2, 4), "proposal_mids": mids}
+    out = RenderResult(depth=torch.tensor([100.0, 10.0]), acc=torch.ones(2), rgb=torch.zeros(0, 3),
+                       samples=RaySamples(mids=mids, weights=weights, tau=torch.zeros(2, 4)),
+                       proposal=ProposalSamples(mids=mids, tau=torch.zeros(2, 4), interlevel=torch.zeros(())))
     model = type("M", (), {"scale": 1.0})()
     # Without the prior: the expected-range L1 (100 m on ray 0, its weight leaked far), no beyond term.
     losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)

@@ -38,7 +38,9 @@ def _scene_reusable(scene_dir: Path, log_dir: Path, preset_name: str, minutes: f
         stamp = json.loads((scene_dir / "demo.json").read_text())
     except (OSError, ValueError):
         return False
-    return (info.get("status") == "complete" and info.get("source_log") == str(log_dir.resolve())
+    source = info.get("source_log")  # relative to the scene folder (absolute in older scenes)
+    return (info.get("status") == "complete" and isinstance(source, str)
+            and (scene_dir / source).resolve() == log_dir.resolve()
             and stamp == {"preset": preset_name, "minutes": minutes}
             and (scene_dir / "model.pt").is_file())
 

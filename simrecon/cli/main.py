@@ -133,7 +133,8 @@ def convert(
 
 @app.command()
 def reconstruct(
-    log: Optional[Path] = typer.Argument(None, help="Drive-log folder to reconstruct (not needed with --resume)."),
+    log: Optional[Path] = typer.Argument(None, help="Drive-log folder to reconstruct (with --resume: only when the "
+                                                    "scene's log moved)."),
     output: Path = typer.Option(..., "--output", "-o", help="Scene folder to write (scene.json, model.pt, ...)."),
     preset: str = typer.Option("fast", "--preset", help="fast (CPU, 10 min), default, quality; tiny for smoke tests."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Stop after N steps (default: the preset's)."),
@@ -144,6 +145,8 @@ def reconstruct(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue the scene in -o from its last checkpoint (a "
                                                         "scene whose run stopped before its first starts afresh)."),
+    log_option: Optional[Path] = typer.Option(None, "--log", help="With --resume: the scene's drive log, when it "
+                                                                  "moved (as LOG)."),
     lidar_prior_steps: Optional[int] = typer.Option(
         None, "--lidar-prior-steps", help="Steps of the lidar prior before photometric training: surfaces and "
                                           "colours from the lidar returns by point queries (60 take ~7 s on 2 "
@@ -171,6 +174,14 @@ def reconstruct(
     """
     from .scene_cmds import reconstruct_command
 
+    if log_option is not None:
+        if not resume:
+            raise UserError("--log: only with --resume (a new scene takes its drive log as LOG)")
+        if log is not None and log != log_option:
+            raise UserError(f"--log {log_option}: and LOG {log} differ; give the drive log once")
+        if not log_option.exists():
+            raise UserError(f"--log {log_option}: no such file or folder")
+        log = log_option
     if log is not None and not log.exists():
         raise UserError(f"{log}: no such file or folder")
     reconstruct_command(log, output, preset, steps, minutes, holdout, device, resume, err, lidar_prior_steps,
@@ -181,11 +192,12 @@ def reconstruct(
 def eval_(
     scene: Path = typer.Argument(..., help="Scene folder written by reconstruct."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    log: Optional[Path] = typer.Option(None, "--log", help="The scene's drive log, when it moved."),
 ) -> None:
     """PSNR / SSIM on the held-out frames, depth error against lidar; writes SCENE/eval.json."""
     from .scene_cmds import eval_command
 
-    eval_command(_existing_log(scene), device, out, err)
+    eval_command(_existing_log(scene), device, out, err, log=log)
 
 
 @app.command()
@@ -204,12 +216,13 @@ def render(
     outputs: str = typer.Option("rgb,depth", "--outputs", help="Comma list of rgb, depth, instance."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
+    log: Optional[Path] = typer.Option(None, "--log", help="The scene's drive log, when it moved."),
 ) -> None:
     """Render a scene from cameras that were never there: a pose file or the (shifted) logged path."""
     from .scene_cmds import render_command
 
     path = render_command(_existing_log(scene), poses, output, outputs, trajectory, camera, shift_left, device,
-                          force, err)
+                          force, err, log=log)
     out.print(f"wrote {path}", highlight=False)
 
 
@@ -266,6 +279,7 @@ def view(
     port: int = typer.Option(7007, "--port", help="The one port (page + websocket); 0 = any free port."),
     scenario: Optional[Path] = typer.Option(None, "--scenario", help="Preview this scenario's edits."),
     token: Optional[str] = typer.Option(None, "--token", help="Access token clients must present."),
+    log: Optional[Path] = typer.Option(None, "--log", help="The scene's drive log, when it moved."),
 ) -> None:
     """Browser viewer: fly through a scene, scrub time, toggle layers, edit actors, save scenarios.
 
@@ -273,7 +287,7 @@ def view(
     """
     from .view_cmd import view_command
 
-    view_command(_existing_log(scene), host, port, scenario, token, err)
+    view_command(_existing_log(scene), host, port, scenario, token, err, log=log)
 
 
 @app.command()
@@ -298,6 +312,7 @@ def mesh(
         "auto", "--prior",
         help="auto: an actor seen in few training pixels (a car far ahead) borrows its shape from the best-seen "
              "actor of its class and size, scaled to its box (its colours stay its own); off: its own field only."),
+    log: Optional[Path] = typer.Option(None, "--log", help="The scene's drive log, when it moved."),
 ) -> None:
     """Extract actors (and optionally the background) as coloured meshes in their box frame, in metres.
 
@@ -307,7 +322,7 @@ def mesh(
     from .mesh_cmd import mesh_command
 
     mesh_command(_existing_log(scene), output, actor, all_actors, background, resolution, format, region, err,
-                 opacity=opacity, target_faces=faces, clip=clip, symmetric=symmetric, prior=prior)
+                 opacity=opacity, target_faces=faces, clip=clip, symmetric=symmetric, prior=prior, log=log)
 
 
 @app.command("build-kernels")

@@ -126,7 +126,7 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
                  background: bool = False, resolution: int = 128, fmt: str = "glb", region: str | None = None,
                  console: Console | None = None, opacity: float = 0.5, target_faces: int = 20000,
                  background_resolution: int | None = None, clip: str = "box",
-                 symmetric: bool | None = None, prior: str = "auto") -> list[Path]:
+                 symmetric: bool | None = None, prior: str = "auto", log: Path | None = None) -> list[Path]:
     """Extract meshes of ``actors`` (or every actor with ``all_actors``) and optionally the background inside
     ``region`` ("xmin,ymin,zmin,xmax,ymax,zmax", world metres) into ``out``: ``<actor>.<fmt>`` and
     ``background.<fmt>``, each with a ``.json`` sidecar. Returns the mesh paths written. A field without a
@@ -137,7 +137,7 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
     (decimation target), ``background_resolution`` (default max(resolution, 256)), ``symmetric`` (mirror left/right;
     None: vehicles only), ``clip`` (box, ground or
     none: where actor density counts), ``prior`` (auto: barely seen actors borrow the shape of the best-seen
-    actor of their class, simrecon.mesh.prior; off).
+    actor of their class, simrecon.mesh.prior; off), ``log`` (the scene's drive log, when it moved).
     """
     console = console or Console(stderr=True)
     actors = list(actors or [])
@@ -160,7 +160,7 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
     from ..scene import load_scene
 
     with console.status(f"opening {scene}"):
-        sc = load_scene(scene)
+        sc = load_scene(scene, log=log)
     if all_actors:
         actors = list(sc.info.actors)[:len(sc.model.actor_fields)]
         if not actors:

@@ -70,9 +70,11 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
                         info=f"step {rec['step']}  loss {rec['loss']:.4f}  PSNR {rec['psnr']:.2f}  "
                              f"{rec['rays_per_s'] / 1000:.1f}k rays/s")
 
+    # with --resume, LOG is where the scene's log is now (absolute: the library takes "." for no log)
+    given = log.absolute() if resume and log is not None else log
     progress.start()
     try:
-        result = reconstruct(log if log is not None else Path(), out, cfg, resume=resume, on_log=on_log,
+        result = reconstruct(given, out, cfg, resume=resume, on_log=on_log,
                              overrides=overrides)
     except BaseException:
         if not stepped:  # a bad scene, log or disk before training: the error line alone says it, no bar
@@ -88,11 +90,11 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
     return result.scene_dir
 
 
-def eval_command(scene_dir: Path, device: str, out: Console, err: Console) -> dict:
+def eval_command(scene_dir: Path, device: str, out: Console, err: Console, log: Path | None = None) -> dict:
     from ..scene import load_scene
     from ..scene.evaluate import evaluate
 
-    scene = load_scene(scene_dir, device=device)
+    scene = load_scene(scene_dir, device=device, log=log)
     with bar(err) as progress:
         task = progress.add_task("", total=max(len(scene.info.holdout), 1), what="eval")
         result = evaluate(scene, on_frame=lambda i, n: progress.update(task, completed=i))
@@ -125,7 +127,8 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console) -> di
 
 
 def render_command(scene_dir: Path, poses: Path | None, out_dir: Path, outputs: str, trajectory_flag: bool,
-                   camera: str | None, shift_left: float, device: str, force: bool, console: Console) -> Path:
+                   camera: str | None, shift_left: float, device: str, force: bool, console: Console,
+                   log: Path | None = None) -> Path:
     from ..data.outdir import check_target
     from ..scene import load_scene
     from ..scene.render_frames import read_poses, render_frames, trajectory
@@ -135,7 +138,7 @@ def render_command(scene_dir: Path, poses: Path | None, out_dir: Path, outputs: 
     check_target(out_dir, force)  # before loading the scene: --force replaces only what simrecon wrote
     kinds = tuple(k.strip() for k in outputs.split(",") if k.strip())
     frames = read_poses(poses) if poses is not None else None
-    scene = load_scene(scene_dir, device=device)
+    scene = load_scene(scene_dir, device=device, log=log)
     if frames is None:
         frames = trajectory(scene, camera, shift_left)
     with bar(console) as progress:

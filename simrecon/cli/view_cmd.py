@@ -13,8 +13,10 @@ from rich.markup import escape
 
 
 def view_command(scene: Path, host: str = "127.0.0.1", port: int = 7007, scenario: Path | None = None,
-                 token: str | None = None, console: Console | None = None, block: bool = True):
-    """Serve ``scene`` in the browser until Ctrl-C. Returns the running viewer when ``block`` is False."""
+                 token: str | None = None, console: Console | None = None, block: bool = True,
+                 log: Path | None = None):
+    """Serve ``scene`` in the browser until Ctrl-C. Returns the running viewer when ``block`` is False. ``log``:
+    a reconstructed scene's drive log, when it moved."""
     from ..viewer.gate import generate_token, is_loopback_host
 
     console = console or Console(stderr=True)
@@ -34,7 +36,7 @@ def view_command(scene: Path, host: str = "127.0.0.1", port: int = 7007, scenari
     from ..viewer.app import SceneViewer
 
     with console.status(f"opening {scene}"):
-        opened = open_scene(scene)
+        opened = open_scene(scene) if log is None else _scene_with_log(Path(scene), log)
         viewer = SceneViewer(opened, scene, host=host, port=port, token=token, scenario=scenario)
     try:
         viewer.start()
@@ -54,3 +56,12 @@ def view_command(scene: Path, host: str = "127.0.0.1", port: int = 7007, scenari
     finally:
         viewer.stop()
     return None
+
+
+def _scene_with_log(scene: Path, log: Path):
+    """A reconstructed scene opened with its drive log at ``log``; --log means nothing to a synthetic log."""
+    if not (scene / "scene.json").is_file():
+        raise ValueError(f"--log: only for a reconstructed scene ({scene} has no scene.json)")
+    from ..scene import load_scene
+
+    return load_scene(scene, log=log)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,9 @@ SCENE_FILE = "scene.json"
 
 @dataclass
 class SceneInfo:
-    source_log: str  # absolute path of the drive log it was trained on
+    # The drive log it was trained on, relative to the scene folder with POSIX separators ("../street/log"), so
+    # that a scene moved or copied together with its log still finds it; absolute in scenes written before that.
+    source_log: str
     box: SceneBox
     near: float  # world units
     camera_names: list[str]  # appearance code k = camera_names[k]
@@ -37,11 +40,44 @@ class SceneInfo:
     step: int = 0
     elapsed: float = 0.0
     status: str = "training"  # training | complete | interrupted | diverged
+    source_log_absolute: str = ""  # the log's absolute path when scene.json was written: the fallback
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["box"] = self.box.to_json()
-        return {"format": SCENE_FORMAT, "version": SCENE_VERSION, **d}
+        head = {"source_log": d.pop("source_log"), "source_log_absolute": d.pop("source_log_absolute")}
+        return {"format": SCENE_FORMAT, "version": SCENE_VERSION, **head, **d}
+
+
+def log_reference(scene_dir: Path, log_path: Path) -> tuple[str, str]:
+    """(``source_log``, ``source_log_absolute``) of ``log_path`` for a scene in ``scene_dir``: the path from the
+    scene folder to the log (both resolved, so symbolic links and ``..`` in what the user typed do not matter) and
+    the absolute one. On Windows a log on another drive has no relative path: both are then absolute."""
+    absolute = Path(log_path).resolve()
+    try:
+        relative = Path(os.path.relpath(absolute, Path(scene_dir).resolve())).as_posix()
+    except ValueError:
+        relative = str(absolute)
+    return relative, str(absolute)
+
+
+def find_log(scene_dir: Path, info: SceneInfo, override: str | Path | None = None) -> Path:
+    """The scene's drive log: ``override`` (``--log``) when given, else ``source_log`` from the scene folder, else
+    the absolute fallback. None of them there is one ValueError line naming scene.json, the field and --log.
+    The log is only read; nothing is ever written through these paths."""
+    if override is not None:
+        if not Path(override).exists():
+            raise ValueError(f"--log {override}: no such file or folder")
+        return Path(override)
+    recorded = Path(info.source_log)
+    candidates = [recorded if recorded.is_absolute() else Path(scene_dir) / recorded]
+    if info.source_log_absolute:
+        candidates.append(Path(info.source_log_absolute))
+    found = next((c for c in candidates if c.exists()), None)
+    if found is None:
+        raise ValueError(f"{Path(scene_dir) / SCENE_FILE}: source_log: the drive log {info.source_log} is not found "
+                         "(moved?); give its place with --log PATH")
+    return found
 
 
 def write_scene_info(scene_dir: Path, info: SceneInfo) -> None:
@@ -87,6 +123,19 @@ def _box(value: object) -> SceneBox:
     return SceneBox(arrays[0], arrays[1])
 
 
+def _log_paths(data: dict) -> tuple[str, str]:
+    """``source_log`` and ``source_log_absolute``. A scene.json written before relative paths has only an absolute
+    ``source_log``: that is then the fallback too."""
+    source, absolute = data["source_log"], data.get("source_log_absolute", "")
+    if not isinstance(source, str) or not source or "\0" in source:
+        raise ValueError(f"source_log: expected the drive log's path, got {source!r}"[:200])
+    if not isinstance(absolute, str) or "\0" in absolute or (absolute and not Path(absolute).is_absolute()):
+        raise ValueError(f"source_log_absolute: expected an absolute path, got {absolute!r}"[:200])
+    if not absolute and Path(source).is_absolute():
+        absolute = source
+    return source, absolute
+
+
 def _parse(data: object) -> SceneInfo:
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
@@ -97,8 +146,7 @@ def _parse(data: object) -> SceneInfo:
     missing = next((k for k in ("source_log", "box", "near", "camera_names", "actors") if k not in data), None)
     if missing:
         raise ValueError(f"{missing}: missing required key")
-    if not isinstance(data["source_log"], str) or not data["source_log"]:
-        raise ValueError(f"source_log: expected the drive log's path, got {data['source_log']!r}")
+    source, absolute = _log_paths(data)
     config, step, status = data.get("config", {}), data.get("step", 0), data.get("status", "")
     if not isinstance(config, dict):
         raise ValueError(f"config: expected an object, got {type(config).__name__}")
@@ -106,10 +154,10 @@ def _parse(data: object) -> SceneInfo:
         raise ValueError(f"step: expected a count >= 0, got {step!r}")
     if not isinstance(status, str):
         raise ValueError(f"status: expected a string, got {status!r}")
-    return SceneInfo(source_log=data["source_log"], box=_box(data["box"]), near=_number(data, "near", strict=True),
-                     camera_names=_strings(data, "camera_names"), actors=_strings(data, "actors"),
-                     holdout=_strings(data, "holdout", required=False), config=dict(config), step=step,
-                     elapsed=_number(data, "elapsed", 0.0), status=status)
+    return SceneInfo(source_log=source, source_log_absolute=absolute, box=_box(data["box"]),
+                     near=_number(data, "near", strict=True), camera_names=_strings(data, "camera_names"),
+                     actors=_strings(data, "actors"), holdout=_strings(data, "holdout", required=False),
+                     config=dict(config), step=step, elapsed=_number(data, "elapsed", 0.0), status=status)
 
 
 def read_scene_info(scene_dir: Path) -> SceneInfo:

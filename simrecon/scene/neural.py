@@ -14,7 +14,7 @@ from ..data.scene_api import OUTPUTS, ActorPlacement, RenderOutput
 from ..render import SceneModel
 from ..render.image import ImageOutput, render_image
 from .checkpoint import load_model_state, load_weights
-from .folder import MODEL_FILE, SceneInfo, model_config, read_scene_info, resolve_device
+from .folder import MODEL_FILE, SceneInfo, find_log, model_config, read_scene_info, resolve_device
 
 
 class NeuralScene:
@@ -74,19 +74,21 @@ class NeuralScene:
         )
 
 
-def load_scene(scene_dir: str | Path, device: str = "auto") -> NeuralScene:
+def load_scene(scene_dir: str | Path, device: str = "auto", log: str | Path | None = None) -> NeuralScene:
     """Open a scene folder written by ``simrecon reconstruct``. Whatever is wrong with it (scene.json, the
     weights, a model.pt that is not a weights file or is another model's) is one ValueError line naming the
-    file; ``model.pt`` is read with ``weights_only=True``."""
+    file; ``model.pt`` is read with ``weights_only=True``. The drive log is ``log`` when given (``--log``: the
+    log moved), else the one scene.json records (``folder.find_log``)."""
     scene_dir = Path(scene_dir)
     info = read_scene_info(scene_dir)
+    log_path = find_log(scene_dir, info, log)  # before the weights: a missing log is the more likely trouble
     weights = scene_dir / MODEL_FILE
     if not weights.exists():
         raise ValueError(f"{scene_dir}: no {MODEL_FILE} (training never finished; --resume continues it)")
     cfg = model_config(scene_dir, info)
     dev = resolve_device(device)
     state = load_weights(weights, "cpu")
-    log = load_log(info.source_log)
+    log = load_log(log_path)
     frames = None
     # the weights say whether the scene has per-frame exposure (both tensors, or load_model_state names the one)
     cfg.frame_exposure = "exposure.cameras" in state and "exposure.times" in state

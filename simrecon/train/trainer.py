@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from ..data.io import load_log
 from ..logs import get_logger
-from ..render import SceneModel
+from ..render import RenderResult, SceneModel, TrainingInputs
 from ..scene.checkpoint import (CHECKPOINT, load_checkpoint, load_model_state, remove_stale_temporaries, save_atomic,
                          save_checkpoint, temp_name, write_failed)
 from .config import TrainConfig
@@ -34,7 +34,8 @@ from .error_map import ErrorMap
 from .free_columns import FreeColumns, free_columns_of
 from .lidar_prior import train_lidar_prior
 from .optim import adam
-from ..scene.folder import MODEL_FILE, SCENE_FILE, SceneInfo, read_scene_info, resolve_device, write_scene_info
+from ..scene.folder import (MODEL_FILE, SCENE_FILE, SceneInfo, find_log, log_reference, read_scene_info,
+                            resolve_device, write_scene_info)
 from .config import scene_config
 
 log = get_logger(__name__)
@@ -100,22 +101,22 @@ def _floater_penalty(tau: torch.Tensor, near: torch.Tensor) -> torch.Tensor:
     return torch.mean(torch.log1p(thick) * (thick.detach() > math.log(2.0)))
 
 
-def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: int, ranges: torch.Tensor | None,
-                   cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def compute_losses(model: SceneModel, out: RenderResult, target: torch.Tensor, n_cam: int,
+                   ranges: torch.Tensor | None, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """Photometric loss on the first ``n_cam`` rays, lidar losses on the rest."""
-    losses = {"rgb": torch.mean((out["rgb"] - target) ** 2)}
+    losses = {"rgb": torch.mean((out.rgb - target) ** 2)}
     if ranges is not None:
         s = model.scale
-        depth = out["depth"][n_cam:]
-        acc = out["acc"][n_cam:]
-        mids = out["mids"][n_cam:]
+        depth = out.depth[n_cam:]
+        acc = out.acc[n_cam:]
+        mids = out.samples.mids[n_cam:]
         margin = 0.02 * ranges[:, None] + 0.1 * s * cfg.near_frac  # lidar noise grows with range
         depth_weight, beyond_weight = cfg.lidar_loss_weights()
         if depth_weight:
             losses["depth"] = depth_weight * torch.mean(torch.abs(depth - ranges) / s)
         # Empty space before the return (minus a margin), on the weights: once a surface is opaque its penalty
         # saturates, so lidar that disagrees with the cameras (moving actors, track errors) cannot erode it.
-        w = out["weights"][n_cam:]
+        w = out.samples.weights[n_cam:]
         losses["empty"] = cfg.empty_weight * torch.mean((w * (mids < ranges[:, None] - margin)).sum(-1))
         # Weight past the return (plus the margin): what the expected-range L1 says, without its pull on the
         # weight in front when a little of it leaks to the far plane (used with the lidar prior).
@@ -127,14 +128,14 @@ def compute_losses(model: SceneModel, out: dict, target: torch.Tensor, n_cam: in
         # a 2^18 table: 16-18 dB); this one acts on the optical thickness of such rays through log1p (~linear
         # near 0, gradient bounded and alive).
         near = mids < 0.5 * ranges[:, None]
-        losses["floaters"] = cfg.floater_weight * _floater_penalty(out["tau"][n_cam:], near)
+        losses["floaters"] = cfg.floater_weight * _floater_penalty(out.samples.tau[n_cam:], near)
         # The same for the proposal. The interlevel loss only asks it to cover the background's weights: if both
         # go opaque near the camera it is satisfied, and the background never gets samples at the surface again.
-        pnear = out["proposal_mids"][n_cam:] < 0.5 * ranges[:, None]
-        losses["proposal_floaters"] = cfg.floater_weight * _floater_penalty(out["proposal_tau"][n_cam:], pnear)
+        pnear = out.proposal.mids[n_cam:] < 0.5 * ranges[:, None]
+        losses["proposal_floaters"] = cfg.floater_weight * _floater_penalty(out.proposal.tau[n_cam:], pnear)
         losses["opacity"] = cfg.opacity_weight * torch.mean((1 - acc) ** 2)
-    if "interlevel" in out:
-        losses["interlevel"] = cfg.interlevel_weight * out["interlevel"]
+    if out.proposal is not None:
+        losses["interlevel"] = cfg.interlevel_weight * out.proposal.interlevel
     return losses
 
 
@@ -147,11 +148,11 @@ def step_losses(net: torch.nn.Module, model: SceneModel, rays, target: torch.Ten
     exposure. Returns (the render, the losses); ``benchmarks/step.py`` times this same step."""
     rgb_rows = torch.zeros(len(rays), dtype=torch.bool, device=target.device)
     rgb_rows[:n_cam] = True
-    probe = columns.sample(cfg.free_columns.points, gen).to(target.device) if columns is not None else None
-    out = net(rays, stratified=True, rgb_rows=rgb_rows, probe=probe, frames=frames)
+    points = columns.sample(cfg.free_columns.points, gen).to(target.device) if columns is not None else None
+    out = net(rays, train=TrainingInputs(stratified=True, rgb_rows=rgb_rows, frames=frames, points=points))
     losses = compute_losses(model, out, target, n_cam, ranges, cfg)
     if columns is not None:
-        losses.update(columns.loss(out, model.scale, cfg.free_columns.weight))
+        losses.update(columns.loss(out.points, model.scale, cfg.free_columns.weight))
     return out, losses
 
 
@@ -180,18 +181,21 @@ def _is_temporary(name: str) -> bool:
     return name.startswith(".") and ".tmp" in name
 
 
-def _start(scene_dir: Path, log_path: Path, cfg: TrainConfig, resume: bool, overrides: dict | None,
+def _start(scene_dir: Path, log_path: Path | None, cfg: TrainConfig, resume: bool, overrides: dict | None,
            rank: int) -> tuple[TrainConfig, Path, SceneInfo | None, dict | None]:
     """The run's configuration, drive log, recorded scene and checkpoint (None: start afresh). ``resume`` takes
-    them from ``scene_dir``; a scene without a checkpoint (its run died before the first) restarts with its
-    recorded settings. Rank 0 then removes the temporary files of dead writers."""
+    them from ``scene_dir``, the log too unless ``log_path`` names where it is now; a scene without a checkpoint
+    (its run died before the first) restarts with its recorded settings. Rank 0 then removes the temporary files
+    of dead writers."""
     info, state = None, None
+    if not resume and log_path is None:
+        raise ValueError("reconstruct: a drive log is needed to start a scene (or resume=True)")
     if resume:
         info = read_scene_info(scene_dir)
         cfg = scene_config(scene_dir, info) if info.config else cfg
         for key, value in (overrides or {}).items():
             setattr(cfg, key, value)
-        log_path = Path(info.source_log)
+        log_path = find_log(scene_dir, info, log_path)
         if (scene_dir / CHECKPOINT).exists():
             state = load_checkpoint(scene_dir / CHECKPOINT)
         elif (scene_dir / MODEL_FILE).exists():
@@ -317,7 +321,8 @@ def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | 
     data = TrainData(drive, holdout, near=cfg.near_frac * float(np.mean(box.half)), device=device)
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance, frames=(data.app, data.times)).to(device)
     optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale, cfg.exposure_lr_scale)
-    info_out = SceneInfo(source_log=str(Path(log_path).resolve()), box=box, near=data.near,
+    source_log, source_log_absolute = log_reference(scene_dir, log_path)  # a resume records where the log is now
+    info_out = SceneInfo(source_log=source_log, source_log_absolute=source_log_absolute, box=box, near=data.near,
                          camera_names=data.camera_names, actors=[a.id for a in drive.actors],
                          holdout=sorted(holdout), config=cfg.to_json(), status="training")
     run = _Run(cfg, scene_dir, rank, world, device, data, model, optim, info_out, resume)
@@ -405,7 +410,7 @@ def _step(run: _Run, gen: torch.Generator, batch: int, lidar_batch: int, n_err: 
     if not _grads_finite(run.model):  # caught before the step: the weights are still good
         raise TrainingDiverged(f"gradients became non-finite at step {run.step}")
     run.optim.step()
-    sq_err = (out["rgb"].detach() - target).square().mean(-1)  # [batch]
+    sq_err = (out.rgb.detach() - target).square().mean(-1)  # [batch]
     if run.error_map is not None:
         run.error_map.update(pixels, sq_err)
     return loss, losses, sq_err
@@ -456,17 +461,21 @@ def _on_sigterm(rank: int, stop: dict):
         return None
 
 
-def reconstruct(log_path: Path, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
+def reconstruct(log_path: Path | None, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
                 on_log: Callable[[dict], None] | None = None, overrides: dict | None = None) -> TrainResult:
     """Train (or resume) the scene for ``log_path`` into ``scene_dir``.
 
     With ``resume`` the configuration comes from scene.json; ``overrides`` (e.g. ``{"minutes": 20}``)
-    replace some of its fields, to extend a finished run. A scene folder whose run stopped before its first
+    replace some of its fields, to extend a finished run. The drive log is then the one scene.json records,
+    unless ``log_path`` says where it is now (``--log``; None or ``Path()``: the recorded one), and the
+    resumed run records where it found it. A scene folder whose run stopped before its first
     checkpoint starts afresh (``resume`` or not). ``on_log`` gets every logged step's record and, before the
     first step, ``{"stage": ...}`` records of the lidar prior's progress."""
     rank, world, local_rank = _dist_info()
     scene_dir = Path(scene_dir)
-    cfg, log_path, info, state = _start(scene_dir, Path(log_path), cfg, resume, overrides, rank)
+    # resuming, Path() (".") stands for no log given, as None does
+    given = None if log_path is None or (resume and str(log_path) == ".") else Path(log_path)
+    cfg, log_path, info, state = _start(scene_dir, given, cfg, resume, overrides, rank)
     resume = state is not None
     cfg.check()
     # The budget decides an automatic prior once: scene.json keeps the steps, so a resume that extends the budget
