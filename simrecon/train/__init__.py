@@ -2,7 +2,7 @@
 
 from .config import TrainConfig, preset
 from ..scene.folder import SceneInfo, read_scene_info
-from .trainer import TrainingDiverged, TrainingInterrupted, TrainResult, reconstruct
+from .trainer import StopSignal, Trainer, TrainingDiverged, TrainingInterrupted, TrainResult, TrainState, reconstruct
 
-__all__ = ["SceneInfo", "TrainConfig", "TrainResult", "TrainingDiverged", "TrainingInterrupted", "preset",
-           "read_scene_info", "reconstruct"]
+__all__ = ["SceneInfo", "StopSignal", "TrainConfig", "TrainResult", "TrainState", "Trainer", "TrainingDiverged",
+           "TrainingInterrupted", "preset", "read_scene_info", "reconstruct"]

@@ -259,8 +259,9 @@ class _Metrics:
 
 
 @dataclass
-class _Run:
-    """What a training run works with: built by ``_setup``, advanced by ``_train``."""
+class TrainState:
+    """Everything a training run works with and changes: built by ``Trainer.setup``, advanced by
+    ``Trainer.step``; a reader at any line of the trainer knows that this is the state it may touch."""
 
     cfg: TrainConfig
     scene_dir: Path
@@ -307,7 +308,7 @@ def _device(cfg: TrainConfig, world: int, local_rank: int) -> torch.device:
 
 
 def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | None, state: dict | None,
-           rank: int, world: int, device: torch.device) -> _Run:
+           rank: int, world: int, device: torch.device) -> TrainState:
     """Load the log, build the model and optimiser (restored from ``state``, a checkpoint, when given) and write
     scene.json. A resumed run keeps the held-out frames and box of ``info``."""
     resume = state is not None
@@ -325,7 +326,7 @@ def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | 
     info_out = SceneInfo(source_log=source_log, source_log_absolute=source_log_absolute, box=box, near=data.near,
                          camera_names=data.camera_names, actors=[a.id for a in drive.actors],
                          holdout=sorted(holdout), config=cfg.to_json(), status="training")
-    run = _Run(cfg, scene_dir, rank, world, device, data, model, optim, info_out, resume)
+    run = TrainState(cfg, scene_dir, rank, world, device, data, model, optim, info_out, resume)
     run.error_map = data.error_map(cfg.error_tiles) if cfg.error_sampling > 0 else None
     if resume:
         _restore(run, state)
@@ -335,7 +336,7 @@ def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | 
     return run
 
 
-def _restore(run: _Run, state: dict) -> None:
+def _restore(run: TrainState, state: dict) -> None:
     """Continue from a checkpoint: weights (refused in one line when they are another model's), Adam's state
     (started anew when it does not fit), the step, the time spent and the error map (rank 0's)."""
     ckpt_path = run.scene_dir / CHECKPOINT
@@ -351,7 +352,7 @@ def _restore(run: _Run, state: dict) -> None:
         run.error_map.error = saved.float().cpu().clone()
 
 
-def _priors(run: _Run, on_log: Callable[[dict], None] | None) -> None:
+def _priors(run: TrainState, on_log: Callable[[dict], None] | None) -> None:
     """Before the first step of a fresh run, the lidar prior; on every run, the free-columns map. The time they
     take of a fresh run counts in its budget."""
     cfg = run.cfg
@@ -379,8 +380,8 @@ def _priors(run: _Run, on_log: Callable[[dict], None] | None) -> None:
             find_unused_parameters=True)
 
 
-def _done(run: _Run, elapsed: float, budget_s: float, stop: dict) -> bool:
-    done = run.step >= run.cfg.steps or elapsed >= budget_s or stop["flag"]
+def _done(run: TrainState, elapsed: float, budget_s: float, stop: StopSignal) -> bool:
+    done = run.step >= run.cfg.steps or elapsed >= budget_s or stop.requested
     if run.world > 1:  # every rank stops at the same step
         flag = torch.tensor([1.0 if done else 0.0], device=run.device)
         dist.all_reduce(flag)
@@ -388,7 +389,7 @@ def _done(run: _Run, elapsed: float, budget_s: float, stop: dict) -> bool:
     return done
 
 
-def _step(run: _Run, gen: torch.Generator, batch: int, lidar_batch: int, n_err: int,
+def _step(run: TrainState, gen: torch.Generator, batch: int, lidar_batch: int, n_err: int,
           lr: float) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """One optimiser step at learning rate ``lr``; (the loss, the losses, each camera ray's squared error)."""
     cfg, data = run.cfg, run.data
@@ -416,8 +417,8 @@ def _step(run: _Run, gen: torch.Generator, batch: int, lidar_batch: int, n_err: 
     return loss, losses, sq_err
 
 
-def _train(run: _Run, on_log: Callable[[dict], None] | None, stop: dict) -> str:
-    """Steps until the step or time budget is spent or ``stop["flag"]`` is set; "complete" or "interrupted"."""
+def _train(run: TrainState, on_log: Callable[[dict], None] | None, stop: StopSignal) -> str:
+    """Steps until the step or time budget is spent or ``stop`` is requested; "complete" or "interrupted"."""
     cfg = run.cfg
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + run.rank + run.step)
     batch = max(1, cfg.batch_rays // run.world)
@@ -430,7 +431,7 @@ def _train(run: _Run, on_log: Callable[[dict], None] | None, stop: dict) -> str:
     while True:
         elapsed = run.elapsed()
         if _done(run, elapsed, budget_s, stop):
-            return "interrupted" if stop["flag"] else "complete"
+            return "interrupted" if stop.requested else "complete"
         lr = learning_rate(cfg, max(run.step / max(cfg.steps, 1), elapsed / max(budget_s, 1e-9)))
         loss, losses, sq_err = _step(run, gen, batch, lidar_batch, n_err, lr)
         run.step += 1
@@ -451,19 +452,92 @@ def _train(run: _Run, on_log: Callable[[dict], None] | None, stop: dict) -> str:
                 on_log({**rec, "budget_steps": cfg.steps, "budget_s": budget_s})
 
 
-def _on_sigterm(rank: int, stop: dict):
-    """Rank 0 sets ``stop["flag"]`` on SIGTERM (training then ends cleanly); the previous handler, to restore."""
+def _on_sigterm(rank: int, stop: StopSignal):
+    """Rank 0 requests ``stop`` on SIGTERM (training then ends cleanly); the previous handler, to restore."""
     if rank != 0 or not hasattr(signal, "SIGTERM"):
         return None
     try:
-        return signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
+        return signal.signal(signal.SIGTERM, lambda *_: setattr(stop, "requested", True))
     except ValueError:  # not the main thread
         return None
 
 
+@dataclass
+class StopSignal:
+    """Set by SIGTERM on rank 0 (or by a caller); training then ends cleanly after the current step."""
+
+    requested: bool = False
+
+
+class Trainer:
+    """One training run of a scene: ``setup`` (the log, model and optimiser, restored from the checkpoint when
+    resuming; the priors; scene.json), ``step`` (one optimiser step), ``checkpoint``, and ``run`` (all of it:
+    steps until a budget is spent or a stop is requested, then the weights). Distributed training (torchrun),
+    resume, signals and budgets each live in one place: ``_dist_info``/``_device``, ``_start``/``_restore``,
+    ``StopSignal``, ``_done``."""
+
+    def __init__(self, log_path: Path | None, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
+                 on_log: Callable[[dict], None] | None = None, overrides: dict | None = None):
+        self.log_path, self.scene_dir, self.cfg, self.resume = log_path, Path(scene_dir), cfg, resume
+        self.on_log, self.overrides = on_log, overrides
+        self.stop = StopSignal()
+        self.state: TrainState | None = None
+
+    def setup(self) -> TrainState:
+        """Everything before the first step; the run's state."""
+        rank, world, local_rank = _dist_info()
+        # resuming, Path() (".") stands for no log given, as None does
+        given = None if self.log_path is None or (self.resume and str(self.log_path) == ".") else Path(self.log_path)
+        cfg, log_path, info, state = _start(self.scene_dir, given, self.cfg, self.resume, self.overrides, rank)
+        resume = state is not None
+        cfg.check()
+        # The budget decides an automatic prior once: scene.json keeps the steps, so a resume that extends the budget
+        # keeps the lidar losses the run started with (lidar_loss_weights). A scene from before the prior ran none.
+        cfg = copy.deepcopy(cfg)
+        cfg.lidar_prior.steps = cfg.lidar_prior.steps_for(cfg.minutes) if not resume else max(cfg.lidar_prior.steps, 0)
+        device = _device(cfg, world, local_rank)
+        torch.manual_seed(cfg.seed + rank)
+        run = _setup(self.scene_dir, log_path, cfg, info, state, rank, world, device)
+        _priors(run, self.on_log)
+        run.metrics = _Metrics(self.scene_dir / METRICS, append=resume) if rank == 0 else None
+        self.state = run
+        return run
+
+    def step(self, gen: torch.Generator, batch: int, lidar_batch: int, n_err: int,
+             lr: float) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """One optimiser step (see ``_step``)."""
+        return _step(self.state, gen, batch, lidar_batch, n_err, lr)
+
+    def checkpoint(self) -> None:
+        self.state.checkpoint()
+
+    def run(self) -> TrainResult:
+        """Set up, train until a budget is spent or a stop is requested, and write the weights."""
+        run = self.setup() if self.state is None else self.state
+        old_handler = _on_sigterm(run.rank, self.stop)
+        run.start = time.time()
+        try:
+            status = _train(run, self.on_log, self.stop)
+        except KeyboardInterrupt:
+            status = "interrupted"
+        except TrainingDiverged as exc:
+            run.checkpoint()  # the weights before the bad step
+            if run.rank == 0:
+                run.info.step, run.info.status = run.step, "diverged"
+                write_scene_info(self.scene_dir, run.info)
+            raise TrainingDiverged(f"{exc}; stopped. The last good state (step {run.step}) is kept in "
+                                   f"{self.scene_dir / CHECKPOINT}: lower --lr or check the log's poses") from None
+        finally:
+            if run.metrics:
+                run.metrics.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)
+        return _finish(run, status)
+
+
 def reconstruct(log_path: Path | None, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
                 on_log: Callable[[dict], None] | None = None, overrides: dict | None = None) -> TrainResult:
-    """Train (or resume) the scene for ``log_path`` into ``scene_dir``.
+    """Train (or resume) the scene for ``log_path`` into ``scene_dir``: ``Trainer(...).run()``.
 
     With ``resume`` the configuration comes from scene.json; ``overrides`` (e.g. ``{"minutes": 20}``)
     replace some of its fields, to extend a finished run. The drive log is then the one scene.json records,
@@ -471,45 +545,10 @@ def reconstruct(log_path: Path | None, scene_dir: Path, cfg: TrainConfig, resume
     resumed run records where it found it. A scene folder whose run stopped before its first
     checkpoint starts afresh (``resume`` or not). ``on_log`` gets every logged step's record and, before the
     first step, ``{"stage": ...}`` records of the lidar prior's progress."""
-    rank, world, local_rank = _dist_info()
-    scene_dir = Path(scene_dir)
-    # resuming, Path() (".") stands for no log given, as None does
-    given = None if log_path is None or (resume and str(log_path) == ".") else Path(log_path)
-    cfg, log_path, info, state = _start(scene_dir, given, cfg, resume, overrides, rank)
-    resume = state is not None
-    cfg.check()
-    # The budget decides an automatic prior once: scene.json keeps the steps, so a resume that extends the budget
-    # keeps the lidar losses the run started with (lidar_loss_weights). A scene from before the prior ran none.
-    cfg = copy.deepcopy(cfg)
-    cfg.lidar_prior.steps = cfg.lidar_prior.steps_for(cfg.minutes) if not resume else max(cfg.lidar_prior.steps, 0)
-    device = _device(cfg, world, local_rank)
-    torch.manual_seed(cfg.seed + rank)
-    run = _setup(scene_dir, log_path, cfg, info, state, rank, world, device)
-    _priors(run, on_log)
-    stop = {"flag": False}
-    old_handler = _on_sigterm(rank, stop)
-    run.metrics = _Metrics(scene_dir / METRICS, append=resume) if rank == 0 else None
-    run.start = time.time()
-    try:
-        status = _train(run, on_log, stop)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    except TrainingDiverged as exc:
-        run.checkpoint()  # the weights before the bad step
-        if rank == 0:
-            run.info.step, run.info.status = run.step, "diverged"
-            write_scene_info(scene_dir, run.info)
-        raise TrainingDiverged(f"{exc}; stopped. The last good state (step {run.step}) is kept in "
-                               f"{scene_dir / CHECKPOINT}: lower --lr or check the log's poses") from None
-    finally:
-        if run.metrics:
-            run.metrics.close()
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
-    return _finish(run, status)
+    return Trainer(log_path, scene_dir, cfg, resume, on_log, overrides).run()
 
 
-def _finish(run: _Run, status: str) -> TrainResult:
+def _finish(run: TrainState, status: str) -> TrainResult:
     """The last checkpoint, the weights and scene.json; TrainingInterrupted when the run was stopped."""
     elapsed = run.elapsed()
     run.checkpoint()
