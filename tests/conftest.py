@@ -8,7 +8,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: robus
 
 import pytest  # noqa: E402
 
-from helpers import SMALL  # noqa: E402
+from helpers import SMALL, XS  # noqa: E402
 
 from simrecon.synth import generate  # noqa: E402
 
@@ -30,3 +30,11 @@ def cpu_ext():
     if module is None:
         pytest.skip(f"CPU kernel unavailable: {_build.build_failure('cpu')}")
     return module
+
+
+@pytest.fixture(scope="module")
+def xs_log(tmp_path_factory):
+    """A 3-timestamp 64x48 synthetic drive log (no ground truth), one per test module."""
+    out = tmp_path_factory.mktemp("xs") / "street"
+    generate(out, XS)
+    return out / "log"

@@ -1,6 +1,19 @@
 """Constants shared by tests (imported as a top-level module: pytest puts tests/ on sys.path)."""
 
 from simrecon.synth import SynthConfig
+from simrecon.train import TrainConfig, preset
 
 # 5 timestamps at 160x96: every synth-based test runs on this in a few seconds.
 SMALL = SynthConfig(seconds=0.5, width=160, height=96, seed=0, lidar_azimuths=512)
+
+# 3 timestamps at 64x48 without ground truth: tests about files and folders, not pictures.
+XS = SynthConfig(seconds=0.3, width=64, height=48, seed=0, lidar_azimuths=256, ground_truth=False)
+
+
+def tiny_files(steps: int = 2) -> TrainConfig:
+    """The tiny preset for tests about scene files: ``steps`` steps, nothing held out, no free-columns map (it
+    takes seconds to build)."""
+    cfg = preset("tiny")
+    cfg.steps, cfg.holdout = steps, "none"
+    cfg.free_columns.weight = 0.0
+    return cfg

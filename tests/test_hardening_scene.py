@@ -17,30 +17,18 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import tiny_files
+
 from simrecon.cli.main import main
-from simrecon.synth import SynthConfig, generate
-from simrecon.train import TrainConfig, preset, read_scene_info, reconstruct
+from simrecon.train import TrainConfig, read_scene_info, reconstruct
 from simrecon.scene import checkpoint as checkpoint_mod
 from simrecon.scene import folder as scene_file_mod
 from simrecon.train import trainer as trainer_mod
 from simrecon.scene.checkpoint import load_checkpoint
 
-# 3 timestamps at 64x48 without ground truth: a log in ~4 s (helpers.SMALL takes much longer here).
-XS = SynthConfig(seconds=0.3, width=64, height=48, seed=0, lidar_azimuths=256, ground_truth=False)
+tiny = tiny_files
 
 
-def tiny(steps: int = 2) -> TrainConfig:
-    cfg = preset("tiny")
-    cfg.steps, cfg.holdout = steps, "none"
-    cfg.free_columns.weight = 0.0  # its map takes seconds to build; these tests are about files
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def xs_log(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("xs") / "street"
-    generate(out, XS)
-    return out / "log"
 
 
 @pytest.fixture(scope="module")

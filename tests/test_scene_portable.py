@@ -11,27 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers import tiny_files
+
 from simrecon.cli.main import main
 from simrecon.scene import load_scene
-from simrecon.synth import SynthConfig, generate
-from simrecon.train import TrainConfig, preset, read_scene_info, reconstruct
+from simrecon.train import read_scene_info, reconstruct
 
-# 3 timestamps at 64x48 without ground truth: a log in seconds.
-XS = SynthConfig(seconds=0.3, width=64, height=48, seed=0, lidar_azimuths=256, ground_truth=False)
+tiny = tiny_files
 
 
-def tiny(steps: int = 2) -> TrainConfig:
-    cfg = preset("tiny")
-    cfg.steps, cfg.holdout = steps, "none"
-    cfg.free_columns.weight = 0.0  # its map takes seconds to build; these tests are about the scene folder
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def xs_log(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("xs") / "street"
-    generate(out, XS)
-    return out / "log"
 
 
 @pytest.fixture()

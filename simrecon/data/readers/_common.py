@@ -31,6 +31,14 @@ PointsLoader = Callable[[], np.ndarray]
 
 
 @dataclass
+class CameraFrames:
+    """What a reader collects for its cameras: the frames, and each image's source file by output path."""
+
+    frames: list[Frame] = field(default_factory=list)
+    images: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
 class Conversion:
     """What a reader returns: the log (paths relative to the output folder) and where its files come from.
 

@@ -24,6 +24,7 @@ from ..geometry import make_pose, opencv_to_opengl
 from ..model import Frame, LidarSweep, Track
 from ._common import (
     ActorBuilder,
+    CameraFrames,
     Conversion,
     ReaderError,
     build_actors,
@@ -115,12 +116,6 @@ class _Selection:
 
 
 @dataclass
-class _CameraFrames:
-    frames: list[Frame] = field(default_factory=list)
-    images: dict[str, Path] = field(default_factory=dict)
-
-
-@dataclass
 class _Lidar:
     """The lidar sweeps (ego frame) and the ego track: at the sweeps, or at the images without lidar."""
 
@@ -137,7 +132,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
     available = sorted(p.name for p in cam_root.iterdir() if p.is_dir()) if cam_root.is_dir() else []
     cams = check_cameras(cameras, available, cam_root)
     sel = _select_sweeps(src, frames)
-    out = _CameraFrames()
+    out = CameraFrames()
     for cam in cams:
         _add_camera(log, cam, sel, frames, out)
     lidar = _lidar(log, sel.sweeps)
@@ -185,7 +180,7 @@ def _select_sweeps(src: Path, frames: slice) -> _Selection:
     return _Selection(sel, sel[0] - 50_000_000, sel[-1] + 50_000_000)
 
 
-def _add_camera(log: _Log, cam: str, sel: _Selection, frames: slice, out: _CameraFrames) -> None:
+def _add_camera(log: _Log, cam: str, sel: _Selection, frames: slice, out: CameraFrames) -> None:
     """The images of one camera in the selected time window (``--frames`` over its images without lidar)."""
     if cam not in log.sensor_to_ego:
         raise ReaderError(log.calib_path, "sensor_name", f"no extrinsic for camera {cam}")

@@ -37,6 +37,7 @@ from ..geometry import invert_pose, make_pose, opencv_to_opengl
 from ..model import Frame, LidarSweep, Track
 from ._common import (
     ActorBuilder,
+    CameraFrames,
     Conversion,
     ReaderError,
     build_actors,
@@ -212,12 +213,6 @@ class _Sequence:
 
 
 @dataclass
-class _CameraFrames:
-    frames: list[Frame] = field(default_factory=list)
-    images: dict[str, Path] = field(default_factory=dict)
-
-
-@dataclass
 class _Lidar:
     """The Pandar64 sweeps; ``times`` is None without a lidar folder."""
 
@@ -230,7 +225,7 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
          skip_missing: bool = False) -> Conversion:
     seq = _open_sequence(src, cameras, frames)
     warnings: list[str] = []
-    cams = _CameraFrames()
+    cams = CameraFrames()
     for cam in seq.cams:
         _add_camera(seq, cam, skip_missing, warnings, cams)
     ego = _ego(seq, warnings)
@@ -268,7 +263,7 @@ def _focal_and_centre(path: Path) -> tuple[float, float, float, float]:
     return fx, fy, cx, cy
 
 
-def _add_camera(seq: _Sequence, cam: str, skip_missing: bool, warnings: list[str], out: _CameraFrames) -> None:
+def _add_camera(seq: _Sequence, cam: str, skip_missing: bool, warnings: list[str], out: CameraFrames) -> None:
     """The selected frames of one camera (its image size from the first image found)."""
     indices = seq.indices
     folder = seq.root / "camera" / cam
@@ -369,7 +364,7 @@ def _actors(seq: _Sequence, lidar_times: list[float] | None, warnings: list[str]
     return built
 
 
-def _assemble(seq: _Sequence, cams: _CameraFrames, ego: Track, lidar: _Lidar, actors: list,
+def _assemble(seq: _Sequence, cams: CameraFrames, ego: Track, lidar: _Lidar, actors: list,
               warnings: list[str]) -> Conversion:
     """The world shifted to the first ego position, times to the earliest frame, sweep or ego pose."""
     root, indices = seq.root, seq.indices
