@@ -151,3 +151,12 @@ def test_disk_full_convert(full_disk, synth_small, tmp_path, capsys):
     out = full_disk / "log"
     _disk_full_refused(capsys, ["convert", "nerfstudio", str(src), str(out)], out)
     assert not any(full_disk.iterdir()), list(full_disk.iterdir())
+
+
+def test_export_killed_before_its_state_was_recorded_starts_again(scenario, references, tmp_path):
+    """A kill between creating the progress folder and writing its state.json (what a kill at frame 0 can hit)
+    leaves a folder that the same command must start again, not refuse as another scenario's export."""
+    out = tmp_path / "out"
+    (out / ".simrecon-export" / "frames").mkdir(parents=True)
+    assert main(["export", str(scenario), "--format", "coco", "-o", str(out)]) == 0
+    assert _tree(out) == _tree(references / "coco") and not _temporaries(out)

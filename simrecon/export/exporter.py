@@ -97,6 +97,8 @@ def _prepare(out: Path, fmt: str, fingerprint: str, force: bool) -> None:
     state = out / STATE
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
+    if state.is_dir() and not (state / "state.json").exists() and not (out / MANIFEST).exists():
+        shutil.rmtree(out)  # killed while starting (before its state was recorded): nothing to keep, start again
     if out.exists() and any(out.iterdir()):
         ours = (out / MANIFEST).is_file() or state.is_dir()
         same = False
@@ -116,8 +118,8 @@ def _prepare(out: Path, fmt: str, fingerprint: str, force: bool) -> None:
             raise FileExistsError(f"{out}: exists and is not an export folder; refusing to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (state / "frames").mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(state / "state.json", json_bytes({"format": fmt, "fingerprint": fingerprint}))
+    (state / "frames").mkdir(parents=True, exist_ok=True)  # after the state: a frames folder means it is recorded
 
 
 def export(scenario: str | Path | Plan, format: str, out: str | Path, force: bool = False,
