@@ -104,10 +104,10 @@ def main() -> int:
         step = args.step if args.step in ("training", "voxel") else float(args.step)
         sc = load_scene(args.scene, device="cpu")
         truth = load_truth(args.gt) if args.gt else {}
-        ids = args.actor or [a for a in sc.info.actors[:len(sc.model.actor_fields)]
+        ids = args.actor or [a for a in sc.info.actors[:sc.model.num_actor_fields]
                              if sc.log.actor(a).cls == "car"]
         for a in ids:
-            fld = sc.model.actor_fields[sc.info.actors.index(a)]
+            fld = sc.model.actor_view(sc.info.actors.index(a))
             half = fld.half_size.numpy().astype(float)
             for res in args.resolution:
                 ref = reference_queries(fld, half, res)

@@ -41,7 +41,7 @@ from simrecon.render.samplers import box_intervals  # noqa: E402
 from simrecon.train import preset  # noqa: E402
 from simrecon.train.data import TrainData, parse_holdout, scene_box  # noqa: E402
 from simrecon.train.free_columns import free_columns_of  # noqa: E402
-from simrecon.train.lidar_prior import _in_actor_boxes, _in_actor_boxes_loop  # noqa: E402
+from simrecon.render.query import boxes_holding_loop  # noqa: E402
 from simrecon.train.trainer import make_optimizer, step_losses  # noqa: E402
 
 
@@ -131,6 +131,14 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - t) / repeats
 
 
+def _owners_loop(model, x: torch.Tensor, t: torch.Tensor):
+    """The straightforward box test (the reference for ``SceneModel.owners``): every box posed at every point's
+    time and tested on every point, one box at a time."""
+    lay = model.logged_layout(t)
+    half = torch.stack([model.actor_fields[i].half_size for i in lay.field_index])
+    return boxes_holding_loop(x, lay.rot, lay.trans, half, lay.present, torch.arange(len(x)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--log", type=Path, required=True, help="drive log folder (transforms.json)")
@@ -206,7 +214,7 @@ def main() -> int:
     if args.regions:
         _print_regions(model, lambda: step(False))
     if len(model.tracks):
-        rays, _, _ = batch()
+        rays = batch()[0]
         with torch.no_grad():
             ref = _time(lambda: _loop_layout(model, rays), 10)
             ours = _time(lambda: _bank_layout(model, rays), 10)
@@ -216,8 +224,8 @@ def main() -> int:
             idx = torch.randint(0, len(data.lidar_points), (3 * 8192,), generator=gen)
             x, t = data.lidar_points[idx], data.lidar_times[idx]
             with torch.no_grad():
-                ref = _time(lambda: _in_actor_boxes_loop(model, x, t), 5)
-                ours = _time(lambda: _in_actor_boxes(model, x, t), 5)
+                ref = _time(lambda: _owners_loop(model, x, t), 5)
+                ours = _time(lambda: model.owners(x, t), 5)
             print(f"lidar prior: which box holds each of {len(x)} points: a loop over the boxes (reference) "
                   f"{ref * 1000:.1f} ms, per sweep with a distance pre-test {ours * 1000:.1f} ms: {ref / ours:.1f}x")
         calls = []  # the arguments of the model's actor-field pass on one training batch

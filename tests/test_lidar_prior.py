@@ -12,9 +12,10 @@ import torch
 from simrecon.data.io import load_log
 from simrecon.data.model import Frame, Intrinsics
 from simrecon.render import SceneModel
+from simrecon.render.query import boxes_holding_loop
 from simrecon.train import preset, read_scene_info, reconstruct
 from simrecon.train.data import TrainData, parse_holdout, scene_box
-from simrecon.train.lidar_prior import (LidarPriorConfig, _empty_loss, _in_actor_boxes, _in_actor_boxes_loop,
+from simrecon.train.lidar_prior import (LidarPriorConfig, _empty_loss,
                                         _occupied_loss, colour_returns, lidar_prior_step, train_lidar_prior)
 
 
@@ -104,12 +105,18 @@ def test_returns_in_an_actor_box_go_to_that_actor(small):
     assert layout.field_index, "the small street has actors at t=0"
     centre = layout.trans[0, 0]  # [3] the first present actor's box centre
     x = torch.stack([centre, centre + torch.tensor([0.0, 0.0, 50.0])])
-    slot, local, _, fields = _in_actor_boxes(model, x, t)
-    assert slot.tolist() == [0, -1] and fields == layout.field_index
-    assert torch.allclose(local[0], torch.zeros(3), atol=1e-5)
+    own, fields = model.owners(x, t)
+    assert own.slot.tolist() == [0, -1] and fields == layout.field_index
+    assert torch.allclose(own.local[0], torch.zeros(3), atol=1e-5)
     dirs = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
-    _, _, local_dirs, _ = _in_actor_boxes(model, x, t, dirs)
+    local_dirs = model.owners(x, t, dirs=dirs)[0].local_dirs
     assert torch.allclose(local_dirs[0], layout.rot[0, 0].T @ dirs[0], atol=1e-6) and local_dirs[1].abs().max() == 0
+    # The point query: the centre's density is the actor field's, the far point's the background's.
+    q = model.query(x, t)
+    assert q.owner.tolist() == [layout.field_index[0], -1]
+    actor_sigma, _ = model.actor_view(layout.field_index[0])(own.local[:1], torch.zeros(1, 3))
+    torch.testing.assert_close(q.sigma[:1], actor_sigma)  # same field, same point: one code path
+    torch.testing.assert_close(q.sigma[1:], model.background.density(x[1:])[0])
     # A return on that actor, seen by a camera, trains that actor's field (density and colour).
     origin = centre + torch.tensor([-8.0, 0.0, 0.0])
     colour = (centre[None], t[:1], torch.tensor([[1.0, 0.0, 0.0]]), origin[None], torch.zeros(1, dtype=torch.long))
@@ -137,14 +144,20 @@ def test_box_test_of_all_actors_at_once_matches_one_box_at_a_time(small):
     x = lay.trans[pick, rows] + torch.einsum("nij,nj->ni", lay.rot[pick, rows], offset)
     x[:500] += 100.0  # nowhere near a box
     dirs = torch.nn.functional.normalize(torch.randn(4000, 3, generator=gen), dim=-1)
-    got = _in_actor_boxes(model, x, times, dirs)
-    want = _in_actor_boxes_loop(model, x, times, dirs)
-    assert torch.equal(got[0], want[0]) and got[3] == want[3]
-    assert (got[0] >= 0).sum() > 1000 and (got[0] < 0).sum() > 500  # both cases are exercised
+    got, fields = model.owners(x, times, dirs=dirs)
+    uniq, which = torch.unique(times, return_inverse=True)
+    lay_u = model.logged_layout(uniq)
+    assert fields == lay_u.field_index
+    half_u = torch.stack([model.actor_fields[i].half_size for i in fields])
+    want = boxes_holding_loop(x, lay_u.rot, lay_u.trans, half_u, lay_u.present, which, dirs)
+    assert torch.equal(got.slot, want.slot)
+    assert (got.slot >= 0).sum() > 1000 and (got.slot < 0).sum() > 500  # both cases are exercised
     # float32 box-frame coordinates of a few metres: the same einsum, only the summation order may differ
-    assert torch.allclose(got[1], want[1], atol=1e-5) and torch.allclose(got[2], want[2], atol=1e-6)
-    empty = _in_actor_boxes(model, x[:0], times[:0], dirs[:0])  # no points
-    assert empty[0].shape == (0,) and empty[1].shape == (0, 3)
+    assert torch.allclose(got.local, want.local, atol=1e-5) and torch.allclose(got.local_dirs, want.local_dirs,
+                                                                                atol=1e-6)
+    empty, _ = model.owners(x[:0], times[:0], dirs=dirs[:0])  # no points
+    assert empty.slot.shape == (0,) and empty.local.shape == (0, 3)
+    assert model.query(x[:0], times[:0]).sigma.shape == (0,)
 
 
 def test_prior_losses_on_empty_and_extreme_inputs():

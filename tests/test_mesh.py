@@ -483,7 +483,7 @@ def test_shape_prior_borrows_from_the_best_seen_actor_of_the_class(synth_small):
     assert px[cars[0]] > 0 and px[cars[-1]] > 10 * px[cars[0]]  # far and near cars of the small street
     ids = [a.id for a in log.actors]
     scene = SimpleNamespace(log=log, info=SimpleNamespace(actors=ids, holdout=[]),
-                            model=SimpleNamespace(actor_fields=[_Box(log.actor(a).size) for a in ids]))
+                            model=SimpleNamespace(num_actor_fields=len(ids)))
     cfg = ShapePriorConfig(min_pixels=px[cars[-1]] * 0.9)
     template, w = choose_template(scene, cars[0], cfg)
     assert template == cars[-1] and w == pytest.approx(px[cars[0]] / cfg.min_pixels)

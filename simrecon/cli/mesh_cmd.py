@@ -162,7 +162,7 @@ def mesh_command(scene: Path, out: Path, actors: Sequence[str] | None = None, al
     with console.status(f"opening {scene}"):
         sc = load_scene(scene, log=log)
     if all_actors:
-        actors = list(sc.info.actors)[:len(sc.model.actor_fields)]
+        actors = list(sc.info.actors)[:sc.model.num_actor_fields]
         if not actors:
             raise ValueError(f"{scene}: no actor fields (no tracked actors, or reconstructed without actor fields)")
     check_actors(sc, actors)

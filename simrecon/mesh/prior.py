@@ -50,7 +50,7 @@ def choose_template(scene, actor_id: str, cfg: ShapePriorConfig,
     best-seen first (``spans_box``: a template whose own field is still fog would spread its blob)."""
     log = scene.log
     holdout = set(scene.info.holdout)
-    with_fields = list(scene.info.actors)[:len(scene.model.actor_fields)]
+    with_fields = list(scene.info.actors)[:scene.model.num_actor_fields]
     own = observed_pixels(log, actor_id, holdout)
     weight = min(1.0, own / cfg.min_pixels) if cfg.min_pixels > 0 else 1.0
     if weight >= 1.0 or own <= 0:

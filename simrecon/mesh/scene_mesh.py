@@ -22,11 +22,10 @@ def actor_field(scene, actor_id: str):
         known = ", ".join(info_actors) or "none"
         raise KeyError(f"no actor {actor_id!r} in scene {scene.scene_dir} (actors: {known})")
     k = info_actors.index(actor_id)
-    fields = scene.model.actor_fields
-    if k >= len(fields):
+    if k >= scene.model.num_actor_fields:
         raise ValueError(f"actor {actor_id!r} has no field in scene {scene.scene_dir} (it was reconstructed "
                          "without actor fields: the actor is part of the background)")
-    return fields[k]
+    return scene.model.actor_view(k)
 
 
 def check_actors(scene, actor_ids: Sequence[str]) -> None:
@@ -124,19 +123,6 @@ def extract_actor(scene, actor_id: str, resolution: int = DEFAULT_RESOLUTION, op
     return mesh
 
 
-class _BackgroundAdapter:
-    """The background field as a ``DensityField`` in world coordinates (appearance of one camera)."""
-
-    def __init__(self, model, appearance: int):
-        self.model = model
-        self.appearance = appearance
-
-    def __call__(self, x: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sigma, geo = self.model.background.density(x)
-        app = torch.full((x.shape[0],), self.appearance, dtype=torch.long, device=x.device)
-        return sigma, self.model.background.color(geo, dirs, app)
-
-
 def parse_region(text: str) -> tuple[np.ndarray, np.ndarray]:
     """``"xmin,ymin,zmin,xmax,ymax,zmax"`` (world metres) -> (lo [3], hi [3])."""
     try:
@@ -159,7 +145,7 @@ def extract_background(scene, lo: np.ndarray, hi: np.ndarray, resolution: int = 
     appearance = scene.appearance_for(camera) if camera else 0
     model = scene.model
     device = next(model.parameters()).device
-    mesh = extract_field(_BackgroundAdapter(model, appearance), lo, hi, resolution, threshold=threshold,
+    mesh = extract_field(model.background_view(appearance), lo, hi, resolution, threshold=threshold,
                          scale=_scene_scale(scene), opacity=opacity, target_faces=target_faces, keep="all",
                          device=device, timings=timings)
     if not len(mesh.faces):

@@ -25,6 +25,7 @@ from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundF
 from .composite import alpha_weights, interlevel_loss
 from .exposure import FrameExposure
 from .poses import TrackBank, TrackTensor, pose_tensor
+from .query import BoxOwners, PointQuery, boxes_holding
 from .rays import Rays
 from .samplers import box_intervals, pdf_bins, spaced_bins, spacing
 
@@ -200,6 +201,78 @@ class SceneModel(nn.Module):
                       torch.stack([t for _, t in poses]),
                       torch.ones(len(placements), num_rays, dtype=torch.bool, device=device))
 
+    # -- point queries -----------------------------------------------------------------------------------
+    @property
+    def num_actor_fields(self) -> int:
+        """Actor fields in the model: the first this many of the scene's actors have one."""
+        return len(self.actor_fields)
+
+    def owners(self, points: torch.Tensor, times: torch.Tensor | None = None, layout: Layout | None = None,
+               dirs: torch.Tensor | None = None) -> tuple[BoxOwners, list[int]]:
+        """Which placed actor box holds each world point [N, 3]: actors as logged at each point's time ``times``
+        [N], or placed by a ``layout`` shared by all points (``fixed_layout``, ``Layout.empty``). Returns the
+        owners (slot: the placement) and the placements' actor field indices."""
+        if (times is None) == (layout is None):
+            raise ValueError("owners: give the points' times or a layout, not both")
+        if layout is None:
+            uniq, which = torch.unique(times, return_inverse=True)
+            layout = self.logged_layout(uniq)  # every box posed once per distinct time
+            present = layout.present
+        elif layout.rot.shape[1] != 1:
+            raise ValueError("owners: a layout with a pose per ray; give the points' times instead")
+        else:
+            which = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
+            present = layout.present.any(1, keepdim=True)
+        half = torch.stack([self.actor_fields[i].half_size for i in layout.field_index]) if layout.field_index \
+            else points.new_zeros(0, 3)
+        return boxes_holding(points, layout.rot, layout.trans, half, present, which, dirs), layout.field_index
+
+    def query(self, points: torch.Tensor, times: torch.Tensor | None = None, layout: Layout | None = None,
+              dirs: torch.Tensor | None = None, appearance: torch.Tensor | None = None,
+              color_rows: torch.Tensor | None = None, proposal_rows: torch.Tensor | None = None) -> PointQuery:
+        """The fields at world points [N, 3] (actors placed as in ``owners``): each point's density from the actor
+        whose box holds it, else from the background. Colour at ``color_rows`` [N] bool (seen along ``dirs`` [N, 3]
+        with ``appearance`` [N] codes); the proposal's density at the background points among ``proposal_rows``.
+        The background's points go through one field call, the actors' through one pass over all actor fields."""
+        n = points.shape[0]
+        own, field_index = self.owners(points, times, layout, dirs)
+        bg = (own.slot < 0).nonzero()[:, 0]
+        owner = torch.full((n,), -1, dtype=torch.long, device=points.device)
+        sigma_b, geo = self.background.density(points[bg])
+        sigma = points.new_zeros(n).index_put((bg,), sigma_b)
+        out = PointQuery(sigma=sigma, owner=owner)
+        if color_rows is not None:
+            out.rgb = points.new_zeros(n, 3)
+            cb = color_rows[bg].nonzero()[:, 0]
+            if len(cb):
+                rows = bg[cb]
+                out.rgb = out.rgb.index_put((rows,), self.background.color(geo[cb], dirs[rows], appearance[rows]))
+        if proposal_rows is not None:
+            pb = bg[proposal_rows[bg]]
+            out.sigma_proposal = points.new_zeros(n).index_put((pb,), self.proposal(points[pb]))
+        act = (own.slot >= 0).nonzero()[:, 0]
+        if len(act):
+            act = act[own.slot[act].argsort(stable=True)]  # grouped by placement: one pass over their fields
+            counts = torch.bincount(own.slot[act], minlength=len(field_index)).tolist()
+            sig_a, rgb_a = evaluate_actor_fields([self.actor_fields[i] for i in field_index], own.local[act],
+                                                 own.local_dirs[act], counts)
+            out.sigma = out.sigma.index_put((act,), sig_a)
+            out.owner[act] = torch.tensor(field_index, dtype=torch.long, device=points.device)[own.slot[act]]
+            if out.rgb is not None:
+                ca = color_rows[act]
+                out.rgb = out.rgb.index_put((act[ca],), rgb_a[ca])
+        return out
+
+    def actor_view(self, k: int) -> "ActorView":
+        """Actor field ``k`` in its box frame, as mesh extraction reads a field."""
+        if not 0 <= k < self.num_actor_fields:
+            raise IndexError(f"actor field {k}: the model has {self.num_actor_fields}")
+        return ActorView(self, k)
+
+    def background_view(self, appearance: int) -> "BackgroundView":
+        """The background in world coordinates (actors removed), coloured with one appearance code."""
+        return BackgroundView(self, appearance)
+
     # -- rendering ----------------------------------------------------------------------------------------
     def _color(self, rays: Rays, rows: torch.Tensor, w: torch.Tensor, order: torch.Tensor, geo: torch.Tensor,
                actor_rgb: list[torch.Tensor], acc: torch.Tensor) -> torch.Tensor:
@@ -367,6 +440,34 @@ class SceneModel(nn.Module):
         if train.points is not None and train.points.shape[0]:
             out.points = PointDensities(sigma=bg.point_sigma, sigma_proposal=prop.point_sigma)
         return out
+
+
+class ActorView:
+    """One actor's field in its box frame (x forward, y left, z up, metres): ``(x_local [N, 3], dirs [N, 3]) ->
+    (density [N], RGB [N, 3])`` and its box's ``half_size`` [3]."""
+
+    def __init__(self, model: SceneModel, k: int):
+        self._field = model.actor_fields[k]
+        self.half_size = self._field.half_size
+
+    def __call__(self, x_local: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._field(x_local, dirs)
+
+
+class BackgroundView:
+    """The background in world coordinates with no actor placed: ``(x [N, 3], dirs [N, 3]) -> (density [N],
+    RGB [N, 3])`` through ``SceneModel.query``."""
+
+    def __init__(self, model: SceneModel, appearance: int):
+        self.model = model
+        self.appearance = appearance
+
+    def __call__(self, x: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        q = self.model.query(x, layout=Layout.empty(n, x.device), dirs=dirs,
+                             appearance=torch.full((n,), self.appearance, dtype=torch.long, device=x.device),
+                             color_rows=torch.ones(n, dtype=torch.bool, device=x.device))
+        return q.sigma, q.rgb
 
 
 def _with_points(x: torch.Tensor, points: torch.Tensor | None) -> torch.Tensor:

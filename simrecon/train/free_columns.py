@@ -28,7 +28,7 @@ import torch
 
 from ..data.model import DriveLog
 from ..fields import SceneBox
-from ..render import PointDensities
+from ..render import PointDensities, boxes_holding
 from .data import TrainData
 
 
@@ -100,17 +100,21 @@ def up_rotation(up: np.ndarray) -> np.ndarray:
 
 def _not_in_actor_boxes(log: DriveLog, points: np.ndarray, times: np.ndarray) -> np.ndarray:
     """[N] bool: the returns (points [N, 3], times [N]) outside every present actor's box (grown by 10 %)."""
-    keep = np.ones(len(points), dtype=bool)
-    for t in np.unique(times):
-        rows = np.nonzero(times == t)[0]
-        for actor in log.actors:
+    if not log.actors or not len(points):
+        return np.ones(len(points), dtype=bool)
+    uniq, which = np.unique(times, return_inverse=True)
+    rot = np.tile(np.eye(3), (len(log.actors), len(uniq), 1, 1))  # [A, U, 3, 3] box to world
+    trans = np.zeros((len(log.actors), len(uniq), 3))
+    present = np.zeros((len(log.actors), len(uniq)), dtype=bool)
+    for a, actor in enumerate(log.actors):
+        for u, t in enumerate(uniq):
             pose = actor.pose_at(float(t))
-            if pose is None:
-                continue
-            local = (points[rows] - pose[:3, 3]) @ pose[:3, :3]  # R^T (x - t) as a row product
-            inside = (np.abs(local) <= np.asarray(actor.size) * 0.55).all(1)
-            keep[rows[inside]] = False
-    return keep
+            if pose is not None:
+                rot[a, u], trans[a, u], present[a, u] = pose[:3, :3], pose[:3, 3], True
+    half = np.array([np.asarray(actor.size, float) * 0.55 for actor in log.actors])
+    owners = boxes_holding(*(torch.from_numpy(np.ascontiguousarray(v)) for v in (points.astype(np.float64), rot,
+                                                                                  trans, half, present, which)))
+    return owners.slot.numpy() < 0
 
 
 def build_free_columns(log: DriveLog, origins: np.ndarray, points: np.ndarray, times: np.ndarray, box: SceneBox,

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from ..data.model import Frame
-from ..fields import evaluate_actor_fields
 from ..render.model import SceneModel
 from .data import TrainData
 from .optim import adam
@@ -131,79 +130,6 @@ def _empty_loss(sigma: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     return (sigma * delta).mean()
 
 
-def _in_actor_boxes(model: SceneModel, x: torch.Tensor, times: torch.Tensor,
-                    dirs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-    """Which present actor box holds each world point x [N, 3] at its time [N]: the slot in the layout [N]
-    (-1 for none; the first box in layout order where boxes overlap), the point [N, 3] and the directions
-    ``dirs`` [N, 3] (when given) in that box's frame, and the layout's field indices (``logged_layout``'s).
-
-    Lidar returns come from a few sweeps, so the boxes are posed once per distinct time, and only the points
-    near a box centre get the exact test in its frame. On a log with 97 tracked cars, a loop over the boxes on
-    every point made 60 prior steps take 21 s instead of 11 (benchmarks/step.py times both)."""
-    n = x.shape[0]
-    slot = torch.full((n,), -1, dtype=torch.long, device=x.device)
-    local = torch.zeros_like(x)
-    local_dirs = torch.zeros_like(x)
-    uniq, inv = torch.unique(times, return_inverse=True)  # [U], [N]
-    lay = model.logged_layout(uniq)  # [P, U, ...]: each box posed once per distinct time
-    if not lay.field_index:
-        return slot, local, local_dirs, lay.field_index
-    half_all = torch.stack([model.actor_fields[i].half_size for i in lay.field_index])  # [P, 3]
-    for u in range(len(uniq)):
-        boxes = lay.present[:, u].nonzero()[:, 0]  # [Q] the slots present at this time, in layout order
-        rows = (inv == u).nonzero()[:, 0]  # [M] this time's points
-        if not len(boxes) or not len(rows):
-            continue
-        rot, trans, half = lay.rot[boxes, u], lay.trans[boxes, u], half_all[boxes]  # [Q, 3, 3] box to world, [Q, 3]
-        # within the box's radius (and 1 % more: cdist's matmul form rounds), about the boxes' mean so that the
-        # large coordinates of real logs do not cost it precision
-        c = trans.mean(0)
-        near = torch.cdist(trans - c, x[rows] - c) <= half.norm(dim=-1)[:, None] * 1.01  # [Q, M]
-        q, m = near.nonzero().unbind(1)  # [K] candidate (box, point) pairs
-        xl = torch.einsum("kji,kj->ki", rot[q], x[rows[m]] - trans[q])  # [K, 3]: R^T (x - t)
-        inside = (xl.abs() <= half[q]).all(-1)  # [K]
-        q, m, xl = q[inside], m[inside], xl[inside]
-        first = torch.full((len(rows),), len(boxes), dtype=torch.long, device=x.device)
-        first.scatter_reduce_(0, m, q, "amin")  # [M] the first box (layout order) holding each point
-        keep = first[m] == q  # [K] the pairs of those first boxes
-        q, at = q[keep], rows[m[keep]]
-        slot[at] = boxes[q]
-        local[at] = xl[keep]
-        if dirs is not None:
-            local_dirs[at] = torch.einsum("kji,kj->ki", rot[q], dirs[at])
-    return slot, local, local_dirs, lay.field_index
-
-
-def _in_actor_boxes_loop(model: SceneModel, x: torch.Tensor, times: torch.Tensor, dirs: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-    """The reference for ``_in_actor_boxes`` (same signature and results; the straightforward implementation):
-    every box tested on every point, one box at a time, at each point's own time. For tests and
-    benchmarks/step.py."""
-    layout = model.logged_layout(times)
-    slot = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
-    local, local_dirs = torch.zeros_like(x), torch.zeros_like(x)
-    for p, fi in enumerate(layout.field_index):
-        rot = layout.rot[p]  # [N, 3, 3] box to world
-        xl = torch.einsum("nji,nj->ni", rot, x - layout.trans[p])  # R^T (x - t)
-        inside = layout.present[p] & (xl.abs() <= model.actor_fields[fi].half_size).all(-1) & (slot < 0)
-        slot[inside] = p
-        local[inside] = xl[inside]
-        if dirs is not None:
-            local_dirs[inside] = torch.einsum("nji,nj->ni", rot[inside], dirs[inside])
-    return slot, local, local_dirs, layout.field_index
-
-
-def _actor_pass(model: SceneModel, field_index: list[int], slot: torch.Tensor, local: torch.Tensor,
-                local_dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Density [M] and RGB [M, 3] of the points with slot >= 0 (box frame), grouped by actor for one pass over all
-    their fields; and the order [M] (indices into those points) the results come in."""
-    order = slot.argsort(stable=True)
-    counts = torch.bincount(slot, minlength=len(field_index)).tolist()
-    sigma, rgb = evaluate_actor_fields([model.actor_fields[i] for i in field_index], local[order],
-                                       local_dirs[order], counts)
-    return sigma, rgb, order
-
-
 def lidar_prior_step(model: SceneModel, origins: torch.Tensor, points: torch.Tensor, times: torch.Tensor,
                      near: float, near_frac: float, colour: tuple[torch.Tensor, ...] | None = None,
                      gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -230,32 +156,26 @@ def lidar_prior_step(model: SceneModel, origins: torch.Tensor, points: torch.Ten
     x = (origins[None] + d[None] * t[..., None]).reshape(3 * n, 3)  # [3N, 3]: occupied | empty | empty
     occupied = torch.arange(3 * n, device=x.device) < n  # [3N]
     delta = (margin / s).repeat(3)  # [3N] normalised: the interval each point stands for
-    slot, local, _, field_index = _in_actor_boxes(model, x, times.repeat(3))
-    bg = slot < 0
-    xb, ob, db = x[bg], occupied[bg], delta[bg]
-    nb = xb.shape[0]
-    if colour is not None:  # coloured returns: the background's are appended to its points
-        xc, tc, rgb, eye, app = colour
-        view = torch.nn.functional.normalize(xc - eye, dim=-1)  # [C, 3] from the camera
-        slot_c, local_c, dirs_c, field_c = _in_actor_boxes(model, xc, tc, view)
-        bc = slot_c < 0
-        xb = torch.cat([xb, xc[bc]])
-    sigma, geo = model.background.density(xb)
-    losses = {"prior_background": _occupied_loss(sigma[:nb][ob], db[ob]) + _empty_loss(sigma[:nb][~ob], db[~ob])}
-    sigma_p = model.proposal(xb[:nb])
-    losses["prior_proposal"] = _occupied_loss(sigma_p[ob], db[ob]) + _empty_loss(sigma_p[~ob], db[~ob])
-    colour_err = []  # [C, 3] squared errors, background and actors
-    if colour is not None and bc.any():
-        colour_err.append((model.background.color(geo[nb:], view[bc], app[bc]) - rgb[bc]) ** 2)
-    if not bg.all():
-        sig_a, _, order = _actor_pass(model, field_index, slot[~bg], local[~bg], torch.zeros_like(local[~bg]))
-        oa, da = occupied[~bg][order], delta[~bg][order]
-        losses["prior_actors"] = _occupied_loss(sig_a[oa], da[oa]) + _empty_loss(sig_a[~oa], da[~oa])
-    if colour is not None and not bc.all():
-        _, rgb_a, order = _actor_pass(model, field_c, slot_c[~bc], local_c[~bc], dirs_c[~bc])
-        colour_err.append((rgb_a - rgb[~bc][order]) ** 2)
-    if colour_err:
-        losses["prior_colour"] = torch.cat(colour_err).mean()
+    tx, dirs, app = times.repeat(3), torch.zeros_like(x), torch.zeros(3 * n, dtype=torch.long, device=x.device)
+    wants_colour = torch.zeros(3 * n, dtype=torch.bool, device=x.device)
+    if colour is not None:  # coloured returns ride in the same query, seen from their camera
+        xc, tc, rgb, eye, app_c = colour
+        x, tx, app = torch.cat([x, xc]), torch.cat([tx, tc]), torch.cat([app, app_c])
+        dirs = torch.cat([dirs, torch.nn.functional.normalize(xc - eye, dim=-1)])
+        wants_colour = torch.cat([wants_colour, torch.ones(len(xc), dtype=torch.bool, device=x.device)])
+    lidar = ~wants_colour  # the 3N geometry points
+    q = model.query(x, tx, dirs=dirs, appearance=app, color_rows=wants_colour, proposal_rows=lidar)
+    bg, occ = q.owner < 0, torch.cat([occupied, torch.zeros(len(x) - 3 * n, dtype=torch.bool, device=x.device)])
+    delta = torch.cat([delta, delta.new_zeros(len(x) - 3 * n)])
+
+    def term(sigma: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  # occupied behind the return, empty before
+        return _occupied_loss(sigma[rows & occ], delta[rows & occ]) + _empty_loss(sigma[rows & ~occ], delta[rows & ~occ])
+
+    losses = {"prior_background": term(q.sigma, lidar & bg), "prior_proposal": term(q.sigma_proposal, lidar & bg)}
+    if (lidar & ~bg).any():
+        losses["prior_actors"] = term(q.sigma, lidar & ~bg)
+    if colour is not None and len(rgb):
+        losses["prior_colour"] = ((q.rgb[wants_colour] - rgb) ** 2).mean()
     return losses
 
 
