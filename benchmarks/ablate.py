@@ -1,13 +1,14 @@
 """Ablations of the reconstruction: the ``fast`` preset with one change per run, at a step or time budget.
 
-Each variant is ``key=value`` pairs joined by ``;`` (dotted keys reach into the config, ``""`` is the
-preset itself); every run prints one JSON line: steps, wall and CPU seconds, the last training-batch PSNR,
-held-out PSNR, actor-pixel PSNR, lidar median depth error, PSNR against the +2 m lane-shift ground truth and
-the share of its sky that the render covers with a surface (``sky_opaque``, see ``score_gt_set``).
+Each variant is ``key=value`` pairs joined by ``;`` (dotted keys as ``simrecon config`` lists them, old flat
+names such as ``lr`` or ``lidar_prior.steps`` too; ``""`` is the preset itself); every run prints one JSON
+line: steps, wall and CPU seconds, the last training-batch PSNR, held-out PSNR, actor-pixel PSNR, lidar median
+depth error, PSNR against the +2 m lane-shift ground truth and the share of its sky that the render covers
+with a surface (``sky_opaque``, see ``score_gt_set``).
 Run variants one at a time on an otherwise idle machine: a time budget turns contention into fewer steps.
 
-    python benchmarks/ablate.py --street /tmp/street --minutes 3 "" "model.color_samples=6" "batch_rays=4096"
-    python benchmarks/ablate.py --street /tmp/street --steps 800 "box_lidar_range=80"
+    python benchmarks/ablate.py --street /tmp/street --minutes 3 "" "model.color_samples=6" "schedule.lr=0.02"
+    python benchmarks/ablate.py --street /tmp/street --steps 800 "sampling.box_lidar_range=80"
     python benchmarks/ablate.py --street /tmp/street --steps 1400 --seeds 0,2,3 "" "model.sky_texture=0"
 """
 
@@ -18,7 +19,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see simrecon/cli/main.py
 
 import argparse
-import ast
 import json
 import shutil
 import time
@@ -29,24 +29,22 @@ from simrecon.scene.evaluate import evaluate
 from simrecon.scene.score import score_gt_set
 from simrecon.synth import SynthConfig, generate
 from simrecon.train import TrainConfig, preset, reconstruct
+from simrecon.train.config import parse_settings
 
 
 def apply(cfg: TrainConfig, variant: str) -> None:
-    """Set ``a.b=value;c=value`` on ``cfg`` (values are Python literals, cast to the field's type)."""
-    for item in filter(None, variant.split(";")):
-        key, _, raw = item.partition("=")
-        *path, name = key.strip().split(".")
-        obj = cfg
-        for part in path:
-            obj = getattr(obj, part)
-        if not hasattr(obj, name):
-            raise SystemExit(f"unknown config field {key!r}")
-        setattr(obj, name, type(getattr(obj, name))(ast.literal_eval(raw.strip())))
+    """Set ``a.b=value;c=value`` on ``cfg`` as ``simrecon reconstruct --set`` does (dotted names, old flat ones
+    too; values type-checked against the field)."""
+    try:
+        parse_settings(cfg, [item for item in variant.split(";") if item.strip()], where="variant")
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help='e.g. "" "model.color_samples=6" "lr=0.02;batch_rays=4096"')
+    ap.add_argument("variants", nargs="+",
+                    help='e.g. "" "model.color_samples=6" "schedule.lr=0.02;sampling.batch_rays=4096"')
     ap.add_argument("--street", type=Path, default=Path("/tmp/simrecon-ablate/street"),
                     help="synthetic street (OUT of simrecon synth); generated when missing")
     ap.add_argument("--out", type=Path, default=Path("/tmp/simrecon-ablate/runs"))
@@ -72,7 +70,7 @@ def main() -> None:
 def run(args: argparse.Namespace, variant: str) -> dict:
     """Train the preset with ``variant`` applied, score it, print and return its JSON line."""
     cfg = preset(args.preset)
-    cfg.steps, cfg.minutes = args.steps, args.minutes
+    cfg.budget.steps, cfg.budget.minutes = args.steps, args.minutes
     apply(cfg, variant)
     out = args.out / (variant.replace("=", "_").replace(";", "__").replace(".", "-") or "preset")
     shutil.rmtree(out, ignore_errors=True)

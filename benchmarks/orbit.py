@@ -129,7 +129,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "simrecon", "convert", "nerfstudio", str(capture), str(log)],
                    check=True)
     cfg = preset(args.preset)
-    cfg.minutes, cfg.steps = args.minutes, args.steps
+    cfg.budget.minutes, cfg.budget.steps = args.minutes, args.steps
     apply(cfg, ";".join(args.set))
     t = time.time()
     result = reconstruct(log, scene_dir, cfg)

@@ -60,10 +60,10 @@ def main() -> None:
         if i == 0 or not args.resume_marks:
             if scene_dir.exists():
                 shutil.rmtree(scene_dir)
-            cfg.minutes = mark
+            cfg.budget.minutes = mark
             result = reconstruct(street / "log", scene_dir, cfg)
         else:
-            result = reconstruct(Path(), scene_dir, cfg, resume=True, overrides={"minutes": mark})
+            result = reconstruct(Path(), scene_dir, cfg, resume=True, overrides={"budget.minutes": mark})
         metrics = [json.loads(x) for x in (scene_dir / "metrics.jsonl").read_text().splitlines()]
         rps = [m["rays_per_s"] for m in metrics[1:] or metrics]  # the first record includes warm-up
         scene = load_scene(scene_dir, device=args.device)

@@ -11,7 +11,7 @@ loop over the boxes (the implementation before session 8). Logs with many tracke
 nuScenes, Waymo) are where these matter.
 
     python benchmarks/step.py --log LOG                   # e.g. a converted DGP scene (97 actors)
-    python benchmarks/step.py --log LOG --set batch_rays=4096 --set model.samples=32
+    python benchmarks/step.py --log LOG --set sampling.batch_rays=4096 --set model.samples=32
     python benchmarks/step.py --log LOG --regions           # the forward pass part by part
     python benchmarks/step.py --log LOG --profile 30        # the 30 costliest ops
 """
@@ -23,7 +23,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see simrecon/cli/main.py
 
 import argparse
-import ast
 import sys
 import time
 from pathlib import Path
@@ -39,20 +38,11 @@ from simrecon.fields import evaluate_actor_fields  # noqa: E402
 from simrecon.render import SceneModel  # noqa: E402
 from simrecon.render.samplers import box_intervals  # noqa: E402
 from simrecon.train import preset  # noqa: E402
+from simrecon.train.config import parse_settings  # noqa: E402
 from simrecon.train.data import TrainData, parse_holdout, scene_box  # noqa: E402
 from simrecon.train.free_columns import free_columns_of  # noqa: E402
 from simrecon.render.query import boxes_holding_loop  # noqa: E402
 from simrecon.train.trainer import make_optimizer, step_losses  # noqa: E402
-
-
-def _set(cfg, key: str, value: str) -> None:
-    *path, last = key.split(".")
-    obj = cfg
-    for p in path:
-        obj = getattr(obj, p)
-    if not hasattr(obj, last):
-        raise SystemExit(f"--set {key}: no such setting")
-    setattr(obj, last, ast.literal_eval(value))
 
 
 def _loop_layout(model: SceneModel, rays) -> None:
@@ -143,7 +133,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--log", type=Path, required=True, help="drive log folder (transforms.json)")
     ap.add_argument("--preset", default="fast")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, as simrecon reconstruct --set (dotted names; old flat ones too)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
@@ -156,24 +147,27 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = preset(args.preset)
-    for kv in args.set:
-        _set(cfg, *kv.split("=", 1))
+    try:
+        parse_settings(cfg, args.set)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     log = load_log(args.log)
     box = scene_box(log)
-    data = TrainData(log, parse_holdout(cfg.holdout, log), near=cfg.near_frac * float(np.mean(box.half)),
+    data = TrainData(log, parse_holdout(cfg.holdout, log), near=cfg.sampling.near_frac * float(np.mean(box.half)),
                      device=torch.device("cpu"))
     model = SceneModel(cfg.model, box, log.actors, data.num_appearance, frames=(data.app, data.times)).train()
-    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale, cfg.exposure_lr_scale)  # the trainer's groups
+    sched = cfg.schedule
+    optim = make_optimizer(model, sched.lr, sched.table_lr_scale, sched.exposure_lr_scale)  # the trainer's groups
     gen = torch.Generator().manual_seed(0)
-    columns = free_columns_of(data, box, cfg.free_columns)  # the trainer's free-columns prior, when on
+    columns = free_columns_of(data, box, cfg.priors.free_columns)  # the trainer's free-columns prior, when on
     phases = dict.fromkeys(("sample", "forward", "backward", "optimiser"), 0.0)
 
     def batch():
-        pixels = data.draw_pixels(cfg.batch_rays, gen)
+        pixels = data.draw_pixels(cfg.sampling.batch_rays, gen)
         rays, target = data.pixel_rays(pixels)
         ranges = None
-        if data.has_lidar and cfg.lidar_rays:
-            lrays, ranges = data.sample_lidar(cfg.lidar_rays, gen)
+        if data.has_lidar and cfg.sampling.lidar_rays:
+            lrays, ranges = data.sample_lidar(cfg.sampling.lidar_rays, gen)
             rays = type(rays).cat([rays, lrays])
         return rays, target, ranges, data.frame_of(pixels)
 
@@ -181,7 +175,7 @@ def main() -> int:
         t0 = time.perf_counter()
         rays, target, ranges, frames = batch()
         t1 = time.perf_counter()
-        _, losses = step_losses(model, model, rays, target, cfg.batch_rays, ranges, cfg, columns, gen, frames)
+        _, losses = step_losses(model, model, rays, target, cfg.sampling.batch_rays, ranges, cfg, columns, gen, frames)
         loss = sum(losses.values())
         t2 = time.perf_counter()
         optim.zero_grad(set_to_none=True)
@@ -198,7 +192,7 @@ def main() -> int:
     for _ in range(args.steps):
         step(True)
     per_step = sum(phases.values()) / args.steps
-    rays_per_step = cfg.batch_rays + (cfg.lidar_rays if data.has_lidar else 0)
+    rays_per_step = cfg.sampling.batch_rays + (cfg.sampling.lidar_rays if data.has_lidar else 0)
     print(f"{args.log}: {len(log.actors)} actors, preset {args.preset}, {rays_per_step} rays per step, "
           f"{torch.get_num_threads()} threads")
     print(f"step {per_step * 1000:.1f} ms = " + ", ".join(f"{k} {v / args.steps * 1000:.1f}" for k, v in

@@ -48,7 +48,7 @@ def build_scene(workdir: Path, steps: int) -> Path:
     street = workdir / "street"
     generate(street, SynthConfig(seconds=1.0), force=True)
     cfg = preset("fast")
-    cfg.steps, cfg.log_every, cfg.checkpoint_every = steps, max(1, steps), 10 ** 6
+    cfg.budget.steps, cfg.budget.log_every, cfg.budget.checkpoint_every = steps, max(1, steps), 10 ** 6
     reconstruct(street / "log", workdir / "scene", cfg)
     return workdir / "scene"
 

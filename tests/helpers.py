@@ -14,6 +14,6 @@ def tiny_files(steps: int = 2) -> TrainConfig:
     """The tiny preset for tests about scene files: ``steps`` steps, nothing held out, no free-columns map (it
     takes seconds to build)."""
     cfg = preset("tiny")
-    cfg.steps, cfg.holdout = steps, "none"
-    cfg.free_columns.weight = 0.0
+    cfg.budget.steps, cfg.holdout = steps, "none"
+    cfg.priors.free_columns.weight = 0.0
     return cfg

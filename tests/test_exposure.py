@@ -75,7 +75,7 @@ def test_bad_shapes_are_refused_with_the_shapes():
 
 def _train(log, out):
     cfg = preset("tiny")
-    cfg.steps, cfg.lr, cfg.batch_rays, cfg.log_every = 200, 2e-2, 512, 100
+    cfg.budget.steps, cfg.schedule.lr, cfg.sampling.batch_rays, cfg.budget.log_every = 200, 2e-2, 512, 100
     cfg.model.frame_exposure = True
     reconstruct(log, out, cfg)
     return load_scene(out)

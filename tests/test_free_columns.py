@@ -122,8 +122,9 @@ def test_the_loss_lowers_density_in_the_free_columns(synth_small):
 
     cfg = preset("tiny")
     log = load_log(synth_small / "log")
-    box = scene_box(log, cfg.box_lidar_range)
-    data = TrainData(log, parse_holdout(cfg.holdout, log), cfg.near_frac * float(box.half.mean()), torch.device("cpu"))
+    box = scene_box(log, cfg.sampling.box_lidar_range)
+    data = TrainData(log, parse_holdout(cfg.holdout, log), cfg.sampling.near_frac * float(box.half.mean()),
+                     torch.device("cpu"))
     fc = FreeColumnsConfig(weight=1.0, points=2048)
     cols = build_free_columns(log, data.lidar_origins.numpy(), data.lidar_points.numpy(), data.lidar_times.numpy(),
                               box, fc)
@@ -158,8 +159,9 @@ def test_probe_points_ride_along_a_render_without_changing_it(synth_small):
 
     cfg = preset("tiny")
     log = load_log(synth_small / "log")
-    box = scene_box(log, cfg.box_lidar_range)
-    data = TrainData(log, parse_holdout(cfg.holdout, log), cfg.near_frac * float(box.half.mean()), torch.device("cpu"))
+    box = scene_box(log, cfg.sampling.box_lidar_range)
+    data = TrainData(log, parse_holdout(cfg.holdout, log), cfg.sampling.near_frac * float(box.half.mean()),
+                     torch.device("cpu"))
     torch.manual_seed(0)
     model = SceneModel(cfg.model, box, log.actors, data.num_appearance).train()
     rays, _ = data.sample_pixels(64, torch.Generator().manual_seed(0))
@@ -185,20 +187,20 @@ def test_probe_points_ride_along_a_render_without_changing_it(synth_small):
 
 def test_training_with_the_prior_logs_it_and_keeps_it_in_the_scene(synth_small, tmp_path):
     cfg = preset("tiny")
-    cfg.steps = 3
-    cfg.free_columns.weight = 0.01
+    cfg.budget.steps = 3
+    cfg.priors.free_columns.weight = 0.01
     reconstruct(synth_small / "log", tmp_path / "scene", cfg)
     rec = json.loads((tmp_path / "scene" / "metrics.jsonl").read_text().splitlines()[-1])
     assert rec["free_columns"] >= 0 and rec["free_columns_proposal"] >= 0
     saved = json.loads((tmp_path / "scene" / "scene.json").read_text())["config"]
-    assert TrainConfig.from_json(saved).free_columns.weight == 0.01
+    assert TrainConfig.from_json(saved).priors.free_columns.weight == 0.01
     with pytest.raises(ValueError, match="free_columns"):
         bad = preset("tiny")
-        bad.free_columns.cell = 0.0
+        bad.priors.free_columns.cell = 0.0
         bad.check()
     with pytest.raises(ValueError, match="free_columns"):
         bad = preset("tiny")
-        bad.free_columns.weight = float("nan")
+        bad.priors.free_columns.weight = float("nan")
         bad.check()
 
 
@@ -209,7 +211,7 @@ def test_cli_sets_the_weight(synth_small, tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["reconstruct", str(synth_small / "log"), "-o", str(out), "--preset", "tiny", "--steps", "2",
                  "--free-columns", "0.05"]) == 0
-    assert read_scene_info(out).config["free_columns"]["weight"] == 0.05
+    assert read_scene_info(out).config["priors"]["free_columns"]["weight"] == 0.05
     assert "free_columns" in json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     capsys.readouterr()
 

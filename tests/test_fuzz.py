@@ -24,7 +24,7 @@ def corpus(synth_small, tmp_path_factory) -> tuple[Path, list[Case]]:
     """The whole corpus, built once under a deep folder (so '../../..' escapes stay inside the test's tmp)."""
     top = tmp_path_factory.mktemp("fuzz")
     cfg = preset("tiny")
-    cfg.steps = 2
+    cfg.budget.steps = 2
     scene = top / "scene"
     reconstruct(synth_small / "log", scene, cfg)
     root = top / "a" / "b" / "c" / "corpus"

@@ -171,7 +171,7 @@ def test_resume_rerenders_a_frame_whose_bytes_changed(tmp_path, base, scene):
 @pytest.fixture(scope="module")
 def tiny_scene(synth_small, tmp_path_factory) -> Path:
     cfg = preset("tiny")
-    cfg.steps = 2
+    cfg.budget.steps = 2
     out = tmp_path_factory.mktemp("scene") / "scene"
     reconstruct(synth_small / "log", out, cfg)
     return out

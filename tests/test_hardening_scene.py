@@ -162,9 +162,9 @@ def test_a_checkpoint_of_another_model_is_one_line_naming_the_file(scene_copy, c
     (None, "near"),  # filled in below: wrong types
     (None, "camera_names"),
     (None, "box"),
-    (None, "config.lr"),
+    (None, "config.schedule.lr"),
     (None, "config.model.background"),
-    (None, "config.minutes"),
+    (None, "config.budget.minutes"),
 ])
 def test_a_bad_scene_json_is_one_line_naming_the_file_and_field(text, field, scene_copy, capsys):
     path = scene_copy / "scene.json"
@@ -176,18 +176,18 @@ def test_a_bad_scene_json_is_one_line_naming_the_file_and_field(text, field, sce
             data["camera_names"] = "front"
         elif field == "box":
             data["box"] = {"center": [0, 0], "half": "x"}
-        elif field == "config.lr":
-            data["config"]["lr"] = "fast"
+        elif field == "config.schedule.lr":
+            data["config"]["schedule"]["lr"] = "fast"
         elif field == "config.model.background":
             data["config"]["model"]["background"] = 5
-        elif field == "config.minutes":
-            data["config"]["minutes"] = float("nan")
+        elif field == "config.budget.minutes":
+            data["config"]["budget"]["minutes"] = float("nan")
         text = json.dumps(data)
     if isinstance(text, bytes):
         path.write_bytes(text)
     else:
         path.write_text(text)
-    if field not in ("config.lr", "config.minutes"):  # training settings: read by training only (--resume)
+    if field not in ("config.schedule.lr", "config.budget.minutes"):  # training settings: read by training only (--resume)
         _one_line(capsys, main(["eval", str(scene_copy)]), str(path), field)
     _one_line(capsys, main(["reconstruct", "--resume", "-o", str(scene_copy)]), str(path), field)
 
@@ -292,9 +292,10 @@ def test_non_finite_and_negative_float_options_are_refused(args, option, rule, x
 
 
 @pytest.mark.parametrize("field, value", [
-    ("minutes", float("nan")), ("minutes", float("inf")), ("minutes", 0.0), ("lr", float("inf")),
-    ("near_frac", float("nan")), ("lidar_prior.lr", float("nan")), ("free_columns.cell", float("inf")),
-    ("model.far", float("nan")), ("model.background.density_bias", float("inf")), ("steps", 0),
+    ("budget.minutes", float("nan")), ("budget.minutes", float("inf")), ("budget.minutes", 0.0),
+    ("schedule.lr", float("inf")), ("sampling.near_frac", float("nan")), ("priors.lidar_prior.lr", float("nan")),
+    ("priors.free_columns.cell", float("inf")), ("model.far", float("nan")),
+    ("model.background.density_bias", float("inf")), ("budget.steps", 0),
 ])
 def test_the_config_refuses_non_finite_values(field, value):
     cfg = TrainConfig()

@@ -24,8 +24,9 @@ def small(synth_small):
     torch.manual_seed(0)
     cfg = preset("tiny")
     log = load_log(synth_small / "log")
-    box = scene_box(log, cfg.box_lidar_range)
-    data = TrainData(log, parse_holdout(cfg.holdout, log), cfg.near_frac * float(box.half.mean()), torch.device("cpu"))
+    box = scene_box(log, cfg.sampling.box_lidar_range)
+    data = TrainData(log, parse_holdout(cfg.holdout, log), cfg.sampling.near_frac * float(box.half.mean()),
+                     torch.device("cpu"))
     return cfg, log, box, data
 
 
@@ -59,8 +60,9 @@ def test_prior_puts_the_surfaces_at_the_lidar_returns_and_learns_their_colours(s
     model = _small_model(cfg, log, box, data)
     d50_0, at_0 = _lidar_rays_after(model, data)
     first = train_lidar_prior(_small_model(cfg, log, box, data), data, LidarPriorConfig(steps=1, points=2048),
-                              cfg.near_frac, seed=0)
-    last = train_lidar_prior(model, data, LidarPriorConfig(steps=80, points=2048), cfg.near_frac, seed=0)
+                              cfg.sampling.near_frac, seed=0)
+    last = train_lidar_prior(model, data, LidarPriorConfig(steps=80, points=2048), cfg.sampling.near_frac,
+                             seed=0)
     d50, at = _lidar_rays_after(model, data)
     # A fresh field is transparent (density bias -3): most lidar rays stay clear.
     assert d50_0 == float("inf") and at_0 < 0.1
@@ -120,7 +122,7 @@ def test_returns_in_an_actor_box_go_to_that_actor(small):
     # A return on that actor, seen by a camera, trains that actor's field (density and colour).
     origin = centre + torch.tensor([-8.0, 0.0, 0.0])
     colour = (centre[None], t[:1], torch.tensor([[1.0, 0.0, 0.0]]), origin[None], torch.zeros(1, dtype=torch.long))
-    losses = lidar_prior_step(model, origin[None], centre[None], t[:1], data.near, cfg.near_frac, colour)
+    losses = lidar_prior_step(model, origin[None], centre[None], t[:1], data.near, cfg.sampling.near_frac, colour)
     assert "prior_actors" in losses and torch.isfinite(losses["prior_actors"])
     losses["prior_colour"].backward()
     actor = model.actor_fields[layout.field_index[0]]
@@ -177,19 +179,19 @@ def test_prior_losses_on_empty_and_extreme_inputs():
 
 def test_reconstruct_runs_the_prior_inside_the_budget_and_not_on_resume(synth_small, tmp_path, caplog):
     cfg = preset("tiny")
-    cfg.steps, cfg.lidar_prior = 3, LidarPriorConfig(steps=5, points=512)
+    cfg.budget.steps, cfg.priors.lidar_prior = 3, LidarPriorConfig(steps=5, points=512)
     with caplog.at_level("INFO"):
         reconstruct(synth_small / "log", tmp_path / "s", cfg)
     assert "lidar prior: 5 steps" in caplog.text
     info = read_scene_info(tmp_path / "s")
     first_metric = json.loads((tmp_path / "s" / "metrics.jsonl").read_text().splitlines()[0])
     assert first_metric["time"] > 0 and info.elapsed >= first_metric["time"]  # the prior's time is counted
-    assert info.config["lidar_prior"]["steps"] == 5
+    assert info.config["priors"]["lidar_prior"]["steps"] == 5
     # With the prior the lidar terms are on the weights: no expected-range L1, the beyond term instead.
     assert "beyond" in first_metric and "depth" not in first_metric
     caplog.clear()
     with caplog.at_level("INFO"):
-        reconstruct(synth_small / "log", tmp_path / "s", cfg, resume=True, overrides={"steps": 4})
+        reconstruct(synth_small / "log", tmp_path / "s", cfg, resume=True, overrides={"budget.steps": 4})
     assert "lidar prior" not in caplog.text and read_scene_info(tmp_path / "s").step == 4
 
 
@@ -197,7 +199,7 @@ def test_reconstruct_runs_the_prior_inside_the_budget_and_not_on_resume(synth_sm
                                  {"beyond_weight": -1.0}])
 def test_bad_prior_settings_are_refused(synth_small, tmp_path, bad):
     cfg = preset("tiny")
-    cfg.lidar_prior = LidarPriorConfig(**bad)
+    cfg.priors.lidar_prior = LidarPriorConfig(**bad)
     with pytest.raises(ValueError, match="lidar_prior"):
         reconstruct(synth_small / "log", tmp_path / "s", cfg)
 
@@ -208,13 +210,13 @@ def test_cli_sets_the_prior_steps_and_progress_sees_them(synth_small, tmp_path, 
     out = tmp_path / "s"
     assert main(["reconstruct", str(synth_small / "log"), "-o", str(out), "--preset", "tiny", "--steps", "2",
                  "--lidar-prior-steps", "10"]) == 0
-    assert read_scene_info(out).config["lidar_prior"]["steps"] == 10
+    assert read_scene_info(out).config["priors"]["lidar_prior"]["steps"] == 10
     capsys.readouterr()
     records = []
     cfg = preset("tiny")
-    cfg.steps, cfg.lidar_prior.steps = 2, 20
+    cfg.budget.steps, cfg.priors.lidar_prior.steps = 2, 20
     reconstruct(synth_small / "log", tmp_path / "s2", cfg, on_log=records.append)
-    stages = [r["stage"] for r in records if "stage" in r]
+    stages = [r["stage"] for r in records if "stage" in r and r["stage"].startswith("lidar prior")]
     assert stages == ["lidar prior 10/20", "lidar prior 20/20"] and records[len(stages)]["step"] == 1
 
 
@@ -226,20 +228,21 @@ def test_auto_prior_runs_for_short_budgets_only_and_the_scene_keeps_the_choice(s
 
     def run(minutes: float, name: str) -> list[dict]:
         cfg = preset("tiny")
-        cfg.steps, cfg.minutes, cfg.lidar_prior.auto_steps = 2, minutes, 4
+        cfg.budget.steps, cfg.budget.minutes, cfg.priors.lidar_prior.auto_steps = 2, minutes, 4
         records: list[dict] = []
         reconstruct(synth_small / "log", tmp_path / name, cfg, on_log=records.append)
-        assert cfg.lidar_prior.steps == -1  # the caller's config is left as it was
+        assert cfg.priors.lidar_prior.steps == -1  # the caller's config is left as it was
         return records
 
     short = run(LidarPriorConfig().auto_minutes, "short")
-    assert [r["stage"] for r in short if "stage" in r] == ["lidar prior 4/4"]
-    assert read_scene_info(tmp_path / "short").config["lidar_prior"]["steps"] == 4
+    assert [r["stage"] for r in short if "stage" in r and r["stage"].startswith("lidar")] == ["lidar prior 4/4"]
+    assert read_scene_info(tmp_path / "short").config["priors"]["lidar_prior"]["steps"] == 4
     long = run(LidarPriorConfig().auto_minutes + 1.0, "long")
-    assert not [r for r in long if "stage" in r]
-    assert read_scene_info(tmp_path / "long").config["lidar_prior"]["steps"] == 0
+    assert not [r for r in long if r.get("stage", "").startswith("lidar")]
+    assert read_scene_info(tmp_path / "long").config["priors"]["lidar_prior"]["steps"] == 0
     # Extending the short run's budget on resume keeps the lidar losses that go with the prior (no range L1).
-    reconstruct(Path(), tmp_path / "short", preset("tiny"), resume=True, overrides={"steps": 3, "minutes": 60.0})
+    reconstruct(Path(), tmp_path / "short", preset("tiny"), resume=True, overrides={"budget.steps": 3,
+                                                                             "budget.minutes": 60.0})
     last = json.loads((tmp_path / "short" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 3 and "beyond" in last and "depth" not in last
 
@@ -248,7 +251,7 @@ def test_bad_shapes_are_refused_with_the_shapes_in_the_message(small):
     cfg, log, box, data = small
     model = SceneModel(cfg.model, box, log.actors, data.num_appearance)
     with pytest.raises(ValueError, match=r"origins \[4, 3\], points \[4, 2\] and times \[4\]"):
-        lidar_prior_step(model, torch.zeros(4, 3), torch.zeros(4, 2), torch.zeros(4), 0.5, cfg.near_frac)
+        lidar_prior_step(model, torch.zeros(4, 3), torch.zeros(4, 2), torch.zeros(4), 0.5, cfg.sampling.near_frac)
     with pytest.raises(ValueError, match=r"points \[5, 3\] and times \[4\]"):
         colour_returns(np.zeros((5, 3)), np.zeros(4), [], [], [], 0.5, 0.05)
     with pytest.raises(ValueError, match="1 frames, 0 images and 1 appearance codes"):

@@ -25,7 +25,7 @@ def tiny_scene(synth_small, tmp_path_factory):
     from simrecon.train import preset, reconstruct
 
     cfg = preset("tiny")
-    cfg.steps = 1
+    cfg.budget.steps = 1
     scene = tmp_path_factory.mktemp("mesh") / "scene"
     reconstruct(synth_small / "log", scene, cfg)
     info = json.loads((scene / "scene.json").read_text())
@@ -162,7 +162,7 @@ def test_mesh_command_on_the_real_dgp_log(tmp_path):
 
     log = convert("dgp", shared_data("dgp_test_scene") / "scene_01", tmp_path / "log")
     cfg = preset("tiny")
-    cfg.steps = 1
+    cfg.budget.steps = 1
     scene = tmp_path / "scene"
     reconstruct(tmp_path / "log", scene, cfg)
     info = json.loads((scene / "scene.json").read_text())

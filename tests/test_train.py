@@ -17,16 +17,17 @@ from simrecon.cli.main import main
 from simrecon.data.io import load_log
 from simrecon.data.scene_api import RenderableScene, logged_placements
 from simrecon.scene import load_scene
-from simrecon.train.config import scene_config
+from simrecon.train.config import apply_setting, scene_config
 from simrecon.train import TrainingDiverged, TrainingInterrupted, preset, read_scene_info, reconstruct
 from simrecon.train import trainer as trainer_mod
 from simrecon.scene.checkpoint import load_checkpoint
 
 
 def tiny(**kw):
+    """The tiny preset with settings by their old flat names (``steps=3``, ``lr=0.02``: mapped to their groups)."""
     cfg = preset("tiny")
     for k, v in kw.items():
-        setattr(cfg, k, v)
+        apply_setting(cfg, k, v, "tiny")
     return cfg
 
 
@@ -63,7 +64,7 @@ def test_training_reduces_the_loss(synth_small, tmp_path):
 
 def test_time_budget_stops_training(synth_small, tmp_path):
     cfg = tiny(steps=10**6, minutes=0.05)
-    cfg.lidar_prior.steps = 0  # the automatic prior of a short budget would spend it all before the first step
+    cfg.priors.lidar_prior.steps = 0  # the automatic prior of a short budget would spend it all before the first step
     result = reconstruct(synth_small / "log", tmp_path / "s", cfg)
     assert 0 < result.step < 10**6 and result.elapsed >= 3.0
 
@@ -75,7 +76,7 @@ def test_resume_continues_with_optimizer_state(synth_small, tmp_path):
     assert first["step"] == 3 and first["optimizer"]["state"]
     # --resume takes the config from scene.json; raise the step budget there, as a user extends a run.
     data = json.loads((scene / "scene.json").read_text())
-    data["config"]["steps"] = 5
+    data["config"]["budget"]["steps"] = 5
     (scene / "scene.json").write_text(json.dumps(data))
     result = reconstruct(Path(), scene, tiny(), resume=True)
     assert result.step == 5
@@ -110,7 +111,7 @@ def test_resume_of_a_checkpoint_with_other_parameter_groups_restarts_adam(synth_
                             "params": [i for g in opt["param_groups"] for i in g["params"]]}]
     torch.save(state, scene / "checkpoint.pt")
     data = json.loads((scene / "scene.json").read_text())
-    data["config"]["steps"] = 3
+    data["config"]["budget"]["steps"] = 3
     (scene / "scene.json").write_text(json.dumps(data))
     assert reconstruct(Path(), scene, tiny(), resume=True).step == 3
     assert "optimiser state not restored" in caplog.text
@@ -134,7 +135,7 @@ def test_bad_learning_rate_settings_are_refused(synth_small, tmp_path, bad):
 
 @pytest.mark.parametrize("cap", [0.0, -1.0, float("nan")])
 def test_a_box_aspect_cap_that_is_not_positive_is_refused(synth_small, tmp_path, cap):
-    with pytest.raises(ValueError, match="box_aspect_cap must be > 0"):
+    with pytest.raises(ValueError, match=r"config\.sampling\.box_aspect_cap: must be > 0"):
         reconstruct(synth_small / "log", tmp_path / "s", tiny(box_aspect_cap=cap))
     assert not (tmp_path / "s").exists()  # refused before anything is written
 
@@ -344,7 +345,7 @@ def test_floater_losses_keep_a_gradient_when_opaque_and_leave_clear_rays_alone(p
     from simrecon.train.trainer import compute_losses
 
     cfg = tiny()
-    w = cfg.floater_weight
+    w = cfg.losses.floater_weight
     ranges = torch.tensor([10.0, 10.0, 10.0])  # three lidar rays, returns at 10 m
     mids = torch.linspace(0.5, 20.0, 8).repeat(3, 1)  # [3, 8] interval mid-points (m)
     near = mids < 0.5 * 10.0  # the nearer half of the way to the return: 2 intervals
@@ -389,13 +390,13 @@ def test_lidar_weight_terms_count_weight_before_and_past_the_return_but_not_at_i
     model = type("M", (), {"scale": 1.0})()
     # Without the prior: the expected-range L1 (100 m on ray 0, its weight leaked far), no beyond term.
     losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
-    assert losses["depth"].item() == pytest.approx(cfg.depth_weight * 90.0 / 2) and "beyond" not in losses
-    assert losses["empty"].item() == pytest.approx(cfg.empty_weight * 0.1 / 2)
+    assert losses["depth"].item() == pytest.approx(cfg.losses.depth_weight * 90.0 / 2) and "beyond" not in losses
+    assert losses["empty"].item() == pytest.approx(cfg.losses.empty_weight * 0.1 / 2)
     # With the prior: the weight past the return replaces the L1, for the whole run.
-    cfg.lidar_prior.steps = 60
+    cfg.priors.lidar_prior.steps = 60
     losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
     assert "depth" not in losses
-    assert losses["beyond"].item() == pytest.approx(cfg.lidar_prior.beyond_weight * 0.2 / 2)
+    assert losses["beyond"].item() == pytest.approx(cfg.priors.lidar_prior.beyond_weight * 0.2 / 2)
     (losses["empty"] + losses["beyond"]).backward()
     assert weights.grad[:, 1:3].abs().max() == 0 and weights.grad[0, 0] > 0 and weights.grad[0, 3] > 0
 
@@ -410,14 +411,14 @@ def test_scene_with_settings_from_another_version_still_loads(tiny_scene, tmp_pa
     info = json.loads((scene / "scene.json").read_text())
     info["config"]["floater_until"] = 0.2
     info["config"]["model"]["background"]["future_knob"] = 3
-    del info["config"]["opacity_weight"]
+    del info["config"]["losses"]["opacity_weight"]
     (scene / "scene.json").write_text(json.dumps(info))
     with caplog.at_level("WARNING"):
         sc = load_scene(scene, device="cpu")  # a scene reads its model's settings only
     assert "model.background.future_knob" in caplog.text and "floater_until" not in caplog.text
     with caplog.at_level("WARNING"):
         cfg = scene_config(scene, read_scene_info(scene))  # training (--resume) reads them all
-    assert "config.floater_until" in caplog.text and cfg.opacity_weight == preset("tiny").opacity_weight
+    assert "config.floater_until" in caplog.text and cfg.losses.opacity_weight == preset("tiny").losses.opacity_weight
     f = sc.log.cameras["front"][0]
     assert np.isfinite(sc.render(f.c2w, f.intrinsics, f.timestamp, {}).rgb).all()
 
@@ -462,7 +463,7 @@ def test_error_map_draws_where_the_error_is():
 
 def test_bad_error_sampling_is_refused(synth_small, tmp_path):
     cfg = preset("tiny")
-    cfg.error_sampling = 1.5
+    cfg.sampling.error_sampling = 1.5
     with pytest.raises(ValueError, match=r"error_sampling must be in \[0, 1\]"):
         reconstruct(synth_small, tmp_path / "s", cfg)
 
@@ -473,7 +474,7 @@ def test_error_map_is_kept_in_the_checkpoint_and_resumed(synth_small, tmp_path):
     saved = load_checkpoint(scene / "checkpoint.pt")["error_map"]
     assert bool((saved < 1).any()) and bool((saved == 1).any())  # drawn tiles learnt, the rest untouched
     data = json.loads((scene / "scene.json").read_text())
-    data["config"]["steps"] = 5
+    data["config"]["budget"]["steps"] = 5
     (scene / "scene.json").write_text(json.dumps(data))
     reconstruct(Path(), scene, tiny(), resume=True)
     resumed = load_checkpoint(scene / "checkpoint.pt")["error_map"]

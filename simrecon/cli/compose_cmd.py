@@ -18,14 +18,15 @@ def _bar(console: Console) -> Progress:
                     TimeRemainingColumn(), TextColumn("{task.description}"), console=console, transient=True)
 
 
-def _run_export(scenario: Path, format: str, out: Path, force: bool, console: Console, what: str):
+def _run_export(scenario: Path, format: str, out: Path, force: bool, console: Console, what: str,
+                renderer: str = "fast"):
     from ..compose.scenario import load_scenario
     from ..export import export
     from ..export.formats import get_format
 
     get_format(format)  # unknown format: fail before opening the scene
     with console.status(f"opening {scenario}"):
-        plan = load_scenario(scenario)
+        plan = load_scenario(scenario, renderer=renderer)
     with _bar(console) as progress:
         task = progress.add_task("", total=len(plan.frame_keys()), what=what)
         result = export(plan, format, out, force=force,
@@ -36,18 +37,22 @@ def _run_export(scenario: Path, format: str, out: Path, force: bool, console: Co
     return result
 
 
-def compose_command(scenario: Path, out: Path, force: bool = False, console: Console | None = None):
+def compose_command(scenario: Path, out: Path, force: bool = False, console: Console | None = None,
+                    renderer: str = "fast"):
     """Render ``scenario`` into ``out`` (our own layout: RGB, depth, instance, semantic, labels, manifest)."""
-    return _run_export(Path(scenario), "simrecon", Path(out), force, console or Console(stderr=True), "compose")
+    return _run_export(Path(scenario), "simrecon", Path(out), force, console or Console(stderr=True), "compose",
+                       renderer)
 
 
-def export_command(scenario: Path, format: str, out: Path, force: bool = False, console: Console | None = None):
+def export_command(scenario: Path, format: str, out: Path, force: bool = False, console: Console | None = None,
+                   renderer: str = "fast"):
     """Render ``scenario`` as a dataset: ``format`` is simrecon, kitti, coco or nerfstudio."""
-    return _run_export(Path(scenario), format, Path(out), force, console or Console(stderr=True), f"export {format}")
+    return _run_export(Path(scenario), format, Path(out), force, console or Console(stderr=True), f"export {format}",
+                       renderer)
 
 
 def regress_command(suite: Path, update_golden: bool = False, out: Path | None = None,
-                    console: Console | None = None) -> int:
+                    console: Console | None = None, renderer: str = "fast") -> int:
     """Run a regression suite; prints one line per scenario and returns the exit code (0 pass, 1 regression)."""
     from ..export.regress import regress
 
@@ -60,7 +65,7 @@ def regress_command(suite: Path, update_golden: bool = False, out: Path | None =
                 tasks[name] = progress.add_task("", total=total, what=name)
             progress.update(tasks[name], completed=done, total=total)
 
-        result = regress(suite, update_golden=update_golden, out=out, progress=tick)
+        result = regress(suite, update_golden=update_golden, out=out, progress=tick, renderer=renderer)
     for c in result.cases:
         s = c.summary
         metrics = (f"PSNR {s['psnr_mean']:.2f} dB, SSIM {s['ssim_mean']:.4f}, {s['frames']} frames"

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .options import number
+from .options import RENDERER_HELP, number, renderer_choice
 
 app = typer.Typer(
     name="simrecon",
@@ -165,12 +165,18 @@ def reconstruct(
              "interpolated in time, other cameras none. +6.6 dB held out on a street whose exposure drifts "
              "+-28 %; -0.3-0.5 dB where every frame is exposed alike, so off in every preset "
              "(docs/reconstruction.md)."),
+    settings: Optional[list[str]] = typer.Option(
+        None, "--set", metavar="KEY=VALUE",
+        help="Set any training setting by its dotted name, on top of the preset and the options above "
+             "(repeatable), e.g. --set budget.minutes=20 --set model.samples=48. `simrecon config` lists every "
+             "key with its value, unit and help (docs/config.md). With --resume: `budget.*` and the other training "
+             "settings, not `model.*`, `holdout`, `priors.*` or the scene box."),
 ) -> None:
     """Train a neural scene from a drive log (background, sky, appearance, one field per actor).
 
     Training stops at the step or time budget, whichever comes first; Ctrl-C or SIGTERM writes a
     checkpoint that --resume continues. Under torchrun it trains on several processes (DDP).
-    See docs/reconstruction.md.
+    Every setting: `simrecon config` (and --set KEY=VALUE). See docs/reconstruction.md.
     """
     from .scene_cmds import reconstruct_command
 
@@ -185,7 +191,25 @@ def reconstruct(
     if log is not None and not log.exists():
         raise UserError(f"{log}: no such file or folder")
     reconstruct_command(log, output, preset, steps, minutes, holdout, device, resume, err, lidar_prior_steps,
-                        free_columns, frame_exposure)
+                        free_columns, frame_exposure, settings=settings)
+
+
+@app.command("config")
+def config_(
+    preset: str = typer.Option("fast", "--preset", help="The preset whose values to show: fast (reconstruct's "
+                                                        "default), default, quality or tiny."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                                 help="Change settings first, as reconstruct --set does."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print docs/config.md instead: every setting with its "
+                                                            "unit, default, the presets' values and help."),
+) -> None:
+    """List every training setting: dotted name, value, unit and what it does.
+
+    The names are those `simrecon reconstruct --set KEY=VALUE` takes. See docs/config.md.
+    """
+    from .config_cmd import config_command
+
+    config_command(preset, settings or [], markdown, out)
 
 
 @app.command("eval")
@@ -193,11 +217,12 @@ def eval_(
     scene: Path = typer.Argument(..., help="Scene folder written by reconstruct."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     log: Optional[Path] = typer.Option(None, "--log", help="The scene's drive log, when it moved."),
+    renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
 ) -> None:
     """PSNR / SSIM on the held-out frames, depth error against lidar; writes SCENE/eval.json."""
     from .scene_cmds import eval_command
 
-    eval_command(_existing_log(scene), device, out, err, log=log)
+    eval_command(_existing_log(scene), device, out, err, log=log, renderer=renderer)
 
 
 @app.command()
@@ -217,12 +242,13 @@ def render(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
     log: Optional[Path] = typer.Option(None, "--log", help="The scene's drive log, when it moved."),
+    renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
 ) -> None:
     """Render a scene from cameras that were never there: a pose file or the (shifted) logged path."""
     from .scene_cmds import render_command
 
     path = render_command(_existing_log(scene), poses, output, outputs, trajectory, camera, shift_left, device,
-                          force, err, log=log)
+                          force, err, log=log, renderer=renderer)
     out.print(f"wrote {path}", highlight=False)
 
 
@@ -231,6 +257,7 @@ def compose(
     scenario: Path = typer.Argument(..., help="Scenario YAML (docs/scenarios.md; examples in scenes/)."),
     output: Path = typer.Option(..., "--output", "--out", "-o", help="Output folder."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
+    renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
 ) -> None:
     """Render a scenario: per camera and time RGB, depth, instance and semantic ids, 2D/3D boxes, poses.
 
@@ -239,7 +266,7 @@ def compose(
     """
     from .compose_cmd import compose_command
 
-    compose_command(_existing_log(scenario), output, force, err)
+    compose_command(_existing_log(scenario), output, force, err, renderer)
 
 
 @app.command()
@@ -249,11 +276,12 @@ def export(
                                                            "(docs/export.md)."),
     output: Path = typer.Option(..., "--output", "--out", "-o", help="Output folder."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
+    renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
 ) -> None:
     """Render a scenario as a dataset; an interrupted export resumes without re-rendering finished frames."""
     from .compose_cmd import export_command
 
-    export_command(_existing_log(scenario), format, output, force, err)
+    export_command(_existing_log(scenario), format, output, force, err, renderer)
 
 
 @app.command()
@@ -262,11 +290,12 @@ def regress(
     update_golden: bool = typer.Option(False, "--update-golden", help="Write the renders as the new golden set."),
     output: Optional[Path] = typer.Option(None, "--output", "--out", "-o", help="Report folder (default "
                                                                                "regress-out/SUITE)."),
+    renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
 ) -> None:
     """Render a suite, compare with golden renders; JUnit XML + HTML report; exit 1 on regression."""
     from .compose_cmd import regress_command
 
-    code = regress_command(_existing_log(suite), update_golden, output, err)
+    code = regress_command(_existing_log(suite), update_golden, output, err, renderer)
     if code:
         raise typer.Exit(code)
 
@@ -280,6 +309,7 @@ def view(
     scenario: Optional[Path] = typer.Option(None, "--scenario", help="Preview this scenario's edits."),
     token: Optional[str] = typer.Option(None, "--token", help="Access token clients must present."),
     log: Optional[Path] = typer.Option(None, "--log", help="The scene's drive log, when it moved."),
+    renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
 ) -> None:
     """Browser viewer: fly through a scene, scrub time, toggle layers, edit actors, save scenarios.
 
@@ -287,7 +317,7 @@ def view(
     """
     from .view_cmd import view_command
 
-    view_command(_existing_log(scene), host, port, scenario, token, err, log=log)
+    view_command(_existing_log(scene), host, port, scenario, token, err, log=log, renderer=renderer)
 
 
 @app.command()

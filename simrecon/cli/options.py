@@ -39,3 +39,15 @@ def number(option: str, rule: str = "any") -> Callable[[Optional[float]], Option
         return check_number(option, value, rule)
 
     return callback
+
+
+RENDERER_HELP = ("fast: the inference renderer (occupancy grids, rays stop when opaque; the grids are built once "
+                 "into SCENE/occupancy.pt); reference: the training path (docs/rendering.md).")
+
+
+def renderer_choice(value: str) -> str:
+    """A typer option callback for ``--renderer``: fast or reference (``scene.neural.RENDERERS``), else one line
+    naming the option."""
+    from ..scene.neural import check_renderer
+
+    return check_renderer(value)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..config_io import set_field
 from ..data.io import atomic_write_text
 from .options import check_number
 from .progress import bar
@@ -17,8 +18,12 @@ from .progress import bar
 def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: int | None, minutes: float | None,
                         holdout: str | None, device: str, resume: bool, console: Console,
                         lidar_prior_steps: int | None = None, free_columns: float | None = None,
-                        frame_exposure: bool | None = None) -> Path:
+                        frame_exposure: bool | None = None, settings: list[str] | None = None) -> Path:
+    """``simrecon reconstruct``: the preset, the options and then ``settings`` (``--set KEY=VALUE``, dotted names,
+    old flat ones too) on top; with ``resume`` they override what scene.json records (``config.FIXED_ON_RESUME``
+    refused)."""
     from ..train import TrainingInterrupted, preset, reconstruct  # noqa: F401  (re-raised to main)
+    from ..train.config import parse_settings
 
     if not resume and log is None:
         raise ValueError("LOG is required (or --resume with -o SCENE)")
@@ -29,9 +34,9 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
     if steps is not None:
         if steps < 1:
             raise ValueError(f"--steps must be >= 1, got {steps}")
-        overrides["steps"] = steps
+        overrides["budget.steps"] = steps
     if minutes is not None:
-        overrides["minutes"] = check_number("--minutes", minutes, "> 0")
+        overrides["budget.minutes"] = check_number("--minutes", minutes, "> 0")
     if holdout is not None:
         if resume:
             raise ValueError("--holdout cannot change when resuming: the held-out frames are fixed at the start")
@@ -43,17 +48,18 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
             raise ValueError("--lidar-prior-steps: the prior runs before the first step, not when resuming")
         if lidar_prior_steps < 0:
             raise ValueError(f"--lidar-prior-steps must be >= 0, got {lidar_prior_steps}")
-        cfg.lidar_prior.steps = lidar_prior_steps
+        cfg.priors.lidar_prior.steps = lidar_prior_steps
     if free_columns is not None:
         if resume:
             raise ValueError("--free-columns cannot change when resuming: the run keeps the weight it started with")
-        cfg.free_columns.weight = check_number("--free-columns", free_columns, ">= 0")
+        cfg.priors.free_columns.weight = check_number("--free-columns", free_columns, ">= 0")
     if frame_exposure is not None:
         if resume:
             raise ValueError("--frame-exposure cannot change when resuming: the model keeps the parts it started with")
         cfg.model.frame_exposure = frame_exposure
+    overrides.update(parse_settings(cfg, settings or [], resume=resume))  # typed, dotted; applied to cfg too
     for key, value in overrides.items():
-        setattr(cfg, key, value)
+        set_field(cfg, key, value, "--set")
     columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
     progress = Progress(*columns, console=console, transient=False)
@@ -90,11 +96,12 @@ def reconstruct_command(log: Path | None, out: Path, preset_name: str, steps: in
     return result.scene_dir
 
 
-def eval_command(scene_dir: Path, device: str, out: Console, err: Console, log: Path | None = None) -> dict:
+def eval_command(scene_dir: Path, device: str, out: Console, err: Console, log: Path | None = None,
+                 renderer: str = "fast") -> dict:
     from ..scene import load_scene
     from ..scene.evaluate import evaluate
 
-    scene = load_scene(scene_dir, device=device, log=log)
+    scene = load_scene(scene_dir, device=device, log=log, renderer=renderer)
     with bar(err) as progress:
         task = progress.add_task("", total=max(len(scene.info.holdout), 1), what="eval")
         result = evaluate(scene, on_frame=lambda i, n: progress.update(task, completed=i))
@@ -128,7 +135,7 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console, log: 
 
 def render_command(scene_dir: Path, poses: Path | None, out_dir: Path, outputs: str, trajectory_flag: bool,
                    camera: str | None, shift_left: float, device: str, force: bool, console: Console,
-                   log: Path | None = None) -> Path:
+                   log: Path | None = None, renderer: str = "fast") -> Path:
     from ..data.outdir import check_target
     from ..scene import load_scene
     from ..scene.render_frames import read_poses, render_frames, trajectory
@@ -138,7 +145,7 @@ def render_command(scene_dir: Path, poses: Path | None, out_dir: Path, outputs: 
     check_target(out_dir, force)  # before loading the scene: --force replaces only what simrecon wrote
     kinds = tuple(k.strip() for k in outputs.split(",") if k.strip())
     frames = read_poses(poses) if poses is not None else None
-    scene = load_scene(scene_dir, device=device, log=log)
+    scene = load_scene(scene_dir, device=device, log=log, renderer=renderer)
     if frames is None:
         frames = trajectory(scene, camera, shift_left)
     with bar(console) as progress:

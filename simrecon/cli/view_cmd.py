@@ -14,7 +14,7 @@ from rich.markup import escape
 
 def view_command(scene: Path, host: str = "127.0.0.1", port: int = 7007, scenario: Path | None = None,
                  token: str | None = None, console: Console | None = None, block: bool = True,
-                 log: Path | None = None):
+                 log: Path | None = None, renderer: str = "fast"):
     """Serve ``scene`` in the browser until Ctrl-C. Returns the running viewer when ``block`` is False. ``log``:
     a reconstructed scene's drive log, when it moved."""
     from ..viewer.gate import generate_token, is_loopback_host
@@ -36,7 +36,7 @@ def view_command(scene: Path, host: str = "127.0.0.1", port: int = 7007, scenari
     from ..viewer.app import SceneViewer
 
     with console.status(f"opening {scene}"):
-        opened = open_scene(scene) if log is None else _scene_with_log(Path(scene), log)
+        opened = open_scene(scene, renderer) if log is None else _scene_with_log(Path(scene), log, renderer)
         viewer = SceneViewer(opened, scene, host=host, port=port, token=token, scenario=scenario)
     try:
         viewer.start()
@@ -58,10 +58,10 @@ def view_command(scene: Path, host: str = "127.0.0.1", port: int = 7007, scenari
     return None
 
 
-def _scene_with_log(scene: Path, log: Path):
+def _scene_with_log(scene: Path, log: Path, renderer: str = "fast"):
     """A reconstructed scene opened with its drive log at ``log``; --log means nothing to a synthetic log."""
     if not (scene / "scene.json").is_file():
         raise ValueError(f"--log: only for a reconstructed scene ({scene} has no scene.json)")
     from ..scene import load_scene
 
-    return load_scene(scene, log=log)
+    return load_scene(scene, log=log, renderer=renderer)

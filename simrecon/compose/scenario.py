@@ -435,8 +435,9 @@ def parse_scenario(path: str | Path) -> ScenarioSpec:
     return _read_spec(Path(path))[0]
 
 
-def load_scenario(path: str | Path, scene: RenderableScene | None = None) -> Plan:
-    """Parse, validate and resolve a scenario. ``scene`` overrides the scene the file names (tests, scoring)."""
+def load_scenario(path: str | Path, scene: RenderableScene | None = None, renderer: str = "fast") -> Plan:
+    """Parse, validate and resolve a scenario. ``scene`` overrides the scene the file names (tests, scoring);
+    ``renderer`` is how the named scene renders (``open_scene``)."""
     from .scenes import open_scene
 
     file = Path(path)
@@ -444,7 +445,7 @@ def load_scenario(path: str | Path, scene: RenderableScene | None = None) -> Pla
     scene_path = (file.parent / spec.scene).resolve() if not Path(spec.scene).is_absolute() else Path(spec.scene)
     if scene is None:
         try:
-            scene = open_scene(scene_path)
+            scene = open_scene(scene_path, renderer)
         except (ValueError, FileNotFoundError) as exc:
             raise ScenarioError(file, "scene", str(exc)) from None
     return resolve(spec, scene, file, scene_path, text)

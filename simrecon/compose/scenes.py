@@ -21,11 +21,12 @@ def _synth_log_dir(path: Path) -> Path | None:
     return None
 
 
-def open_scene(path: str | Path) -> RenderableScene:
+def open_scene(path: str | Path, renderer: str = "fast") -> RenderableScene:
     """A folder with ``scene.json`` -> the reconstructed scene (``simrecon.scene.load_scene``); a synthetic
     drive log (``simrecon synth OUT``: ``OUT`` or ``OUT/log``) -> its exact ``GroundTruthScene``.
 
-    Anything else raises a one-line ``FileNotFoundError`` / ``ValueError``.
+    ``renderer`` (``fast`` or ``reference``) renders a reconstructed scene (``load_scene``); the synthetic
+    street's exact renderer has one way only. Anything else raises a one-line ``FileNotFoundError`` / ``ValueError``.
     """
     path = Path(path)
     if not path.exists():
@@ -37,7 +38,7 @@ def open_scene(path: str | Path) -> RenderableScene:
             from ..scene import load_scene  # type: ignore[attr-defined]
         except ImportError as exc:
             raise ValueError(f"{path}: a reconstructed scene, but simrecon.scene is not available ({exc})") from None
-        return load_scene(path)
+        return load_scene(path, renderer=renderer)
     log_dir = _synth_log_dir(path)
     if log_dir is not None:
         from ..synth import GroundTruthScene

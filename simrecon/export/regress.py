@@ -234,8 +234,10 @@ def _compare(name: str, golden: Path, render: Path, th: Thresholds, img_dir: Pat
 
 def regress(suite_path: str | Path, update_golden: bool = False, out: str | Path | None = None,
             progress: Progress | None = None,
-            scene_wrapper: Callable[[RenderableScene], RenderableScene] | None = None) -> RegressResult:
-    """Run a suite; see the module docstring. ``scene_wrapper`` wraps the scene of the renders (tests)."""
+            scene_wrapper: Callable[[RenderableScene], RenderableScene] | None = None,
+            renderer: str = "fast") -> RegressResult:
+    """Run a suite; see the module docstring. ``scene_wrapper`` wraps the scene of the renders (tests);
+    ``renderer`` is how reconstructed scenes render (``open_scene``)."""
     suite_path = Path(suite_path)
     suite = _load_suite(suite_path)
     base = suite_path.parent
@@ -255,7 +257,7 @@ def regress(suite_path: str | Path, update_golden: bool = False, out: str | Path
     def scene_at(p: Path, where: str, file: Path = suite_path) -> RenderableScene:
         if p not in scenes:
             try:
-                scenes[p] = open_scene(p)
+                scenes[p] = open_scene(p, renderer)
             except (ValueError, FileNotFoundError) as exc:
                 raise ScenarioError(file, where, str(exc)) from None
         return scenes[p]

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config_io import doc
 from ..encoding import HashGridEncoding, hash_grid_encode_many
 from .mlp import mlp, run_grouped_mlp, run_mlp, trunc_exp
 from .sh import SH_DIM, sh_encode
@@ -18,17 +19,18 @@ from .sh import SH_DIM, sh_encode
 
 @dataclass
 class ActorFieldConfig:
-    num_levels: int = 8
-    features_per_level: int = 2
-    log2_hashmap_size: int = 15
-    base_resolution: int = 8
-    max_resolution: int = 256
-    hidden: int = 32
-    geo_features: int = 15
-    margin: float = 0.1  # relative growth of the box: tracks are not exact
-    density_bias: float = -3.0
-    low_precision: bool = True
-    backend: str = "auto"
+    num_levels: int = doc(8, "hash-grid resolution levels", unit="levels")
+    features_per_level: int = doc(2, "hash-grid features per level", unit="features")
+    log2_hashmap_size: int = doc(15, "log2 of the hash table's entries per level", unit="log2 entries")
+    base_resolution: int = doc(8, "grid cells along the box's axis at the coarsest level", unit="cells")
+    max_resolution: int = doc(256, "grid cells along the box's axis at the finest level", unit="cells")
+    hidden: int = doc(32, "width of the MLPs' hidden layer", unit="units")
+    geo_features: int = doc(15, "geometry features from the density MLP to the colour MLP", unit="features")
+    margin: float = doc(0.1, "relative growth of the box: tracks are not exact", unit="fraction")
+    density_bias: float = doc(-3.0, "added to the density MLP's output before exp: starts nearly transparent",
+                              unit="log density")
+    low_precision: bool = doc(True, "MLPs in bf16 (CPU) or fp16 (CUDA)", unit="-")
+    backend: str = doc("auto", "hash-grid implementation: auto, cuda, cpu, torch or tcnn", unit="-")
 
 
 class ActorField(nn.Module):

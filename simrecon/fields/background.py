@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config_io import doc
 from ..encoding import HashGridEncoding
 from .contraction import SceneBox
 from .mlp import mlp, run_mlp, trunc_exp
@@ -15,20 +16,25 @@ from .sh import sh_encode
 
 @dataclass
 class BackgroundFieldConfig:
-    num_levels: int = 16
-    features_per_level: int = 2
-    log2_hashmap_size: int = 19
-    base_resolution: int = 16
-    max_resolution: int = 2048  # over the contracted cube: ~box size / (max_resolution / 4) per cell inside
-    hidden: int = 64
-    density_layers: int = 1  # hidden layers between the hash features and density (0 learned ~2 dB worse per step)
-    geo_features: int = 15
-    color_layers: int = 1
-    appearance_dim: int = 8  # per-camera (and optionally per-frame) appearance code
-    sh_degree: int = 4  # view direction: spherical harmonics of bands 0 .. sh_degree - 1 (sh_degree**2 values)
-    density_bias: float = -3.0  # start nearly transparent (per normalised unit): avoids floaters at the cameras
-    low_precision: bool = True  # bf16 MLPs on CPU
-    backend: str = "auto"
+    num_levels: int = doc(16, "hash-grid resolution levels", unit="levels")
+    features_per_level: int = doc(2, "hash-grid features per level", unit="features")
+    log2_hashmap_size: int = doc(19, "log2 of the hash table's entries per level", unit="log2 entries")
+    base_resolution: int = doc(16, "grid cells along an axis of the contracted cube at the coarsest level",
+                               unit="cells")
+    max_resolution: int = doc(2048, "grid cells along an axis of the contracted cube at the finest level: "
+                                    "~box size / (max_resolution / 4) per cell inside", unit="cells")
+    hidden: int = doc(64, "width of the MLPs' hidden layers", unit="units")
+    # 0 learned ~2 dB worse per step
+    density_layers: int = doc(1, "hidden layers between the hash features and density", unit="layers")
+    geo_features: int = doc(15, "geometry features from the density MLP to the colour MLP", unit="features")
+    color_layers: int = doc(1, "hidden layers of the colour MLP", unit="layers")
+    appearance_dim: int = doc(8, "per-camera (and optionally per-frame) appearance code", unit="features")
+    sh_degree: int = doc(4, "view direction: spherical harmonics of bands 0 .. sh_degree - 1 (sh_degree**2 values)",
+                         unit="bands")
+    density_bias: float = doc(-3.0, "added to the density MLP's output before exp: starts nearly transparent (per "
+                                    "normalised unit), avoiding floaters at the cameras", unit="log density")
+    low_precision: bool = doc(True, "MLPs in bf16 (CPU) or fp16 (CUDA)", unit="-")
+    backend: str = doc("auto", "hash-grid implementation: auto, cuda, cpu, torch or tcnn", unit="-")
 
 
 class BackgroundField(nn.Module):
@@ -52,6 +58,15 @@ class BackgroundField(nn.Module):
     def color(self, geo: torch.Tensor, dirs: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         """Geometry features [N, G], unit view directions [N, 3], appearance ids [N] -> RGB [N, 3]."""
         inp = torch.cat([geo, sh_encode(dirs, self.cfg.sh_degree), self.appearance(appearance)], dim=-1)
+        return torch.sigmoid(run_mlp(self.color_net, inp, self.cfg.low_precision))
+
+    def color_of_samples(self, geo: torch.Tensor, rows: torch.Tensor, dirs: torch.Tensor,
+                         appearance: torch.Tensor) -> torch.Tensor:
+        """``color`` for M samples scattered over R rays: geometry features [M, G] of samples on rays ``rows`` [M],
+        the rays' unit directions [R, 3] and appearance ids [R] -> RGB [M, 3]; the direction encoding and the
+        appearance code are computed once per ray."""
+        per_ray = torch.cat([sh_encode(dirs, self.cfg.sh_degree), self.appearance(appearance)], dim=-1)
+        inp = torch.cat([geo, per_ray[rows]], dim=-1)
         return torch.sigmoid(run_mlp(self.color_net, inp, self.cfg.low_precision))
 
     def color_along_rays(self, geo: torch.Tensor, dirs: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:

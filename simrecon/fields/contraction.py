@@ -46,3 +46,13 @@ class SceneBox:
         n = y.abs().amax(dim=-1, keepdim=True).clamp(min=1e-6)
         contracted = torch.where(n <= 1.0, y, (2.0 - 1.0 / n) * (y / n))
         return (contracted + 2.0) / 4.0
+
+    def uncontract(self, u: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``contract``: [0, 1]^3 -> world points [..., 3] (the outer shell's last 1e-6 is clamped, as
+        it stands for infinity)."""
+        y = u * 4.0 - 2.0
+        n = y.abs().amax(dim=-1, keepdim=True).clamp(min=1e-6, max=2.0 - 1e-6)
+        y = torch.where(n <= 1.0, y, y / n / (2.0 - n))
+        c = torch.as_tensor(self.center, dtype=u.dtype, device=u.device)
+        h = torch.as_tensor(self.half, dtype=u.dtype, device=u.device)
+        return y * h + c

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config_io import doc
 from ..encoding import HashGridEncoding
 from .contraction import SceneBox
 from .mlp import mlp, run_mlp, trunc_exp
@@ -14,15 +15,19 @@ from .mlp import mlp, run_mlp, trunc_exp
 
 @dataclass
 class ProposalFieldConfig:
-    num_levels: int = 5
-    features_per_level: int = 2
-    log2_hashmap_size: int = 17
-    base_resolution: int = 16
-    max_resolution: int = 256
-    hidden: int = 16
-    density_bias: float = -3.0
-    low_precision: bool = True  # bf16 MLP on CPU (fp16 on CUDA): its skinny matmuls ~2x faster, same quality
-    backend: str = "auto"
+    num_levels: int = doc(5, "hash-grid resolution levels", unit="levels")
+    features_per_level: int = doc(2, "hash-grid features per level", unit="features")
+    log2_hashmap_size: int = doc(17, "log2 of the hash table's entries per level", unit="log2 entries")
+    base_resolution: int = doc(16, "grid cells along an axis of the contracted cube at the coarsest level",
+                               unit="cells")
+    max_resolution: int = doc(256, "grid cells along an axis of the contracted cube at the finest level",
+                              unit="cells")
+    hidden: int = doc(16, "width of the MLP's hidden layer", unit="units")
+    density_bias: float = doc(-3.0, "added to the density MLP's output before exp: starts nearly transparent",
+                              unit="log density")
+    # its skinny matmuls ~2x faster, same quality
+    low_precision: bool = doc(True, "MLP in bf16 (CPU) or fp16 (CUDA)", unit="-")
+    backend: str = doc("auto", "hash-grid implementation: auto, cuda, cpu, torch or tcnn", unit="-")
 
 
 class ProposalField(nn.Module):

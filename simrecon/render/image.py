@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..data.model import Intrinsics
-from .model import Layout, SceneModel
-from .rays import camera_directions, camera_rays
+from .model import Layout, RenderResult, SceneModel
+from .rays import Rays, camera_directions, camera_rays
+
+# What renders a batch of rays: the model itself (the reference) or a fast.FastRenderer over it.
+RayRenderer = Callable[[Rays, Layout | None], RenderResult]
 
 
 @dataclass
@@ -24,12 +28,14 @@ class ImageOutput:
 def render_image(model: SceneModel, c2w: np.ndarray, intr: Intrinsics, time: float, appearance: int,
                  near: float, placements: list[tuple[int, np.ndarray]] | None = None,
                  chunk: int = 8192, sky_acc: float = 0.5,
-                 exposure: tuple[torch.Tensor, torch.Tensor] | None = None) -> ImageOutput:
+                 exposure: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 renderer: RayRenderer | None = None) -> ImageOutput:
     """Render camera ``c2w`` [4, 4] (OpenGL axes) at ``time``; ``exposure`` (gain [3], offset [3]) corrects
     the colour as the camera's exposure at that time (``FrameExposure.at``).
 
     ``placements`` (field index, box-to-world pose) overrides the logged actor layout; None uses
     the actors' tracks at ``time``. Peak memory is set by ``chunk`` rays, whatever the image size.
+    ``renderer`` renders the rays (default: the model, the reference renderer).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -49,7 +55,7 @@ def render_image(model: SceneModel, c2w: np.ndarray, intr: Intrinsics, time: flo
         layout: Layout | None = None
         if placements is not None:
             layout = model.fixed_layout(placements, m, device)
-        out = model(rays, layout=layout)
+        out = (renderer or model)(rays, layout)
         a = out.acc.cpu().numpy()
         c = out.rgb if exposure is None else out.rgb * exposure[0].to(device) + exposure[1].to(device)
         rgb[s:s + m] = c.clamp(0, 1).cpu().numpy()

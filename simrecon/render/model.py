@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config_io import from_dict
+from ..config_io import doc, from_dict
 from ..data.model import Actor
 from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundFieldConfig, ProposalField,
                       ProposalFieldConfig, SceneBox, SkyField, evaluate_actor_fields)
@@ -32,23 +32,30 @@ from .samplers import box_intervals, pdf_bins, spaced_bins, spacing
 
 @dataclass
 class SceneModelConfig:
-    background: BackgroundFieldConfig = field(default_factory=BackgroundFieldConfig)
-    proposal: ProposalFieldConfig = field(default_factory=ProposalFieldConfig)
-    actor: ActorFieldConfig = field(default_factory=ActorFieldConfig)
-    proposal_samples: int = 64
-    samples: int = 32
-    actor_samples: int = 16
-    max_actors_per_ray: int = 2
-    proposal_uniform: float = 0.1  # share of final samples spread evenly over the proposal's range (+0.7 dB held out)
-    color_samples: int = 0  # 0: colour at every sample; K: only at the K heaviest (-1.65 dB at equal time)
-    # > 0: the sky also looks up a texture of that many elevation rows (fields/sky.py; the presets use 32). 0 here
-    # so that scenes written before it, whose config lacks the key, load as they were trained.
-    sky_texture: int = 0
-    far: float = 1000.0  # normalised distance: effectively infinity after contraction
-    actors: bool = True  # model tracked actors with their own fields
-    # Per training frame, a gain and offset per channel on the composited colour (render/exposure.py): real cameras
-    # change exposure between frames. False here so that scenes written before it load as they were trained.
-    frame_exposure: bool = False
+    background: BackgroundFieldConfig = field(
+        default_factory=BackgroundFieldConfig, metadata={"help": "the background field (fields/background.py)"})
+    proposal: ProposalFieldConfig = field(
+        default_factory=ProposalFieldConfig, metadata={"help": "the proposal field that places the background's "
+                                                                "samples (fields/proposal.py)"})
+    actor: ActorFieldConfig = field(
+        default_factory=ActorFieldConfig, metadata={"help": "each tracked actor's field (fields/actor.py)"})
+    proposal_samples: int = doc(64, "samples per ray of the proposal pass", unit="samples")
+    samples: int = doc(32, "background samples per ray, placed by the proposal", unit="samples")
+    actor_samples: int = doc(16, "samples per ray in each actor box it crosses", unit="samples")
+    max_actors_per_ray: int = doc(2, "actor boxes a ray samples at most (the nearest)", unit="actors")
+    proposal_uniform: float = doc(0.1, "share of final samples spread evenly over the proposal's range (+0.7 dB held "
+                                       "out)", unit="fraction")
+    color_samples: int = doc(0, "0: colour at every sample; K: only at the K heaviest (-1.65 dB at equal time)",
+                             unit="samples")
+    # 0 here so that scenes written before it, whose config lacks the key, load as they were trained.
+    sky_texture: int = doc(0, "> 0: the sky also looks up a texture of that many elevation rows (fields/sky.py; the "
+                              "presets use 32)", unit="rows")
+    far: float = doc(1000.0, "far plane: effectively infinity after contraction", unit="normalised")
+    actors: bool = doc(True, "model tracked actors with their own fields", unit="-")
+    # Real cameras change exposure between frames. False here so that scenes written before it load as they were
+    # trained.
+    frame_exposure: bool = doc(False, "a gain and offset per channel and training frame on the composited colour "
+                                      "(render/exposure.py)", unit="-")
 
     @classmethod
     def from_json(cls, data: dict) -> "SceneModelConfig":
@@ -143,6 +150,27 @@ class _BackgroundPass:
     sigma: torch.Tensor  # [R, Ns] (zero inside present actor boxes once the actor pass ran)
     geo: torch.Tensor  # [R * Ns, F] geometry features for the colour network
     point_sigma: torch.Tensor  # [P]
+
+
+@dataclass
+class ActorSlots:
+    """The actor boxes each of R rays crosses (K slots, nearest first) and the actor samples in them."""
+
+    tin: torch.Tensor  # [R, K] normalised distance where the ray enters the slot's box (0 for an empty slot)
+    tout: torch.Tensor  # [R, K] ... and leaves it
+    valid: torch.Tensor  # [R, K] bool: the slot holds a box
+    placement: torch.Tensor  # [R, K] long: the layout placement in each slot
+    o_loc: torch.Tensor  # [P, R, 3] ray origins in each placement's box frame (world units)
+    d_loc: torch.Tensor  # [P, R, 3] ray directions in each placement's box frame
+    mid: torch.Tensor  # [R, K, Na] normalised distance of each actor sample
+    delta: torch.Tensor  # [R, K, Na] spacing-space widths
+
+    def covers(self, t: torch.Tensor) -> torch.Tensor:
+        """[R, S] bool: the normalised distances t [R, S] that lie inside one of the ray's boxes."""
+        inside = torch.zeros_like(t, dtype=torch.bool)
+        for j in range(self.valid.shape[1]):
+            inside |= self.valid[:, j:j + 1] & (t >= self.tin[:, j:j + 1]) & (t <= self.tout[:, j:j + 1])
+        return inside
 
 
 @dataclass
@@ -367,9 +395,9 @@ class SceneModel(nn.Module):
         n = r * self.cfg.samples
         return _BackgroundPass(bins, mid, g[:, 1:] - g[:, :-1], sigma[:n].view(r, -1), geo[:n], sigma[n:])
 
-    def _actor_pass(self, rays: Rays, layout: Layout, bg: _BackgroundPass, stratified: bool) -> _ActorPass | None:
-        """Samples in the nearest ``max_actors_per_ray`` boxes each ray crosses, from those actors' fields, and
-        the background emptied inside them (``bg.sigma`` is replaced). None when no actor is placed."""
+    def _actor_slots(self, rays: Rays, layout: Layout, stratified: bool) -> ActorSlots | None:
+        """The nearest ``max_actors_per_ray`` present boxes each ray crosses, and the actor samples in them. None
+        when no actor is placed."""
         cfg, s, r = self.cfg, self.scale, len(rays)
         placements = len(layout.field_index)
         if not placements:
@@ -384,31 +412,40 @@ class SceneModel(nn.Module):
         valid = torch.isfinite(slot_tin)
         slot_tout = torch.where(valid, (t_out / s).T.gather(1, slot_p), torch.zeros_like(slot_tin))
         slot_tin = torch.where(valid, slot_tin, torch.zeros_like(slot_tin))
-        for j in range(k):  # the background is empty where a present actor's box is
-            inside = valid[:, j:j + 1] & (bg.mid >= slot_tin[:, j:j + 1]) & (bg.mid <= slot_tout[:, j:j + 1])
-            bg.sigma = bg.sigma * ~inside
         u = torch.linspace(0, 1, na + 1, device=o.device)
         if stratified:
             u = (u + (torch.rand(r, k, na + 1, device=o.device) - 0.5) / na).clamp(0, 1).sort(-1).values
         edges = slot_tin[..., None] + (slot_tout - slot_tin)[..., None] * u  # [R, K, Na + 1]
-        amid = (edges[..., 1:] + edges[..., :-1]) / 2  # [R, K, Na]
         ag = spacing(edges)
+        return ActorSlots(slot_tin, slot_tout, valid, slot_p, o_loc, d_loc, (edges[..., 1:] + edges[..., :-1]) / 2,
+                          ag[..., 1:] - ag[..., :-1])
+
+    def _actor_pass(self, rays: Rays, layout: Layout, bg: _BackgroundPass, stratified: bool) -> _ActorPass | None:
+        """Samples in the nearest ``max_actors_per_ray`` boxes each ray crosses, from those actors' fields, and
+        the background emptied inside them (``bg.sigma`` is replaced). None when no actor is placed."""
+        sl = self._actor_slots(rays, layout, stratified)
+        if sl is None:
+            return None
+        bg.sigma = bg.sigma * ~sl.covers(bg.mid)  # the background is empty where a present actor's box is
+        s, r, na = self.scale, len(rays), self.cfg.actor_samples
+        k = sl.valid.shape[1]
         # Every (ray, slot) an actor owns, grouped by actor: one gather for the box-frame points, one pass over
         # all the actor fields (evaluate_actor_fields), one scatter back.
-        vr, vs = valid.nonzero(as_tuple=True)  # [M] valid (ray, slot) pairs
-        by_p = slot_p[vr, vs].argsort(stable=True)
+        vr, vs = sl.valid.nonzero(as_tuple=True)  # [M] valid (ray, slot) pairs
+        by_p = sl.placement[vr, vs].argsort(stable=True)
         vr, vs = vr[by_p], vs[by_p]
-        vp = slot_p[vr, vs]  # [M] placement of each
-        counts = torch.bincount(vp, minlength=placements).tolist()
-        o_l, d_l = o_loc[vp, vr], d_loc[vp, vr]  # [M, 3]
-        xl = o_l[:, None] + d_l[:, None] * (amid[vr, vs] * s)[..., None]  # [M, Na, 3]
+        vp = sl.placement[vr, vs]  # [M] placement of each
+        counts = torch.bincount(vp, minlength=len(layout.field_index)).tolist()
+        o_l, d_l = sl.o_loc[vp, vr], sl.d_loc[vp, vr]  # [M, 3]
+        xl = o_l[:, None] + d_l[:, None] * (sl.mid[vr, vs] * s)[..., None]  # [M, Na, 3]
         dl = d_l[:, None].expand(-1, na, 3)
         fields = [self.actor_fields[i] for i in layout.field_index]
         sig, col = evaluate_actor_fields(fields, xl.reshape(-1, 3), dl.reshape(-1, 3), [c * na for c in counts])
-        asigma = torch.zeros(r, k, na, device=o.device).index_put((vr, vs), sig.view(-1, na)) * valid[..., None]
-        argb = torch.zeros(r, k, na, 3, device=o.device).index_put((vr, vs), col.view(-1, na, 3))
-        return _ActorPass(asigma.reshape(r, -1), (ag[..., 1:] - ag[..., :-1]).reshape(r, -1), amid.reshape(r, -1),
-                          argb.reshape(r, -1, 3), slot_p)
+        dev = rays.origins.device
+        asigma = torch.zeros(r, k, na, device=dev).index_put((vr, vs), sig.view(-1, na)) * sl.valid[..., None]
+        argb = torch.zeros(r, k, na, 3, device=dev).index_put((vr, vs), col.view(-1, na, 3))
+        return _ActorPass(asigma.reshape(r, -1), sl.delta.reshape(r, -1), sl.mid.reshape(r, -1),
+                          argb.reshape(r, -1, 3), sl.placement)
 
     def _composite(self, rays: Rays, train: TrainingInputs, prop: _ProposalPass, bg: _BackgroundPass,
                    act: _ActorPass | None) -> RenderResult:

@@ -1,6 +1,10 @@
 """Image metrics, the one implementation every scorer uses (eval, ground-truth scores, regression suites):
 PSNR, SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid region, float64) and
-the depth error. Images are numpy arrays or tensors, [H, W] or [H, W, C], in [0, 1] (uint8 / uint16 scaled)."""
+the depth error. Images are numpy arrays or tensors, [H, W] or [H, W, C], in [0, 1] (uint8 / uint16 scaled).
+
+Not on torchmetrics, by measurement (benchmarks/metrics.py, benchmarks/RESULTS.md 2026-12-07): its SSIM gives
+the valid-region value (to 1e-14) only when its reflect-padded map is cropped, and then costs 6-10x the CPU time
+(a full 11x11 kernel, not our separable one), and its PSNR, a one-line formula, differs by up to 1.3e-6 dB."""
 
 from __future__ import annotations
 

@@ -12,19 +12,34 @@ from ..data.io import load_log
 from ..data.model import DriveLog, Intrinsics
 from ..data.scene_api import OUTPUTS, ActorPlacement, RenderOutput
 from ..render import SceneModel
-from ..render.image import ImageOutput, render_image
+from ..render.fast import FastRenderer
+from ..render.image import ImageOutput, RayRenderer, render_image
 from .checkpoint import load_model_state, load_weights
 from .folder import MODEL_FILE, SceneInfo, find_log, model_config, read_scene_info, resolve_device
+from .occupancy_file import occupancy_for
+
+RENDERERS = ("fast", "reference")  # fast: render/fast.py over occupancy grids; reference: the training path
 
 
 class NeuralScene:
     """A trained SceneModel with the drive log it came from."""
 
-    def __init__(self, scene_dir: Path, info: SceneInfo, model: SceneModel, log: DriveLog):
+    def __init__(self, scene_dir: Path, info: SceneInfo, model: SceneModel, log: DriveLog, renderer: str = "fast"):
         self.scene_dir = Path(scene_dir)
         self.info = info
         self.model = model
         self._log = log
+        self.renderer = check_renderer(renderer)
+        self._fast: FastRenderer | None = None
+
+    def ray_renderer(self) -> tuple[RayRenderer, int]:
+        """What renders this scene's rays, and how many per batch: the fast renderer over the scene's occupancy
+        grids (read from, or built once into, ``occupancy.pt``), or the model itself with ``reference``."""
+        if self.renderer == "reference":
+            return self.model, 8192
+        if self._fast is None:
+            self._fast = FastRenderer(self.model, occupancy_for(self.scene_dir, self.model))
+        return self._fast, self._fast.cfg.chunk
 
     @property
     def log(self) -> DriveLog:
@@ -47,13 +62,16 @@ class NeuralScene:
             raise KeyError(f"no actor {actor_id!r} in scene {self.scene_dir} (actors: {known})") from None
 
     def render_image(self, c2w: np.ndarray, intr: Intrinsics, time: float, camera: str = "",
-                     placements: Mapping[str, ActorPlacement] | None = None, chunk: int = 8192) -> ImageOutput:
-        """Render one camera; ``placements`` None draws the actors as logged at ``time``."""
+                     placements: Mapping[str, ActorPlacement] | None = None, chunk: int | None = None) -> ImageOutput:
+        """Render one camera; ``placements`` None draws the actors as logged at ``time``. ``chunk``: rays per
+        batch (default: the renderer's)."""
         placed = None
         if placements is not None:
             placed = [(self.field_index(p.source), np.asarray(p.pose, dtype=float)) for p in placements.values()]
+        renderer, default_chunk = self.ray_renderer()
         return render_image(self.model, c2w, intr, time, self.appearance_for(camera), self.info.near, placed,
-                            chunk=chunk, exposure=self.exposure_for(camera, time))
+                            chunk=chunk or default_chunk, exposure=self.exposure_for(camera, time),
+                            renderer=renderer)
 
     def exposure_for(self, camera: str, time: float) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(gain [3], offset [3]) of a logged camera at ``time`` when the scene models per-frame exposure (see
@@ -74,11 +92,20 @@ class NeuralScene:
         )
 
 
-def load_scene(scene_dir: str | Path, device: str = "auto", log: str | Path | None = None) -> NeuralScene:
+def check_renderer(name: str) -> str:
+    if name not in RENDERERS:
+        raise ValueError(f"--renderer: expected {' or '.join(RENDERERS)}, got {name!r}")
+    return name
+
+
+def load_scene(scene_dir: str | Path, device: str = "auto", log: str | Path | None = None,
+               renderer: str = "fast") -> NeuralScene:
     """Open a scene folder written by ``simrecon reconstruct``. Whatever is wrong with it (scene.json, the
     weights, a model.pt that is not a weights file or is another model's) is one ValueError line naming the
     file; ``model.pt`` is read with ``weights_only=True``. The drive log is ``log`` when given (``--log``: the
-    log moved), else the one scene.json records (``folder.find_log``)."""
+    log moved), else the one scene.json records (``folder.find_log``). ``renderer``: ``fast`` (default) or
+    ``reference`` (``RENDERERS``)."""
+    check_renderer(renderer)
     scene_dir = Path(scene_dir)
     info = read_scene_info(scene_dir)
     log_path = find_log(scene_dir, info, log)  # before the weights: a missing log is the more likely trouble
@@ -101,4 +128,4 @@ def load_scene(scene_dir: str | Path, device: str = "auto", log: str | Path | No
                          f"({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]})") from None
     load_model_state(model, state, weights)
     model.to(dev).eval()
-    return NeuralScene(scene_dir, info, model, log)
+    return NeuralScene(scene_dir, info, model, log, renderer)

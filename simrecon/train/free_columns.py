@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..config_io import doc
 from ..data.model import DriveLog
 from ..fields import SceneBox
 from ..render import PointDensities, boxes_holding
@@ -34,22 +35,26 @@ from .data import TrainData
 
 @dataclass
 class FreeColumnsConfig:
-    weight: float = 0.03  # 0: off. With proposal_uniform: +1.3 dB held out (benchmarks/RESULTS.md)
-    points: int = 4096  # random points per training step
-    cell: float = 0.4  # metres: side of a ground-plane column (the grid grows it to stay within max_cells)
-    max_cells: int = 1 << 20  # columns at most (the cell grows on very large boxes)
-    standing: float = 0.3  # metres above the column's lowest return: a return this high stands (not ground)
-    clearance: float = 0.5  # metres above the lowest free lidar point of a column where the prior starts
-    margin_cells: int = 1  # columns this close to a standing return are not free
-    max_returns: int = 200_000  # lidar returns used to build the map (a random subset on bigger logs)
-    max_free_points: int = 8_000_000  # points along the rays to them (bounds the map's memory, ~100 MB)
+    weight: float = doc(0.03, "weight of the prior (0: off); +1.3 dB held out with model.proposal_uniform "
+                              "(benchmarks/RESULTS.md)", unit="factor")
+    points: int = doc(4096, "random points in the free columns per training step", unit="points")
+    cell: float = doc(0.4, "side of a ground-plane column (the grid grows it to stay within max_cells)", unit="m")
+    max_cells: int = doc(1 << 20, "columns at most (the cell grows on very large boxes)", unit="cells")
+    standing: float = doc(0.3, "a return this high above its column's lowest one stands (is not ground)", unit="m")
+    clearance: float = doc(0.5, "the prior starts this high above the lowest free lidar point of a column",
+                           unit="m")
+    margin_cells: int = doc(1, "columns this close to a standing return are not free", unit="cells")
+    max_returns: int = doc(200_000, "lidar returns that build the map (a random subset on bigger logs)",
+                           unit="returns")
+    max_free_points: int = doc(8_000_000, "points along the rays to them (bounds the map's memory, ~100 MB)",
+                               unit="points")
 
-    def check(self) -> None:
+    def check(self, where: str = "config.priors.free_columns") -> None:
         ok = (self.weight >= 0 and self.points >= 1 and self.cell > 0 and self.max_cells >= 1 and self.standing >= 0
               and self.clearance >= 0 and self.margin_cells >= 0 and self.max_returns >= 1
               and self.max_free_points >= 1)  # written as "ok" so that NaN fails
         if not ok:
-            raise ValueError(f"config: free_columns needs weight >= 0, points >= 1, cell > 0, max_cells >= 1, "
+            raise ValueError(f"{where}: needs weight >= 0, points >= 1, cell > 0, max_cells >= 1, "
                              f"standing, clearance and margin_cells >= 0, max_returns and "
                              f"max_free_points >= 1, got {self}")
 

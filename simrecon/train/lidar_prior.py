@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..config_io import doc
 from ..data.model import Frame
 from ..render.model import SceneModel
 from .data import TrainData
@@ -38,18 +39,22 @@ class LidarPriorConfig:
     # street, 2 CPU cores (benchmarks/RESULTS.md): +1.7 dB held out and +2.3 dB on actors and at +2 m at 2
     # minutes, +1.2 dB at 3.5, +0.2 (and +0.8 at +2 m) at 5; even held out at 10 but -0.5 on actors, -0.2 at
     # +2 m and a lidar error of 3.7 cm instead of 1.2. Logs without lidar skip it.
-    steps: int = -1
-    auto_minutes: float = 5.0
-    auto_steps: int = 60  # 50 and 100 measured alike at 2 minutes
-    points: int = 8192  # lidar returns per step (three points each) and as many coloured returns
-    lr: float = 1e-2
-    sync_s: float = 0.05  # a camera frame colours the returns of sweeps within this many seconds of it
-    beyond_weight: float = 0.005  # replaces the trainer's expected-range L1 when the prior is on (0.02: -0.9 dB)
+    steps: int = doc(-1, "prior steps before photometric training (0: off; -1: auto_steps for budgets of at most "
+                         "auto_minutes, else none)", unit="steps")
+    auto_minutes: float = doc(5.0, "auto (steps -1): the longest time budget that still gets the prior", unit="min")
+    auto_steps: int = doc(60, "auto (steps -1): the prior's steps (50 and 100 measured alike at 2 minutes)",
+                          unit="steps")
+    points: int = doc(8192, "lidar returns per step (three points each) and as many coloured returns",
+                      unit="points")
+    lr: float = doc(1e-2, "Adam learning rate of the prior", unit="step size")
+    sync_s: float = doc(0.05, "a camera frame colours the returns of sweeps within this time of it", unit="s")
+    beyond_weight: float = doc(0.005, "with the prior on, for the whole run: weight past the return, in place of "
+                                      "the trainer's expected-range L1 (0.02: -0.9 dB)", unit="factor")
 
-    def check(self) -> None:
+    def check(self, where: str = "config.priors.lidar_prior") -> None:
         if (self.steps < -1 or self.auto_steps < 0 or self.points < 1 or self.lr <= 0 or self.sync_s < 0
                 or self.beyond_weight < 0):
-            raise ValueError(f"config: lidar_prior needs steps >= -1 (-1: auto), auto_steps >= 0, points >= 1, "
+            raise ValueError(f"{where}: needs steps >= -1 (-1: auto), auto_steps >= 0, points >= 1, "
                              f"lr > 0, sync_s >= 0 and beyond_weight >= 0, got {self.steps}, {self.auto_steps}, "
                              f"{self.points}, {self.lr}, {self.sync_s} and {self.beyond_weight}")
 

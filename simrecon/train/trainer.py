@@ -26,17 +26,18 @@ import torch.distributed as dist
 from ..data.io import load_log
 from ..logs import get_logger
 from ..render import RenderResult, SceneModel, TrainingInputs
+from ..render.occupancy import build_occupancy
 from ..scene.checkpoint import (CHECKPOINT, load_checkpoint, load_model_state, remove_stale_temporaries, save_atomic,
                          save_checkpoint, temp_name, write_failed)
-from .config import TrainConfig
+from ..scene.folder import (MODEL_FILE, SCENE_FILE, SceneInfo, find_log, log_reference, read_scene_info,
+                            resolve_device, write_scene_info)
+from ..scene.occupancy_file import occupancy_config, save_occupancy
+from .config import TrainConfig, apply_setting, scene_config
 from .data import TrainData, parse_holdout, scene_box
 from .error_map import ErrorMap
 from .free_columns import FreeColumns, free_columns_of
 from .lidar_prior import train_lidar_prior
 from .optim import adam
-from ..scene.folder import (MODEL_FILE, SCENE_FILE, SceneInfo, find_log, log_reference, read_scene_info,
-                            resolve_device, write_scene_info)
-from .config import scene_config
 
 log = get_logger(__name__)
 METRICS = "metrics.jsonl"
@@ -81,9 +82,10 @@ def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.
 
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
-    """``cfg.lr`` for the first ``lr_hold`` of the budget, then exponential decay to ``lr_final`` at its end."""
-    decay = (min(progress, 1.0) - cfg.lr_hold) / max(1.0 - cfg.lr_hold, 1e-9)
-    return cfg.lr * (cfg.lr_final / cfg.lr) ** max(decay, 0.0)
+    """``schedule.lr`` for the first ``lr_hold`` of the budget, then exponential decay to ``lr_final`` at its end."""
+    s = cfg.schedule
+    decay = (min(progress, 1.0) - s.lr_hold) / max(1.0 - s.lr_hold, 1e-9)
+    return s.lr * (s.lr_final / s.lr) ** max(decay, 0.0)
 
 
 def _grads_finite(model: torch.nn.Module) -> bool:
@@ -110,14 +112,14 @@ def compute_losses(model: SceneModel, out: RenderResult, target: torch.Tensor, n
         depth = out.depth[n_cam:]
         acc = out.acc[n_cam:]
         mids = out.samples.mids[n_cam:]
-        margin = 0.02 * ranges[:, None] + 0.1 * s * cfg.near_frac  # lidar noise grows with range
+        margin = 0.02 * ranges[:, None] + 0.1 * s * cfg.sampling.near_frac  # lidar noise grows with range
         depth_weight, beyond_weight = cfg.lidar_loss_weights()
         if depth_weight:
             losses["depth"] = depth_weight * torch.mean(torch.abs(depth - ranges) / s)
         # Empty space before the return (minus a margin), on the weights: once a surface is opaque its penalty
         # saturates, so lidar that disagrees with the cameras (moving actors, track errors) cannot erode it.
         w = out.samples.weights[n_cam:]
-        losses["empty"] = cfg.empty_weight * torch.mean((w * (mids < ranges[:, None] - margin)).sum(-1))
+        losses["empty"] = cfg.losses.empty_weight * torch.mean((w * (mids < ranges[:, None] - margin)).sum(-1))
         # Weight past the return (plus the margin): what the expected-range L1 says, without its pull on the
         # weight in front when a little of it leaks to the far plane (used with the lidar prior).
         if beyond_weight:
@@ -128,14 +130,14 @@ def compute_losses(model: SceneModel, out: RenderResult, target: torch.Tensor, n
         # a 2^18 table: 16-18 dB); this one acts on the optical thickness of such rays through log1p (~linear
         # near 0, gradient bounded and alive).
         near = mids < 0.5 * ranges[:, None]
-        losses["floaters"] = cfg.floater_weight * _floater_penalty(out.samples.tau[n_cam:], near)
+        losses["floaters"] = cfg.losses.floater_weight * _floater_penalty(out.samples.tau[n_cam:], near)
         # The same for the proposal. The interlevel loss only asks it to cover the background's weights: if both
         # go opaque near the camera it is satisfied, and the background never gets samples at the surface again.
         pnear = out.proposal.mids[n_cam:] < 0.5 * ranges[:, None]
-        losses["proposal_floaters"] = cfg.floater_weight * _floater_penalty(out.proposal.tau[n_cam:], pnear)
-        losses["opacity"] = cfg.opacity_weight * torch.mean((1 - acc) ** 2)
+        losses["proposal_floaters"] = cfg.losses.floater_weight * _floater_penalty(out.proposal.tau[n_cam:], pnear)
+        losses["opacity"] = cfg.losses.opacity_weight * torch.mean((1 - acc) ** 2)
     if out.proposal is not None:
-        losses["interlevel"] = cfg.interlevel_weight * out.proposal.interlevel
+        losses["interlevel"] = cfg.losses.interlevel_weight * out.proposal.interlevel
     return losses
 
 
@@ -148,11 +150,11 @@ def step_losses(net: torch.nn.Module, model: SceneModel, rays, target: torch.Ten
     exposure. Returns (the render, the losses); ``benchmarks/step.py`` times this same step."""
     rgb_rows = torch.zeros(len(rays), dtype=torch.bool, device=target.device)
     rgb_rows[:n_cam] = True
-    points = columns.sample(cfg.free_columns.points, gen).to(target.device) if columns is not None else None
+    points = columns.sample(cfg.priors.free_columns.points, gen).to(target.device) if columns is not None else None
     out = net(rays, train=TrainingInputs(stratified=True, rgb_rows=rgb_rows, frames=frames, points=points))
     losses = compute_losses(model, out, target, n_cam, ranges, cfg)
     if columns is not None:
-        losses.update(columns.loss(out.points, model.scale, cfg.free_columns.weight))
+        losses.update(columns.loss(out.points, model.scale, cfg.priors.free_columns.weight))
     return out, losses
 
 
@@ -193,8 +195,8 @@ def _start(scene_dir: Path, log_path: Path | None, cfg: TrainConfig, resume: boo
     if resume:
         info = read_scene_info(scene_dir)
         cfg = scene_config(scene_dir, info) if info.config else cfg
-        for key, value in (overrides or {}).items():
-            setattr(cfg, key, value)
+        for key, value in (overrides or {}).items():  # dotted names (old flat ones too), type-checked
+            apply_setting(cfg, key, value, "reconstruct overrides", resume=True)
         log_path = find_log(scene_dir, info, log_path)
         if (scene_dir / CHECKPOINT).exists():
             state = load_checkpoint(scene_dir / CHECKPOINT)
@@ -318,16 +320,17 @@ def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | 
         longest = max((len(f) for f in drive.cameras.values()), default=0)
         log.warning("--holdout %s holds out no frame of %s (at most %d frames per camera): eval will have no "
                     "held-out figures; use every:2 or a file of image paths", cfg.holdout, log_path, longest)
-    box = scene_box(drive, cfg.box_lidar_range, aspect_cap=cfg.box_aspect_cap) if not resume else info.box
-    data = TrainData(drive, holdout, near=cfg.near_frac * float(np.mean(box.half)), device=device)
+    sampling = cfg.sampling
+    box = scene_box(drive, sampling.box_lidar_range, aspect_cap=sampling.box_aspect_cap) if not resume else info.box
+    data = TrainData(drive, holdout, near=sampling.near_frac * float(np.mean(box.half)), device=device)
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance, frames=(data.app, data.times)).to(device)
-    optim = make_optimizer(model, cfg.lr, cfg.table_lr_scale, cfg.exposure_lr_scale)
+    optim = make_optimizer(model, cfg.schedule.lr, cfg.schedule.table_lr_scale, cfg.schedule.exposure_lr_scale)
     source_log, source_log_absolute = log_reference(scene_dir, log_path)  # a resume records where the log is now
     info_out = SceneInfo(source_log=source_log, source_log_absolute=source_log_absolute, box=box, near=data.near,
                          camera_names=data.camera_names, actors=[a.id for a in drive.actors],
                          holdout=sorted(holdout), config=cfg.to_json(), status="training")
     run = TrainState(cfg, scene_dir, rank, world, device, data, model, optim, info_out, resume)
-    run.error_map = data.error_map(cfg.error_tiles) if cfg.error_sampling > 0 else None
+    run.error_map = data.error_map(sampling.error_tiles) if sampling.error_sampling > 0 else None
     if resume:
         _restore(run, state)
     run.info.step, run.info.elapsed = run.step, run.elapsed0
@@ -355,20 +358,21 @@ def _restore(run: TrainState, state: dict) -> None:
 def _priors(run: TrainState, on_log: Callable[[dict], None] | None) -> None:
     """Before the first step of a fresh run, the lidar prior; on every run, the free-columns map. The time they
     take of a fresh run counts in its budget."""
-    cfg = run.cfg
-    if not run.resume and run.data.has_lidar and cfg.lidar_prior.steps:  # before DDP: it broadcasts rank 0's
+    cfg, priors = run.cfg, run.cfg.priors
+    if not run.resume and run.data.has_lidar and priors.lidar_prior.steps:  # before DDP: it broadcasts rank 0's
         t0 = time.time()
-        n_prior = cfg.lidar_prior.steps
+        n_prior = priors.lidar_prior.steps
 
         def prior_step(i: int) -> None:
             if on_log and run.rank == 0 and (i % 10 == 0 or i == n_prior):
                 on_log({"stage": f"lidar prior {i}/{n_prior}"})
 
-        prior = train_lidar_prior(run.model, run.data, cfg.lidar_prior, cfg.near_frac, cfg.seed, prior_step)
+        prior = train_lidar_prior(run.model, run.data, priors.lidar_prior, cfg.sampling.near_frac, cfg.seed,
+                                  prior_step)
         run.elapsed0 = time.time() - t0
         log.info("lidar prior: %d steps in %.1f s, %s", n_prior, run.elapsed0, prior)
     t0 = time.time()
-    run.columns = free_columns_of(run.data, run.info.box, cfg.free_columns, cfg.seed)
+    run.columns = free_columns_of(run.data, run.info.box, priors.free_columns, cfg.seed)
     if run.columns is not None:
         if not run.resume:
             run.elapsed0 += time.time() - t0
@@ -381,7 +385,7 @@ def _priors(run: TrainState, on_log: Callable[[dict], None] | None) -> None:
 
 
 def _done(run: TrainState, elapsed: float, budget_s: float, stop: StopSignal) -> bool:
-    done = run.step >= run.cfg.steps or elapsed >= budget_s or stop.requested
+    done = run.step >= run.cfg.budget.steps or elapsed >= budget_s or stop.requested
     if run.world > 1:  # every rank stops at the same step
         flag = torch.tensor([1.0 if done else 0.0], device=run.device)
         dist.all_reduce(flag)
@@ -419,12 +423,12 @@ def _step(run: TrainState, gen: torch.Generator, batch: int, lidar_batch: int, n
 
 def _train(run: TrainState, on_log: Callable[[dict], None] | None, stop: StopSignal) -> str:
     """Steps until the step or time budget is spent or ``stop`` is requested; "complete" or "interrupted"."""
-    cfg = run.cfg
+    cfg, sampling, budget = run.cfg, run.cfg.sampling, run.cfg.budget
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + run.rank + run.step)
-    batch = max(1, cfg.batch_rays // run.world)
-    lidar_batch = max(1, cfg.lidar_rays // run.world) if run.data.has_lidar and cfg.lidar_rays > 0 else 0
-    n_err = int(round(batch * cfg.error_sampling)) if run.error_map is not None else 0
-    budget_s = cfg.minutes * 60.0
+    batch = max(1, sampling.batch_rays // run.world)
+    lidar_batch = max(1, sampling.lidar_rays // run.world) if run.data.has_lidar and sampling.lidar_rays > 0 else 0
+    n_err = int(round(batch * sampling.error_sampling)) if run.error_map is not None else 0
+    budget_s = budget.minutes * 60.0
     run.start = time.time()
     last_log_t, last_log_step = run.start, run.step
     run.model.train()
@@ -432,12 +436,12 @@ def _train(run: TrainState, on_log: Callable[[dict], None] | None, stop: StopSig
         elapsed = run.elapsed()
         if _done(run, elapsed, budget_s, stop):
             return "interrupted" if stop.requested else "complete"
-        lr = learning_rate(cfg, max(run.step / max(cfg.steps, 1), elapsed / max(budget_s, 1e-9)))
+        lr = learning_rate(cfg, max(run.step / max(budget.steps, 1), elapsed / max(budget_s, 1e-9)))
         loss, losses, sq_err = _step(run, gen, batch, lidar_batch, n_err, lr)
         run.step += 1
-        if run.step % cfg.checkpoint_every == 0:
+        if run.step % budget.checkpoint_every == 0:
             run.checkpoint()
-        if run.rank == 0 and (run.step % cfg.log_every == 0 or run.step == 1):
+        if run.rank == 0 and (run.step % budget.log_every == 0 or run.step == 1):
             now = time.time()
             rays_per_s = ((run.step - last_log_step) * (batch + lidar_batch) * run.world
                           / max(now - last_log_t, 1e-9))
@@ -449,7 +453,7 @@ def _train(run: TrainState, on_log: Callable[[dict], None] | None, stop: StopSig
             last_log_t, last_log_step = now, run.step
             run.metrics.write(rec, run.scene_dir)
             if on_log:
-                on_log({**rec, "budget_steps": cfg.steps, "budget_s": budget_s})
+                on_log({**rec, "budget_steps": budget.steps, "budget_s": budget_s})
 
 
 def _on_sigterm(rank: int, stop: StopSignal):
@@ -494,7 +498,8 @@ class Trainer:
         # The budget decides an automatic prior once: scene.json keeps the steps, so a resume that extends the budget
         # keeps the lidar losses the run started with (lidar_loss_weights). A scene from before the prior ran none.
         cfg = copy.deepcopy(cfg)
-        cfg.lidar_prior.steps = cfg.lidar_prior.steps_for(cfg.minutes) if not resume else max(cfg.lidar_prior.steps, 0)
+        prior = cfg.priors.lidar_prior
+        prior.steps = prior.steps_for(cfg.budget.minutes) if not resume else max(prior.steps, 0)
         device = _device(cfg, world, local_rank)
         torch.manual_seed(cfg.seed + rank)
         run = _setup(self.scene_dir, log_path, cfg, info, state, rank, world, device)
@@ -532,28 +537,34 @@ class Trainer:
                 run.metrics.close()
             if old_handler is not None:
                 signal.signal(signal.SIGTERM, old_handler)
-        return _finish(run, status)
+        return _finish(run, status, self.on_log)
 
 
 def reconstruct(log_path: Path | None, scene_dir: Path, cfg: TrainConfig, resume: bool = False,
                 on_log: Callable[[dict], None] | None = None, overrides: dict | None = None) -> TrainResult:
     """Train (or resume) the scene for ``log_path`` into ``scene_dir``: ``Trainer(...).run()``.
 
-    With ``resume`` the configuration comes from scene.json; ``overrides`` (e.g. ``{"minutes": 20}``)
-    replace some of its fields, to extend a finished run. The drive log is then the one scene.json records,
-    unless ``log_path`` says where it is now (``--log``; None or ``Path()``: the recorded one), and the
+    With ``resume`` the configuration comes from scene.json; ``overrides`` (dotted names, e.g.
+    ``{"budget.minutes": 20}``; old flat names too) replace some of its fields, to extend a finished run (not
+    ``model.*``, ``holdout``, ``priors.*`` or the box: ``config.FIXED_ON_RESUME``). The drive log is then the
+    one scene.json records, unless ``log_path`` says where it is now (``--log``; None or ``Path()``: the recorded one), and the
     resumed run records where it found it. A scene folder whose run stopped before its first
     checkpoint starts afresh (``resume`` or not). ``on_log`` gets every logged step's record and, before the
     first step, ``{"stage": ...}`` records of the lidar prior's progress."""
     return Trainer(log_path, scene_dir, cfg, resume, on_log, overrides).run()
 
 
-def _finish(run: TrainState, status: str) -> TrainResult:
-    """The last checkpoint, the weights and scene.json; TrainingInterrupted when the run was stopped."""
+def _finish(run: TrainState, status: str, on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """The last checkpoint, the weights, their occupancy grids (a complete run: what the fast renderer reads)
+    and scene.json; TrainingInterrupted when the run was stopped."""
     elapsed = run.elapsed()
     run.checkpoint()
     if run.rank == 0:
         save_atomic(run.model.state_dict(), run.scene_dir / MODEL_FILE)
+        if status == "complete":
+            grids = build_occupancy(run.model, occupancy_config(run.model),
+                                    on_field=lambda name: on_log and on_log({"stage": f"occupancy grids: {name}"}))
+            save_occupancy(run.scene_dir, grids)
         run.info.step, run.info.elapsed, run.info.status = run.step, round(elapsed, 2), status
         write_scene_info(run.scene_dir, run.info)
     if run.world > 1:

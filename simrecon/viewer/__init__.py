@@ -22,11 +22,11 @@ def __getattr__(name: str):
 
 
 def open_viewer(scene_path, host: str = "127.0.0.1", port: int = 7007, token: str | None = None,
-                scenario=None, **kwargs):
+                scenario=None, renderer: str = "fast", **kwargs):
     """Open the scene at ``scene_path`` (``simrecon.compose.scenes.open_scene``) and start serving it."""
     from ..compose.scenes import open_scene
     from .app import SceneViewer
 
     check_bind(host, token)
-    scene = open_scene(scene_path)
+    scene = open_scene(scene_path, renderer)
     return SceneViewer(scene, scene_path, host=host, port=port, token=token, scenario=scenario, **kwargs).start()
