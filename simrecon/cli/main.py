@@ -301,6 +301,44 @@ def regress(
 
 
 @app.command()
+def drive(
+    scenario: Path = typer.Argument(..., help="Scenario YAML (docs/scenarios.md) or a scene folder (scene.json, or "
+                                              "a synthetic drive log)."),
+    policy: str = typer.Option(..., "--policy", help="replay, lane-follow, idle, or module:attr / file.py:attr "
+                                                     "(a callable obs -> action, or a class with reset/act)."),
+    output: Path = typer.Option(..., "--output", "--out", "-o", help="Run folder: metrics.json, trajectory.json, "
+                                                                    "events.json (and frames/ with --frames)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Episode length in seconds (default: the "
+                                                                      "scenario's time span + 2 s).",
+                                             callback=number("--duration", "> 0")),
+    dt: Optional[float] = typer.Option(None, "--dt", help="Simulation step in seconds (default 0.1).",
+                                       callback=number("--dt", "> 0")),
+    width: Optional[int] = typer.Option(None, "--width", "-W", help="Observed image width (default: the camera's)."),
+    height: Optional[int] = typer.Option(None, "--height", "-H", help="Observed image height (default: the "
+                                                                      "camera's)."),
+    camera: Optional[list[str]] = typer.Option(None, "--camera", help="Observed camera (repeatable; default: the "
+                                                                      "scenario's first)."),
+    frames: bool = typer.Option(False, "--frames", help="Write the observed cameras' RGB as "
+                                                        "frames/CAMERA/STEP.png."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                                 help="Any simulation setting by dotted name (repeatable), e.g. "
+                                                      "--set world.end_on_off_road=true (docs/simulation.md)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace the run folder if simrecon wrote it."),
+    renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
+) -> None:
+    """Drive a policy through a scenario in closed loop: bicycle-model ego, cameras rendered at its pose.
+
+    Reports collisions, leaving the road, route completion, time to collision, comfort and a score
+    (docs/simulation.md). A policy that raises or returns a bad action ends the run with a policy_error
+    event; the run is still written.
+    """
+    from .drive_cmd import drive_command, sim_config
+
+    cfg = sim_config(dt, duration, camera, width, height, settings or [])
+    drive_command(_existing_log(scenario), policy, output, cfg, frames, force, err, renderer)
+
+
+@app.command()
 def view(
     scene: Path = typer.Argument(..., help="Scene folder (scene.json) or a synthetic drive log."),
     host: str = typer.Option("127.0.0.1", "--host", help="Listen address; a non-loopback one needs --token "

@@ -1,0 +1,69 @@
+"""``simrecon drive``: the work behind the command (docs/simulation.md).
+
+Bad input (scenario, policy, camera, setting, output folder) raises a one-line ``ValueError``,
+``FileExistsError`` or ``FileNotFoundError`` before anything is written; the app maps them to exit code 2.
+A policy that fails while driving is not bad input: the run ends with a ``policy_error`` event and is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+from rich.markup import escape
+
+from .progress import bar
+
+
+def sim_config(dt: Optional[float], duration: Optional[float], cameras: Optional[list[str]], width: Optional[int],
+               height: Optional[int], settings: list[str]):
+    """The ``SimConfig`` of the options: ``--set KEY=VALUE`` items first, then the named options on top."""
+    from ..config_io import set_field
+    from ..sim import SimConfig
+
+    cfg = SimConfig()
+    for item in settings:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. world.end_on_off_road=true")
+        try:
+            set_field(cfg, key.strip(), raw, "--set", text=True)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("simrecon config lists them", "docs/simulation.md lists them")) from None
+    if dt is not None:
+        cfg.world.dt = dt
+    if duration is not None:
+        cfg.world.duration_s = duration
+    if cameras:
+        cfg.sensors.cameras = [n for item in cameras for n in item.split(",") if n]
+    for name, value in (("width", width), ("height", height)):
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{name}: must be at least 1 pixel, got {value}")
+            setattr(cfg.sensors, name, value)
+    cfg.check()
+    return cfg
+
+
+def drive_command(scenario: Path, policy: str, out: Path, cfg, frames: bool = False, force: bool = False,
+                  console: Console | None = None, renderer: str = "fast"):
+    """Drive ``policy`` through ``scenario`` into ``out`` with a progress bar; prints a one-line summary."""
+    from ..sim import drive
+
+    console = console or Console(stderr=True)
+    with bar(console) as progress:
+        task = progress.add_task("", total=None, what="drive")
+
+        def tick(done: int, total: int, label: str) -> None:
+            progress.update(task, completed=done, total=total, description=label)
+
+        result = drive(scenario, policy, out, cfg, frames=frames, force=force, progress=tick, renderer=renderer)
+    m = result.metrics
+    what = f"collision with {m.collision_actor} at {m.collision_time:.2f} s" if m.collision else "no collision"
+    console.print(escape(f"wrote {out}: {m.steps} steps ({m.duration_s:.1f} s), ended by {m.ended}; {what}; "
+                         f"route {100 * m.route_completion:.0f} %; score {m.score:.3f}"), highlight=False,
+                  soft_wrap=True)
+    if m.policy_error:
+        console.print(escape(f"policy error: {m.policy_error}"), highlight=False, soft_wrap=True)
+    return result
