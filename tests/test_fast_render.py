@@ -161,31 +161,28 @@ def test_old_damaged_or_read_only_folders_still_render(trained, tmp_path, caplog
             scene.chmod(0o755)
 
 
-def test_front_to_back_skips_unoccupied_and_hidden_samples():
+def test_front_to_back_stops_rays_once_opaque():
     gen = torch.Generator().manual_seed(0)
     sigma = torch.rand(5, 12, generator=gen) * 3
     delta = torch.full((5, 12), 0.5)
-    calls = []
+    asked = torch.zeros(5, 12, dtype=torch.bool)
 
     def density(r, c):
-        calls.append(len(r))
+        asked[r, c] = True
         return sigma[r, c]
 
-    everything = torch.ones(5, 12, dtype=torch.bool)
-    full = _front_to_back(everything, delta, 4, 1e-30, density)
+    full = _front_to_back(delta, 4, 1e-30, density)
     torch.testing.assert_close(full, sigma)  # nothing hidden at that threshold: every sample
-    calls.clear()
-    holes = everything.clone()
-    holes[:, 1::2] = False
-    got = _front_to_back(holes, delta, 4, 1e-2, density)
-    assert (got[:, 1::2] == 0).all()  # unoccupied: never evaluated
-    optical_before = torch.cumsum(got * delta, 1) - got * delta
-    evaluated = got > 0
-    # a sample is evaluated only while the ray's light before its stage is above the stop
-    assert sum(calls) < holes.sum()
-    assert (optical_before[evaluated] < -math.log(1e-2) + 3 * 0.5 * 3).all()
-    empty = _front_to_back(holes[:0], delta[:0], 4, 1e-2, density)  # no rays
-    assert empty.shape == (0, 12)
+    asked[:] = False
+    got = _front_to_back(delta, 4, 1e-2, density)
+    stage = torch.arange(12) // 3
+    optical = torch.cumsum(sigma * delta, 1)  # [R, S] the optical depth through each sample
+    # a stage is asked for exactly when the ray's light before it is above the stop
+    before = torch.cat([torch.zeros(5, 1), optical[:, 2::3][:, :-1]], 1)  # [R, stages] depth before each stage
+    want = before[:, stage] < -math.log(1e-2)
+    assert torch.equal(asked, want) and not want.all() and want[:, :3].all()
+    assert torch.equal(got, torch.where(want, sigma, torch.zeros_like(sigma)))
+    assert _front_to_back(delta[:0], 4, 1e-2, density).shape == (0, 12)  # no rays
 
 
 def test_density_grid_keeps_a_thin_surface():

@@ -6,7 +6,8 @@ does not need that. This renderer places exactly the same samples (the proposal'
 resampled bins, the actors' box samples), so its images match the reference's, but evaluates a sample's density
 only when
 
-- its occupancy grid cell has density (``occupancy.py``: open air, empty box corners), and
+- its occupancy grid cell has density (``occupancy.py``: open air, empty box corners; a grid that marks most of
+  its cells occupied is not looked up, ``FastConfig.max_occupied``), and
 - light still reaches it: samples are evaluated front to back in ``stages`` groups, and a ray whose
   transmittance fell below ``stop_transmittance`` stops (the proposal on its own transmittance, the background
   on its own, which an actor in front can only lower, so stopping on it is safe);
@@ -27,7 +28,7 @@ import torch
 from ..fields import evaluate_actor_fields
 from .composite import alpha_weights
 from .model import Layout, RaySamples, RenderResult, SceneModel
-from .occupancy import OccupancyConfig, OccupancyGrids
+from .occupancy import Grid, OccupancyConfig, OccupancyGrids
 from .rays import Rays
 from .samplers import pdf_bins, spaced_bins, spacing
 
@@ -38,24 +39,30 @@ class FastConfig:
     stop_transmittance: float = 1e-4  # a ray stops once less than this share of light gets through
     color_weight: float = 1e-4  # the colour network runs at samples with a compositing weight above this
     stages: int = 4  # groups of samples evaluated front to back (more: earlier stops, more overhead)
+    skip_empty: bool = True  # look samples up in the occupancy grids (False: only the early stop skips)
+    # a grid with more than this share of its cells occupied is not looked up: its lookups would cost more than the
+    # few evaluations they save (a proposal field trained to cover the background's mass is dense nearly everywhere)
+    max_occupied: float = 0.75
     chunk: int = 32768  # rays per batch (memory: ~1 KB per ray)
 
 
-def _front_to_back(occupied: torch.Tensor, delta: torch.Tensor, stages: int, stop: float,
+def _front_to_back(delta: torch.Tensor, stages: int, stop: float,
                    density: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Densities [R, S] of samples with widths delta [R, S] (spacing units), evaluated (``density(rows, cols)``
-    -> [M]) only where ``occupied`` [R, S] and while the ray's transmittance is above ``stop``; zero elsewhere."""
-    r, s = occupied.shape
+    """Densities [R, S] of samples with widths delta [R, S] (spacing units), nearest first in ``stages`` groups:
+    ``density(rows, cols) -> [M]`` is asked only for the samples of rays whose transmittance is still above
+    ``stop`` (and may itself skip some, answering 0); zero elsewhere."""
+    r, s = delta.shape
     sigma = delta.new_zeros(r, s)
     optical = delta.new_zeros(r)
     limit = -math.log(stop)
     edges = [round(s * i / stages) for i in range(stages + 1)]
     for a, b in zip(edges[:-1], edges[1:]):
-        if a == b:
+        alive = (optical < limit).nonzero()[:, 0]
+        if a == b or not len(alive):
             continue
-        rows, cols = (occupied[:, a:b] & (optical < limit)[:, None]).nonzero(as_tuple=True)
-        if len(rows):
-            sigma[rows, cols + a] = density(rows, cols + a)
+        rows = alive.repeat_interleave(b - a)
+        cols = torch.arange(a, b, device=delta.device).repeat(len(alive))
+        sigma[rows, cols] = density(rows, cols)
         optical += (sigma[:, a:b] * delta[:, a:b]).sum(1)
     return sigma
 
@@ -99,8 +106,13 @@ class FastRenderer:
         act = self._actors(rays, layout, slots) if slots is not None else None
         return self._composite(rays, bg, act)
 
-    def _points(self, rays: Rays, mid: torch.Tensor) -> torch.Tensor:
-        return rays.origins[:, None] + rays.dirs[:, None] * (mid * self.model.scale)[..., None]
+    def _points(self, rays: Rays, rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """World points [M, 3] at normalised distances t [M] along rays ``rows`` [M]."""
+        return rays.origins[rows] + rays.dirs[rows] * (t * self.model.scale)[:, None]
+
+    def _useful(self, grid: Grid) -> Grid | None:
+        """``grid``, or None when it marks so much as occupied that its lookups would cost more than they save."""
+        return grid if self.cfg.skip_empty and grid.share() <= self.cfg.max_occupied else None
 
     def _proposal(self, rays: Rays) -> torch.Tensor:
         """The background's bins [R, Ns + 1]: the reference's, from the proposal's weights along its even bins."""
@@ -108,10 +120,17 @@ class FastRenderer:
         pbins = spaced_bins(rays.near / m.scale, m.cfg.far, m.cfg.proposal_samples, False)
         pg = spacing(pbins)
         pdelta = pg[:, 1:] - pg[:, :-1]
-        x = self._points(rays, (pbins[:, 1:] + pbins[:, :-1]) / 2)  # [R, Np, 3]
-        occupied = self.grids.proposal.lookup(m.box.contract(x))
-        sigma = _front_to_back(occupied, pdelta, cfg.stages, cfg.stop_transmittance,
-                               lambda r, c: m.proposal(x[r, c]))
+        mid = (pbins[:, 1:] + pbins[:, :-1]) / 2
+        grid = self._useful(self.grids.proposal)
+
+        def density(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            x = self._points(rays, r, mid[r, c])
+            keep = grid.lookup(m.box.contract(x)).nonzero()[:, 0] if grid is not None else None
+            if keep is None:
+                return m.proposal(x)
+            return x.new_zeros(len(x)).index_put((keep,), m.proposal(x[keep]))
+
+        sigma = _front_to_back(pdelta, cfg.stages, cfg.stop_transmittance, density)
         return pdf_bins(pbins, alpha_weights(sigma, pdelta), m.cfg.samples, False, m.cfg.proposal_uniform)
 
     def _background(self, rays: Rays, bins: torch.Tensor, slots) -> _Background:
@@ -119,18 +138,23 @@ class FastRenderer:
         mid = (bins[:, 1:] + bins[:, :-1]) / 2
         g = spacing(bins)
         delta = g[:, 1:] - g[:, :-1]
-        x = self._points(rays, mid)
-        occupied = self.grids.background.lookup(m.box.contract(x))
-        if slots is not None:
-            occupied &= ~slots.covers(mid)  # the background is empty inside a placed actor's box
+        inside = slots.covers(mid) if slots is not None else None  # the background is empty in placed boxes
+        grid = self._useful(self.grids.background)
         geo = mid.new_zeros(*mid.shape, m.cfg.background.geo_features)
 
         def density(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-            sigma, feats = m.background.density(x[r, c])
-            geo[r, c] = feats.to(geo.dtype)
-            return sigma
+            x = self._points(rays, r, mid[r, c])
+            keep = torch.ones(len(r), dtype=torch.bool, device=x.device)
+            if grid is not None:
+                keep &= grid.lookup(m.box.contract(x))
+            if inside is not None:
+                keep &= ~inside[r, c]
+            k = keep.nonzero()[:, 0]
+            sigma, feats = m.background.density(x[k])
+            geo[r[k], c[k]] = feats.to(geo.dtype)
+            return x.new_zeros(len(x)).index_put((k,), sigma)
 
-        sigma = _front_to_back(occupied, delta, cfg.stages, cfg.stop_transmittance, density)
+        sigma = _front_to_back(delta, cfg.stages, cfg.stop_transmittance, density)
         return _Background(mid, delta, sigma, geo)
 
     def _actors(self, rays: Rays, layout: Layout, sl) -> _Actors:
@@ -144,8 +168,9 @@ class FastRenderer:
         occupied = torch.zeros(len(vr), na, dtype=torch.bool, device=xl.device)
         for p, fi in enumerate(layout.field_index):
             mine = (vp == p).nonzero()[:, 0]
+            grid = self._useful(self.grids.actors[fi])
             if len(mine):
-                occupied[mine] = self.grids.actors[fi].lookup(xl[mine] / (2 * half[p]) + 0.5)
+                occupied[mine] = grid.lookup(xl[mine] / (2 * half[p]) + 0.5) if grid is not None else True
         pair, j = occupied.nonzero(as_tuple=True)  # evaluated samples: (valid pair, sample)
         order = vp[pair].argsort(stable=True)
         pair, j = pair[order], j[order]
