@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,55 @@ def test_cli_never_replaces_a_folder_it_did_not_write(capsys, tmp_path, log_dir)
     assert (mine / "notes.txt").read_text() == "keep me"
     code, _, err = cli(capsys, "drive", tmp_path / "nowhere", "--policy", "idle", "-o", tmp_path / "r")
     assert code == 2 and "no such file or folder" in err
+
+
+AGENT = """
+import json, math, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg["type"] == "reset":
+        assert msg["protocol"] == 1 and msg["dt"] == 0.1, msg
+        continue
+    BEHAVIOUR
+"""
+FOLLOW = """speed, steer = msg["ego"][0], msg["ego"][3]
+    x, y = msg["route"][3]
+    for key, path in msg["images"].items():
+        assert open(path, "rb").read(8) == b"\\x89PNG\\r\\n\\x1a\\n", key
+    print(json.dumps({"action": [0.5 * (8.0 - speed), (math.atan(2 * 2.8 * y / (x * x + y * y)) - steer) / 0.1]}),
+          flush=True)"""
+
+
+def exec_policy(tmp_path: Path, behaviour: str) -> str:
+    path = tmp_path / f"agent_{abs(hash(behaviour))}.py"
+    path.write_text(AGENT.replace("BEHAVIOUR", behaviour))
+    return f"exec:{sys.executable} {path}"
+
+
+def test_an_exec_policy_drives_like_the_same_code_in_process(tmp_path, log_dir):
+    """The JSON-lines protocol carries the observation (route, ego state, images as files) and the actions: a
+    pure-pursuit agent in another process completes the route."""
+    cfg = SimConfig()
+    cfg.sensors.width, cfg.sensors.height = 16, 12
+    result = drive(log_dir, exec_policy(tmp_path, FOLLOW), None, cfg)
+    m = result.metrics
+    assert m.policy_error is None and not m.collision and m.route_completion >= 0.95, m
+    assert m.steps >= 20
+
+
+@pytest.mark.parametrize("behaviour, message", [
+    ("print('not json', flush=True)", "not JSON"),
+    ("print(json.dumps({'action': [1.0]}), flush=True)", "shape"),
+    ("sys.exit(3)", "exited (code 3)"),
+    ("import time; time.sleep(30)", "no answer within 1 s"),
+])
+def test_an_exec_policy_that_misbehaves_ends_the_run_with_policy_error(tmp_path, log_dir, behaviour, message):
+    cfg = SimConfig()
+    cfg.exec.answer_timeout_s, cfg.exec.exit_wait_s, cfg.exec.images = 1.0, 0.5, False
+    m = drive(log_dir, exec_policy(tmp_path, behaviour), None, cfg).metrics
+    assert m.ended == "policy_error" and message in m.policy_error, m.policy_error
+
+
+def test_an_exec_policy_for_a_missing_program_is_refused(capsys, tmp_path, log_dir):
+    code, _, err = cli(capsys, "drive", log_dir, "--policy", "exec:no-such-program-xyz --fast", "-o", tmp_path / "r")
+    assert code == 2 and "no such program 'no-such-program-xyz'" in err and not (tmp_path / "r").exists()

@@ -304,8 +304,10 @@ def regress(
 def drive(
     scenario: Path = typer.Argument(..., help="Scenario YAML (docs/scenarios.md) or a scene folder (scene.json, or "
                                               "a synthetic drive log)."),
-    policy: str = typer.Option(..., "--policy", help="replay, lane-follow, idle, or module:attr / file.py:attr "
-                                                     "(a callable obs -> action, or a class with reset/act)."),
+    policy: str = typer.Option(..., "--policy", help="replay, lane-follow, idle, 'exec:COMMAND' (a process "
+                                                     "speaking JSON lines, docs/simulation.md), or module:attr / "
+                                                     "file.py:attr (a callable obs -> action, or a class with "
+                                                     "reset/act)."),
     output: Path = typer.Option(..., "--output", "--out", "-o", help="Run folder: metrics.json, trajectory.json, "
                                                                     "events.json (and frames/ with --frames)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Episode length in seconds (default: the "

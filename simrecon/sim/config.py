@@ -11,6 +11,7 @@ from ..compose.scenes import open_scene
 from ..config_io import doc
 from ..data.scene_api import RenderableScene
 from .dynamics import ACTION_MODES, VehicleConfig
+from .exec_policy import ExecConfig
 from .metrics import RewardConfig, ScoreConfig
 from .policies import PolicyConfig
 from .sensors import SensorConfig
@@ -25,6 +26,7 @@ class SimConfig:
     vehicle: VehicleConfig = doc(VehicleConfig, "the ego vehicle: geometry and limits")
     sensors: SensorConfig = doc(SensorConfig, "the observation: cameras, size, outputs, route ahead")
     policy: PolicyConfig = doc(PolicyConfig, "gains of the built-in drivers (replay, lane-follow, idle)")
+    exec: ExecConfig = doc(ExecConfig, "exec:COMMAND policies: the process's time limits and what it is sent")
     score: ScoreConfig = doc(ScoreConfig, "the score's thresholds and weights")
     reward: RewardConfig = doc(RewardConfig, "the environment's reward terms")
     action: str = doc("rate", "action mode: rate = [acceleration, steering rate], angle = [acceleration, steering "
@@ -36,6 +38,7 @@ class SimConfig:
         self.world.check()
         self.vehicle.check()
         self.policy.check()
+        self.exec.check()
         self.score.check()
         self.reward.check()
 

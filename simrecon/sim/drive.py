@@ -112,7 +112,17 @@ def drive(source, policy: str | Policy, out: str | Path | None, cfg: SimConfig |
     FileExistsError / FileNotFoundError) before anything is written."""
     cfg = cfg or SimConfig()
     cfg.check()
-    pol = load_policy(policy, cfg.policy) if isinstance(policy, str) else as_policy(policy)
+    pol = load_policy(policy, cfg.policy, cfg.exec) if isinstance(policy, str) else as_policy(policy)
+    try:
+        return _drive(source, pol, out, cfg, frames, force, progress, renderer)
+    finally:
+        close = getattr(pol, "close", None)
+        if callable(close):
+            close()
+
+
+def _drive(source, pol: Policy, out: Path | None, cfg: SimConfig, frames: bool, force: bool,
+           progress: Progress | None, renderer: str) -> DriveResult:
     plan = open_plan(source, renderer)
     world = World(plan, cfg.world, cfg.vehicle, cfg.action)
     images = frames or bool(getattr(pol, "needs_images", True))

@@ -13,7 +13,8 @@ Built in:
   logged speed), with the Intelligent Driver Model braking for the nearest actor ahead in the ego's lane.
 - ``idle``: brakes to a stop, steering held.
 
-``SPEC`` of anything else is ``module:attr`` or ``path/to/file.py:attr`` naming a callable ``obs -> action``, a
+``exec:COMMAND`` runs a separate process that speaks JSON lines (``exec_policy.py``). ``SPEC`` of anything else
+is ``module:attr`` or ``path/to/file.py:attr`` naming a callable ``obs -> action``, a
 class (instantiated without arguments) or an object with ``act`` (and optionally ``reset``).
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from ..config_io import doc
 from .dynamics import action_bounds
+from .exec_policy import ExecConfig, ExecPolicy
 
 BUILTIN = ("replay", "lane-follow", "idle")
 
@@ -234,16 +236,19 @@ def _import(where: str, spec: str) -> Any:
     return importlib.import_module(where)
 
 
-def load_policy(spec: str, cfg: PolicyConfig | None = None) -> Policy:
-    """The policy ``spec`` names: ``replay``, ``lane-follow``, ``idle``, ``module:attr`` or ``file.py:attr``.
-    A spec that cannot be loaded is a one-line ValueError."""
+def load_policy(spec: str, cfg: PolicyConfig | None = None, exec_cfg: ExecConfig | None = None) -> Policy:
+    """The policy ``spec`` names: ``replay``, ``lane-follow``, ``idle``, ``exec:COMMAND``, ``module:attr`` or
+    ``file.py:attr``. A spec that cannot be loaded is a one-line ValueError."""
     spec = str(spec).strip()
     builtin = {"replay": Replay, "lane-follow": LaneFollow, "idle": Idle}
     if spec in builtin:
         return builtin[spec](cfg)
+    if spec.startswith("exec:"):
+        return ExecPolicy(spec[len("exec:"):], exec_cfg)
     where, _, attr = spec.rpartition(":")
     if not where or not attr or not attr.replace(".", "_").isidentifier():
-        raise ValueError(f"--policy {spec!r}: expected {', '.join(BUILTIN)}, module:attr or file.py:attr")
+        raise ValueError(f"--policy {spec!r}: expected {', '.join(BUILTIN)}, exec:COMMAND, module:attr or "
+                         f"file.py:attr")
     try:
         module = _import(where, spec)
     except ValueError:
