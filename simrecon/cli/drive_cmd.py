@@ -67,3 +67,29 @@ def drive_command(scenario: Path, policy: str, out: Path, cfg, frames: bool = Fa
     if m.policy_error:
         console.print(escape(f"policy error: {m.policy_error}"), highlight=False, soft_wrap=True)
     return result
+
+
+def drive_suite_command(suite: Path, policy: str, baseline: Optional[str], out: Path, cfg, force: bool = False,
+                        console: Console | None = None, renderer: str = "fast") -> int:
+    """Run a drive suite with a progress bar; prints one line per case that failed and the verdict; 0 or 1."""
+    from ..export.drive_suite import drive_suite
+
+    console = console or Console(stderr=True)
+    with bar(console) as progress:
+        task = progress.add_task("", total=None, what="drive-suite")
+
+        def tick(label: str, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, description=label)
+
+        result = drive_suite(suite, policy, out, baseline, cfg, force=force, progress=tick, renderer=renderer)
+        progress.update(task, completed=len(result.cases), total=len(result.cases))
+    for c in result.cases:
+        if not c.passed:
+            why = c.error or "; ".join(r.message for r in c.regressions)
+            console.print(escape(f"{'ERROR' if c.error else 'REGRESSION'} {c.name}: {why}"), highlight=False,
+                          soft_wrap=True)
+    failed = sum(not c.passed for c in result.cases)
+    console.print(escape(f"{'PASSED' if result.passed else 'FAILED'}: {len(result.cases) - failed} of "
+                         f"{len(result.cases)} cases passed; report {out / 'report.html'}"), highlight=False,
+                  soft_wrap=True)
+    return 0 if result.passed else 1

@@ -17,7 +17,6 @@ import json
 import math
 import shutil
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,6 +32,7 @@ from ..data.safe_load import InputFileError, loads_yaml
 from ..data.safe_paths import name_problem
 from ..data.scene_api import RenderableScene
 from .exporter import compose
+from .junit import JUnitCase, write_junit
 
 Progress = Callable[[str, int, int], None]  # (scenario name, frames done, total)
 
@@ -321,22 +321,8 @@ def _summary(result: RegressResult) -> dict:
 
 
 def _write_junit(result: RegressResult) -> None:
-    n_fail = sum(1 for c in result.cases if c.failures and c.error is None)
-    n_err = sum(1 for c in result.cases if c.error is not None)
-    root = ET.Element("testsuites", name="simrecon regress", tests=str(len(result.cases)), failures=str(n_fail),
-                      errors=str(n_err))
-    ts = ET.SubElement(root, "testsuite", name=result.suite, tests=str(len(result.cases)), failures=str(n_fail),
-                       errors=str(n_err), time=f"{sum(c.seconds for c in result.cases):.3f}")
-    for c in result.cases:
-        tc = ET.SubElement(ts, "testcase", classname=f"simrecon.regress.{result.suite}", name=c.name,
-                           time=f"{c.seconds:.3f}")
-        if c.error is not None:
-            ET.SubElement(tc, "error", message=c.error, type="error").text = c.error
-        elif c.failures:
-            ET.SubElement(tc, "failure", message=c.failures[0], type="regression").text = "\n".join(c.failures)
-        ET.SubElement(tc, "system-out").text = json.dumps(c.summary, default=str)
-    ET.indent(root)
-    ET.ElementTree(root).write(result.junit, encoding="utf-8", xml_declaration=True)
+    write_junit(result.junit, "simrecon regress", result.suite,
+                [JUnitCase(c.name, c.seconds, c.failures, c.error, c.summary) for c in result.cases])
 
 
 def _fmt(v, spec: str) -> str:
