@@ -340,6 +340,35 @@ def drive(
     drive_command(_existing_log(scenario), policy, output, cfg, frames, force, err, renderer)
 
 
+@app.command("drive-suite")
+def drive_suite(
+    suite: Path = typer.Argument(..., help="Suite YAML: scenarios (each with optional vary:), tolerances, gates, "
+                                           "set: (docs/simulation.md, Drive suites)."),
+    policy: str = typer.Option(..., "--policy", help="The candidate: any --policy of simrecon drive."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="The release to compare with (a policy spec); "
+                                                                   "without it, only the suite's gates apply."),
+    output: Path = typer.Option(..., "--output", "--out", "-o", help="Report folder: summary.json, junit.xml, "
+                                                                    "report.html, runs/WHO/CASE/."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                                 help="A simulation setting for every run (repeatable; the suite's "
+                                                      "set: applies on top)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace the report folder if simrecon wrote it."),
+    renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
+) -> None:
+    """Release regression of driving policies: drive every case of a suite with the candidate and the baseline.
+
+    A case fails when a metric got worse than the baseline's beyond its tolerance (score 0.02, route completion
+    0.02, min TTC 0.25 s, any new collision, off-road or policy error by default) or misses a gate. Writes
+    JUnit XML, an HTML report with bird's-eye plots and summary.json; exit 1 on a regression.
+    """
+    from .drive_cmd import drive_suite_command, sim_config
+
+    cfg = sim_config(None, None, None, None, None, settings or [])
+    code = drive_suite_command(_existing_log(suite), policy, baseline, output, cfg, force, err, renderer)
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command()
 def view(
     scene: Path = typer.Argument(..., help="Scene folder (scene.json) or a synthetic drive log."),
