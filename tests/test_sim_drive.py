@@ -174,10 +174,18 @@ def test_cli_writes_the_run(capsys, tmp_path, log_dir):
     assert json.loads((run / "events.json").read_text())[-1]["kind"] == "route_complete"
     frames = sorted((run / "frames" / "front").glob("*.png"))
     assert len(frames) == len(traj["steps"]) and Image.open(frames[0]).size == (16, 12)
+    video = Image.open(run / "video.gif")  # every step: the camera (96 high) beside the bird's-eye panel
+    assert video.n_frames == len(traj["steps"]) and video.height == 96 and video.width > 128
+    video.seek(3)
+    shown = np.asarray(video.convert("RGB"))[:, :128].astype(int)  # GIF: 256 colours, so not bit-exact
+    assert np.abs(shown - np.asarray(Image.open(frames[3]).convert("RGB").resize((128, 96), Image.NEAREST))).mean() < 6
+    page = (run / "report.html").read_text()
+    assert "score 1.000" in page and "route_complete" in page and "<svg" in page and "video.gif" in page
     code, _, err = cli(capsys, "drive", log_dir, "--policy", "idle", "-o", run)
     assert code == 2 and "already exists" in err
     code, _, err = cli(capsys, "drive", log_dir, "--policy", "idle", "-o", run, "--force")
-    assert code == 0 and not (run / "frames").exists()
+    assert code == 0 and not (run / "frames").exists() and not (run / "video.gif").exists()
+    assert "video.gif" not in (run / "report.html").read_text()
 
 
 def test_cli_user_policies_and_their_failures(capsys, tmp_path, log_dir):

@@ -1,5 +1,5 @@
 """Run a policy through a scenario and write the run (``simrecon drive``): metrics.json, trajectory.json,
-events.json and, when asked, the observed cameras' frames. The folder is built under a temporary name and renamed
+events.json, report.html and, when asked, the observed cameras' frames and video.gif. The folder is built under a temporary name and renamed
 into place when complete (``data.outdir``)."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..data.outdir import check_target, naming_failures, swap_in, temp_beside
 from .config import SimConfig, open_plan
 from .metrics import DriveMetrics, drive_metrics
 from .policies import Policy, as_action, as_policy, load_policy
+from .run_report import write_report, write_video
 from .sensors import Sensors
 from .world import Event, StepRecord, World
 
@@ -99,9 +100,12 @@ def _write_frames(root: Path, step: int, obs: dict) -> None:
 
 
 def _write_run(root: Path, world: World, metrics: DriveMetrics, run: dict) -> None:
+    traj, events = trajectory_json(world), [e.to_json() for e in world.events]
     atomic_write_text(root / "metrics.json", json.dumps({**metrics.to_json(), "run": run}, indent=1))
-    atomic_write_text(root / "events.json", json.dumps([e.to_json() for e in world.events], indent=1))
-    atomic_write_text(root / "trajectory.json", json.dumps(trajectory_json(world)))
+    atomic_write_text(root / "events.json", json.dumps(events, indent=1))
+    atomic_write_text(root / "trajectory.json", json.dumps(traj))
+    video = write_video(root, traj, run["cameras"]) is not None
+    write_report(root, traj, metrics.to_json(), events, run, video)
 
 
 def drive(source, policy: str | Policy, out: str | Path | None, cfg: SimConfig | None = None, frames: bool = False,

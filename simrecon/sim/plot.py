@@ -10,7 +10,7 @@ import numpy as np
 ACTOR_COLOR = "#8c959f"
 
 
-def _corners(pose: list[list[float]], size: list[float]) -> np.ndarray:
+def box_corners(pose: list[list[float]], size: list[float]) -> np.ndarray:
     """The 4 ground corners [4, 2] of a box (pose box-to-world at its centre, size l x w x h)."""
     m = np.asarray(pose, float)
     half = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]]) * np.asarray(size[:2], float) / 2
@@ -60,7 +60,7 @@ def birdseye_svg(drives: list[tuple[str, str, dict]], width: int = 640, margin_m
         last = traj["steps"][-1]["ego_box"]
         parts.append(f"<polyline points='{xy(ego)}' fill='none' stroke='{color}' stroke-width='2.5'>"
                      f"<title>{html.escape(label)}</title></polyline>")
-        parts.append(f"<polygon points='{xy(_corners(last['pose'], last['size']))}' fill='{color}' "
+        parts.append(f"<polygon points='{xy(box_corners(last['pose'], last['size']))}' fill='{color}' "
                      f"fill-opacity='0.3' stroke='{color}'/>")
         for x, y in _contacts(traj):
             cx, cy = (x - lo[0]) * scale, height - (y - lo[1]) * scale
