@@ -285,3 +285,38 @@ def test_an_exec_policy_that_misbehaves_ends_the_run_with_policy_error(tmp_path,
 def test_an_exec_policy_for_a_missing_program_is_refused(capsys, tmp_path, log_dir):
     code, _, err = cli(capsys, "drive", log_dir, "--policy", "exec:no-such-program-xyz --fast", "-o", tmp_path / "r")
     assert code == 2 and "no such program 'no-such-program-xyz'" in err and not (tmp_path / "r").exists()
+
+
+def test_a_scenarios_drive_section_sets_the_run_and_the_command_line_wins(capsys, tmp_path, log_dir):
+    path = scenario(tmp_path, log_dir, drive={"world": {"dt": 0.2, "road_polygons": [[[30, 6], [40, 6], [35, 12]]]},
+                                              "sensors.route_points": 5})
+    result = drive(path, "replay", None)
+    world = result.world
+    assert world.dt == 0.2 and len(world.history) > 2 and world.cfg.road_polygons
+    assert world.area.contains([[35.0, 8.0]])[0] and not world.area.contains([[35.0, 30.0]])[0]
+    shapes = []
+
+    def look(obs):
+        shapes.append(obs["route"].shape)
+        return [0.0, 0.0]
+
+    drive(path, look, None)
+    assert shapes and set(shapes) == {(5, 2)}  # sensors.route_points from the scenario
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, "drive", path, "--policy", "replay", "-o", run, "--dt", 0.1)
+    assert code == 0, err
+    assert json.loads((run / "trajectory.json").read_text())["dt"] == 0.1
+    assert json.loads((run / "metrics.json").read_text())["run"]["config"]["sensors"]["route_points"] == 5
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"world": {"dtt": 0.1}}, "drive: no such setting 'world.dtt'"),
+    ({"world.dt": "fast"}, "drive world.dt"),
+    ({"world.dt": -1}, "drive: world.dt: must be a positive number"),
+    ({"world.road_polygons": [[[0, 0], [1, 1]]]}, "drive: world.road_polygons[0]: expected at least 3"),
+])
+def test_a_bad_drive_section_names_the_file_and_the_setting(capsys, tmp_path, log_dir, section, message):
+    path = scenario(tmp_path, log_dir, drive=section)
+    code, _, err = cli(capsys, "drive", path, "--policy", "replay", "-o", tmp_path / "run")
+    assert code == 2 and str(path) in err and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@ A policy that fails while driving is not bad input: the run ends with a ``policy
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,38 +16,35 @@ from rich.markup import escape
 from .progress import bar
 
 
-def sim_config(dt: Optional[float], duration: Optional[float], cameras: Optional[list[str]], width: Optional[int],
-               height: Optional[int], settings: list[str]):
-    """The ``SimConfig`` of the options: ``--set KEY=VALUE`` items first, then the named options on top."""
+def sim_settings(dt: Optional[float], duration: Optional[float], cameras: Optional[list[str]],
+                 width: Optional[int], height: Optional[int], settings: list[str]) -> list[tuple[str, Any]]:
+    """The settings the options give, as (dotted name, value): ``--set KEY=VALUE`` items first, then the named
+    options; each checked here (a one-line ValueError) so that nothing runs with a bad one."""
     from ..config_io import set_field
     from ..sim import SimConfig
+    from ..sim.config import apply_settings
 
-    cfg = SimConfig()
+    probe, out = SimConfig(), []
     for item in settings:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. world.end_on_off_road=true")
         try:
-            set_field(cfg, key.strip(), raw, "--set", text=True)
+            out.append((key.strip(), set_field(probe, key.strip(), raw, "--set", text=True)))
         except ValueError as exc:
             raise ValueError(str(exc).replace("simrecon config lists them", "docs/simulation.md lists them")) from None
-    if dt is not None:
-        cfg.world.dt = dt
-    if duration is not None:
-        cfg.world.duration_s = duration
-    if cameras:
-        cfg.sensors.cameras = [n for item in cameras for n in item.split(",") if n]
     for name, value in (("width", width), ("height", height)):
-        if value is not None:
-            if value < 1:
-                raise ValueError(f"--{name}: must be at least 1 pixel, got {value}")
-            setattr(cfg.sensors, name, value)
-    cfg.check()
-    return cfg
+        if value is not None and value < 1:
+            raise ValueError(f"--{name}: must be at least 1 pixel, got {value}")
+    named = {"world.dt": dt, "world.duration_s": duration, "sensors.width": width, "sensors.height": height,
+             "sensors.cameras": [n for item in cameras for n in item.split(",") if n] if cameras else None}
+    out += [(k, v) for k, v in named.items() if v is not None]
+    apply_settings(SimConfig(), out, "--set")
+    return out
 
 
-def drive_command(scenario: Path, policy: str, out: Path, cfg, frames: bool = False, force: bool = False,
-                  console: Console | None = None, renderer: str = "fast"):
+def drive_command(scenario: Path, policy: str, out: Path, settings: list, frames: bool = False,
+                  force: bool = False, console: Console | None = None, renderer: str = "fast"):
     """Drive ``policy`` through ``scenario`` into ``out`` with a progress bar; prints a one-line summary."""
     from ..sim import drive
 
@@ -58,7 +55,8 @@ def drive_command(scenario: Path, policy: str, out: Path, cfg, frames: bool = Fa
         def tick(done: int, total: int, label: str) -> None:
             progress.update(task, completed=done, total=total, description=label)
 
-        result = drive(scenario, policy, out, cfg, frames=frames, force=force, progress=tick, renderer=renderer)
+        result = drive(scenario, policy, out, None, frames=frames, force=force, progress=tick, renderer=renderer,
+                       settings=settings)
     m = result.metrics
     what = f"collision with {m.collision_actor} at {m.collision_time:.2f} s" if m.collision else "no collision"
     console.print(escape(f"wrote {out}: {m.steps} steps ({m.duration_s:.1f} s), ended by {m.ended}; {what}; "
@@ -69,7 +67,8 @@ def drive_command(scenario: Path, policy: str, out: Path, cfg, frames: bool = Fa
     return result
 
 
-def drive_suite_command(suite: Path, policy: str, baseline: Optional[str], out: Path, cfg, force: bool = False,
+def drive_suite_command(suite: Path, policy: str, baseline: Optional[str], out: Path, settings: list,
+                        force: bool = False,
                         console: Console | None = None, renderer: str = "fast") -> int:
     """Run a drive suite with a progress bar; prints one line per case that failed and the verdict; 0 or 1."""
     from ..export.drive_suite import drive_suite
@@ -81,7 +80,8 @@ def drive_suite_command(suite: Path, policy: str, baseline: Optional[str], out: 
         def tick(label: str, done: int, total: int) -> None:
             progress.update(task, completed=done, total=total, description=label)
 
-        result = drive_suite(suite, policy, out, baseline, cfg, force=force, progress=tick, renderer=renderer)
+        result = drive_suite(suite, policy, out, baseline, settings=settings, force=force, progress=tick,
+                             renderer=renderer)
         progress.update(task, completed=len(result.cases), total=len(result.cases))
     for c in result.cases:
         if not c.passed:

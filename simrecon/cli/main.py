@@ -117,8 +117,9 @@ def synth(
 @app.command()
 def convert(
     format: str = typer.Argument(..., help="nerfstudio, kitti-odometry, kitti-tracking, dgp, nuscenes, waymo, "
-                                           "argoverse2, pandaset."),
-    src: Path = typer.Argument(..., help="The dataset folder (see docs/datasets.md for each layout)."),
+                                           "argoverse2, pandaset, rosbag."),
+    src: Path = typer.Argument(..., help="The dataset folder (see docs/datasets.md for each layout); for rosbag a "
+                                         "ROS 1 .bag, a ROS 2 bag folder, a .db3 / .mcap file or a topics .yaml."),
     out_dir: Path = typer.Argument(..., metavar="OUT", help="Output drive-log folder (must not exist)."),
     cameras: Optional[list[str]] = typer.Option(None, "--cameras", help="Only these cameras (repeat or a,b,c)."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame range START:END (Python slice)."),
@@ -272,8 +273,8 @@ def compose(
 @app.command()
 def export(
     scenario: Path = typer.Argument(..., help="Scenario YAML."),
-    format: str = typer.Option("simrecon", "--format", help="simrecon, kitti, coco or nerfstudio "
-                                                           "(docs/export.md)."),
+    format: str = typer.Option("simrecon", "--format", help="simrecon, kitti, coco, nerfstudio or mcap "
+                                                           "(Foxglove; docs/export.md)."),
     output: Path = typer.Option(..., "--output", "--out", "-o", help="Output folder."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the output folder if it exists."),
     renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
@@ -282,6 +283,21 @@ def export(
     from .compose_cmd import export_command
 
     export_command(_existing_log(scenario), format, output, force, err, renderer)
+
+
+@app.command("export-run")
+def export_run(
+    run: Path = typer.Argument(..., help="A closed-loop run folder (simrecon drive ... -o RUN)."),
+    output: Path = typer.Option(..., "--output", "--out", "-o", help="The MCAP file to write (e.g. run.mcap)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace the output file if it exists."),
+) -> None:
+    """Write a closed-loop run as one MCAP file for Foxglove: ego and actor boxes, the ego path, transforms,
+    events and (when the run has them) the camera frames (docs/export.md)."""
+    from ..export.run_mcap import run_to_mcap
+
+    res = run_to_mcap(_existing_log(run), output, force)
+    out.print(f"wrote {res.out}: {res.steps} steps, {res.images} camera frames, {res.events} events",
+              highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -324,7 +340,8 @@ def drive(
                                                         "frames/CAMERA/STEP.png."),
     settings: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
                                                  help="Any simulation setting by dotted name (repeatable), e.g. "
-                                                      "--set world.end_on_off_road=true (docs/simulation.md)."),
+                                                      "--set world.end_on_off_road=true (docs/simulation.md); over "
+                                                      "the scenario's drive: section."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the run folder if simrecon wrote it."),
     renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
 ) -> None:
@@ -334,10 +351,10 @@ def drive(
     (docs/simulation.md). A policy that raises or returns a bad action ends the run with a policy_error
     event; the run is still written.
     """
-    from .drive_cmd import drive_command, sim_config
+    from .drive_cmd import drive_command, sim_settings
 
-    cfg = sim_config(dt, duration, camera, width, height, settings or [])
-    drive_command(_existing_log(scenario), policy, output, cfg, frames, force, err, renderer)
+    chosen = sim_settings(dt, duration, camera, width, height, settings or [])
+    drive_command(_existing_log(scenario), policy, output, chosen, frames, force, err, renderer)
 
 
 @app.command("drive-suite")
@@ -350,8 +367,8 @@ def drive_suite(
     output: Path = typer.Option(..., "--output", "--out", "-o", help="Report folder: summary.json, junit.xml, "
                                                                     "report.html, runs/WHO/CASE/."),
     settings: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
-                                                 help="A simulation setting for every run (repeatable; the suite's "
-                                                      "set: applies on top)."),
+                                                 help="A simulation setting for every run (repeatable; over the "
+                                                      "scenarios' drive: and the suite's set:)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the report folder if simrecon wrote it."),
     renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
 ) -> None:
@@ -361,10 +378,10 @@ def drive_suite(
     0.02, min TTC 0.25 s, any new collision, off-road or policy error by default) or misses a gate. Writes
     JUnit XML, an HTML report with bird's-eye plots and summary.json; exit 1 on a regression.
     """
-    from .drive_cmd import drive_suite_command, sim_config
+    from .drive_cmd import drive_suite_command, sim_settings
 
-    cfg = sim_config(None, None, None, None, None, settings or [])
-    code = drive_suite_command(_existing_log(suite), policy, baseline, output, cfg, force, err, renderer)
+    chosen = sim_settings(None, None, None, None, None, settings or [])
+    code = drive_suite_command(_existing_log(suite), policy, baseline, output, chosen, force, err, renderer)
     if code:
         raise typer.Exit(code)
 

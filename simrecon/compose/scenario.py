@@ -227,6 +227,7 @@ class ScenarioSpec(_Strict):
     outputs: list[Literal["rgb", "depth", "instance", "semantic", "boxes"]] = list(OUTPUT_KINDS)
     visibility: Literal["render", "box", "none"] = "render"
     tile_pixels: int = Field(1 << 19, ge=1024)
+    drive: Optional[dict[str, Any]] = None  # closed-loop settings (simrecon drive reads them; docs/simulation.md)
 
     @field_validator("cameras", mode="before")
     @classmethod

@@ -25,12 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..compose.scenario import ScenarioError, ScenarioSpec, _fmt_loc, _pydantic_message, resolve
 from ..compose.scenes import open_scene
-from ..config_io import set_field
 from ..data.outdir import check_target, naming_failures, swap_in, temp_beside
 from ..data.safe_load import InputFileError, loads_yaml
 from ..data.safe_paths import name_problem
 from ..data.scene_api import RenderableScene
 from ..sim import SimConfig, drive
+from ..sim.config import apply_settings, configure, flat_settings
 from ..sim.metrics import DriveMetrics
 from .drive_report import write_html
 from .junit import JUnitCase, write_junit
@@ -271,7 +271,8 @@ class _Runner:
 
     path: Path
     suite: Suite
-    cfg: SimConfig
+    cfg: SimConfig | None  # the base settings (the scenario's drive: section and ``settings`` go on top)
+    settings: list[tuple[str, Any]]  # the suite's set:, then the command line's --set
     policies: dict[str, str]  # who (candidate, baseline) -> policy spec
     tmp: Path
     renderer: str
@@ -301,50 +302,39 @@ class _Runner:
         start = time.perf_counter()
         try:
             plan = self.plan(case)
+            horizon = configure(self.cfg, plan, self.settings).world.ttc_horizon
             metrics = {}
             for who, spec in self.policies.items():
                 rel = f"runs/{who}/{case.name}"
-                metrics[who] = drive(plan, spec, self.tmp / rel, self.cfg, renderer=self.renderer).metrics
+                metrics[who] = drive(plan, spec, self.tmp / rel, self.cfg, renderer=self.renderer,
+                                     settings=self.settings).metrics
                 res.runs[who] = rel
             res.candidate, res.baseline = metrics["candidate"], metrics.get("baseline")
-            res.regressions = compare(res.candidate, res.baseline, case.tolerances, case.gates,
-                                      self.cfg.world.ttc_horizon)
+            res.regressions = compare(res.candidate, res.baseline, case.tolerances, case.gates, horizon)
         except (ScenarioError, FileNotFoundError, FileExistsError, ValueError) as exc:
             res.error = (str(exc).splitlines() or [type(exc).__name__])[0]
         res.seconds = time.perf_counter() - start
         return res
 
 
-def sim_settings(suite: Suite, path: Path, cfg: SimConfig | None) -> SimConfig:
-    cfg = copy.deepcopy(cfg) if cfg is not None else SimConfig()
-    for key, value in suite.set.items():
-        try:
-            set_field(cfg, key, value, f"{path}: set")
-        except ValueError as exc:
-            raise ValueError(str(exc).replace("simrecon config lists them", "docs/simulation.md lists them")) from None
-    try:
-        cfg.check()
-    except ValueError as exc:
-        raise ValueError(f"{path}: set: {exc}") from None
-    return cfg
-
-
 def drive_suite(path: str | Path, candidate: str, out: str | Path, baseline: str | None = None,
-                cfg: SimConfig | None = None, force: bool = False, progress: Progress | None = None,
-                renderer: str = "fast") -> SuiteResult:
+                cfg: SimConfig | None = None, settings: list[tuple[str, Any]] | None = None, force: bool = False,
+                progress: Progress | None = None, renderer: str = "fast") -> SuiteResult:
     """Run the suite at ``path`` for ``candidate`` (and ``baseline``) policy specs into ``out``; see the module
-    docstring. Bad input (suite, scenario files, settings, output folder) is a one-line error before anything
-    is written; a case that cannot run is that case's error, and the others go on."""
+    docstring. Each drive's settings: ``cfg``, the scenario's ``drive:``, the suite's ``set:``, ``settings``.
+    Bad input (suite, scenario files, settings, output folder) is a one-line error before anything is written;
+    a case that cannot run is that case's error, and the others go on."""
     path, out = Path(path), Path(out)
     suite = load_suite(path)
     cases = expand(suite, path)
-    cfg = sim_settings(suite, path, cfg)
+    apply_settings(copy.deepcopy(cfg) if cfg else SimConfig(), suite.set, f"{path}: set")
+    settings = flat_settings(suite.set) + list(settings or [])
     check_target(out, force)
     policies = {"candidate": candidate, **({"baseline": baseline} if baseline else {})}
     tmp = temp_beside(out)
     try:
         with naming_failures(out):
-            runner = _Runner(path, suite, cfg, policies, tmp, renderer)
+            runner = _Runner(path, suite, cfg, settings, policies, tmp, renderer)
             results = []
             for k, case in enumerate(cases):
                 if progress:

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..compose.scenario import Plan, ScenarioSpec, load_scenario, resolve
 from ..compose.scenes import open_scene
-from ..config_io import doc
+from ..config_io import doc, set_field
 from ..data.scene_api import RenderableScene
 from .dynamics import ACTION_MODES, VehicleConfig
 from .exec_policy import ExecConfig
@@ -56,3 +58,40 @@ def open_plan(source, renderer: str = "fast", scene: RenderableScene | None = No
         opened = scene if scene is not None else open_scene(path, renderer)
         return resolve(ScenarioSpec(scene=str(path)), opened, path, path.resolve())
     return load_scenario(path, scene=scene, renderer=renderer)
+
+
+def flat_settings(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"world": {"dt": 0.2}, "sensors.width": 160}`` -> ``[("world.dt", 0.2), ("sensors.width", 160)]``."""
+    out: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        out += flat_settings(value, name + ".") if isinstance(value, dict) else [(name, value)]
+    return out
+
+
+def apply_settings(cfg: SimConfig, settings: dict | list[tuple[str, Any]], where: str) -> SimConfig:
+    """``cfg`` with ``settings`` (dotted names, or nested mappings, to values) set and checked; a bad name or
+    value is a one-line ValueError starting with ``where``."""
+    items = flat_settings(settings) if isinstance(settings, dict) else list(settings)
+    for key, value in items:
+        try:
+            set_field(cfg, key, value, where)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("simrecon config lists them", "docs/simulation.md lists them")) from None
+    try:
+        cfg.check()
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return cfg
+
+
+def configure(cfg: SimConfig | None, plan: Plan, settings: dict | list | None = None) -> SimConfig:
+    """The settings of a drive of ``plan``: ``cfg`` (copied; default ``SimConfig()``), then the scenario's
+    ``drive:`` section, then ``settings`` (the command line's ``--set``)."""
+    out = copy.deepcopy(cfg) if cfg is not None else SimConfig()
+    if plan.spec.drive:
+        apply_settings(out, plan.spec.drive, f"{plan.file}: drive")
+    if settings:
+        apply_settings(out, settings, "--set")
+    out.check()
+    return out

@@ -18,7 +18,7 @@ from PIL import Image
 from ..config_io import to_dict
 from ..data.io import atomic_write_text
 from ..data.outdir import check_target, naming_failures, swap_in, temp_beside
-from .config import SimConfig, open_plan
+from .config import SimConfig, configure, open_plan
 from .metrics import DriveMetrics, drive_metrics
 from .policies import Policy, as_action, as_policy, load_policy
 from .run_report import write_report, write_video
@@ -109,25 +109,26 @@ def _write_run(root: Path, world: World, metrics: DriveMetrics, run: dict) -> No
 
 
 def drive(source, policy: str | Policy, out: str | Path | None, cfg: SimConfig | None = None, frames: bool = False,
-          force: bool = False, progress: Progress | None = None, renderer: str = "fast") -> DriveResult:
+          force: bool = False, progress: Progress | None = None, renderer: str = "fast",
+          settings: dict | list | None = None) -> DriveResult:
     """Drive ``policy`` (a spec for ``load_policy`` or a policy object) through ``source`` (a scenario file,
-    scene folder or Plan: ``open_plan``) and write the run into ``out`` (None: write nothing). ``frames`` writes
-    the observed cameras' RGB as ``frames/<camera>/<step>.png``. Bad input is a one-line ValueError (or
+    scene folder or Plan: ``open_plan``) and write the run into ``out`` (None: write nothing). The settings are
+    ``cfg``, then the scenario's ``drive:`` section, then ``settings`` (dotted names to values). ``frames``
+    writes the observed cameras' RGB as ``frames/<camera>/<step>.png``. Bad input is a one-line ValueError (or
     FileExistsError / FileNotFoundError) before anything is written."""
-    cfg = cfg or SimConfig()
-    cfg.check()
+    plan = open_plan(source, renderer)
+    cfg = configure(cfg, plan, settings)
     pol = load_policy(policy, cfg.policy, cfg.exec) if isinstance(policy, str) else as_policy(policy)
     try:
-        return _drive(source, pol, out, cfg, frames, force, progress, renderer)
+        return _drive(plan, pol, out, cfg, frames, force, progress)
     finally:
         close = getattr(pol, "close", None)
         if callable(close):
             close()
 
 
-def _drive(source, pol: Policy, out: Path | None, cfg: SimConfig, frames: bool, force: bool,
-           progress: Progress | None, renderer: str) -> DriveResult:
-    plan = open_plan(source, renderer)
+def _drive(plan, pol: Policy, out: Path | None, cfg: SimConfig, frames: bool, force: bool,
+           progress: Progress | None) -> DriveResult:
     world = World(plan, cfg.world, cfg.vehicle, cfg.action)
     images = frames or bool(getattr(pol, "needs_images", True))
     sensors = Sensors(plan, dataclasses.replace(cfg.sensors, images=cfg.sensors.images and images))

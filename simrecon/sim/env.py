@@ -23,7 +23,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(f"simrecon.sim.env needs gymnasium: pip install 'simrecon[sim]' ({exc})") from None
 
-from .config import SimConfig, open_plan
+from .config import SimConfig, configure, open_plan
 from .dynamics import action_bounds
 from .metrics import drive_metrics, step_reward
 from .policies import as_action
@@ -58,10 +58,11 @@ class DriveEnv(gym.Env):
                  duration_s=None, cameras=None, width=None, height=None, outputs=None, images=None, action=None,
                  route_points=None, renderer: str = "fast", render_mode: str | None = None):
         """``scenario``: a scenario file or scene folder (``config.open_plan``); or ``plan`` (a Plan); or
-        ``scene`` (a RenderableScene or scene folder; with ``scenario``: the scene it renders on). The keyword
-        options override ``config``'s fields of the same name."""
-        self.cfg = _configured(config, dt=dt, duration_s=duration_s, cameras=cameras, width=width, height=height,
-                               outputs=outputs, images=images, action=action, route_points=route_points)
+        ``scene`` (a RenderableScene or scene folder; with ``scenario``: the scene it renders on). The settings:
+        ``config``, then the scenario's ``drive:`` section, then the keyword options."""
+        options = dict(dt=dt, duration_s=duration_s, cameras=cameras, width=width, height=height, outputs=outputs,
+                       images=images, action=action, route_points=route_points)
+        _configured(config, **options)  # bad options are refused before the scene opens
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected rgb_array or None, got {render_mode!r}")
         self.render_mode = render_mode
@@ -71,6 +72,7 @@ class DriveEnv(gym.Env):
                 raise ValueError("DriveEnv: give a scenario (file or scene folder), a plan or a scene")
             plan = open_plan(source, renderer, scene=scene if scenario is not None else None)
         self.plan = plan
+        self.cfg = _configured(configure(config, plan), **options)  # config, the scenario's drive:, the options
         self.world = World(plan, self.cfg.world, self.cfg.vehicle, self.cfg.action)
         self.sensors = Sensors(plan, self.cfg.sensors)
         low, high = action_bounds(self.cfg.vehicle, self.cfg.action)

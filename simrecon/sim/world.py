@@ -50,6 +50,8 @@ class WorldConfig:
                                      unit="m")
     start_noise_yaw: float = doc(0.0, "standard deviation of a random start heading offset (reset seed)", unit="rad")
     start_noise_speed: float = doc(0.0, "standard deviation of a random start speed offset (reset seed)", unit="m/s")
+    road_polygons: list = doc([], "polygons [[x, y], ...] (world frame) added to the drivable area, e.g. a car park "
+                                  "the logged paths do not cover", unit="m")
 
     def check(self) -> None:
         for name in ("dt", "road_margin", "goal_tolerance", "ttc_horizon"):
@@ -63,6 +65,13 @@ class WorldConfig:
                 raise ValueError(f"world.{name}: must be a number >= 0, got {v!r}")
         if self.dt > 10:
             raise ValueError(f"world.dt: at most 10 s, got {self.dt}")
+        for k, poly in enumerate(self.road_polygons):
+            try:
+                p = np.asarray(poly, dtype=float)
+            except (TypeError, ValueError):
+                p = np.zeros((0, 0))
+            if p.ndim != 2 or p.shape[1] != 2 or len(p) < 3 or not np.all(np.isfinite(p)):
+                raise ValueError(f"world.road_polygons[{k}]: expected at least 3 finite [x, y] points")
 
 
 @dataclass(frozen=True)
@@ -172,7 +181,8 @@ class World:
         self.route = Route.from_fn(plan.ego_fn, self.t0, t_last, extra, self.vehicle.rear_axle_x)
         self.traffic = _Traffic(list(plan.actors))
         lines = _corridors(self.route, self.traffic, list(self.cfg.vehicle_classes), self.cfg.road_extend)
-        self.area = DrivableArea(lines, self.cfg.road_margin, [np.asarray(p, float) for p in (polygons or [])])
+        self.area = DrivableArea(lines, self.cfg.road_margin, [np.asarray(p, float) for p in
+                                                               list(polygons or []) + list(self.cfg.road_polygons)])
         self.history: list[StepRecord] = []
         self.events: list[Event] = []
         self.done = True
