@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from simrecon.cli.main import main
 
@@ -89,11 +90,14 @@ def test_synth_refuses_existing_output_without_force(capsys, tmp_path):
 
 
 def test_demo_writes_report_and_reuses_the_log(capsys, tmp_path):
-    code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--seconds", "0.3", "--no-reconstruct")
+    code, out, err = run(capsys, "demo", "-o", tmp_path / "demo", "--seconds", "0.3", "--no-reconstruct")
     assert code == 0 and "report:" in out
     html = (tmp_path / "demo/report.html").read_text()
     assert "contact_sheet.jpg" in html and "front_right" in html
     assert (tmp_path / "demo/report_files/contact_sheet.jpg").stat().st_size > 5000
     assert (tmp_path / "demo/report_files/overlay.jpg").is_file()
+    assert "Closed-loop drive" in html and "drive/video.gif" in html and "lane-follow behind a car" in err
+    steps = json.loads((tmp_path / "demo/drive/metrics.json").read_text())["steps"]  # 0.3 s: a short route
+    assert Image.open(tmp_path / "demo/drive/video.gif").n_frames == steps + 1
     code, out, _ = run(capsys, "demo", "-o", tmp_path / "demo", "--seconds", "0.3", "--no-reconstruct")
     assert code == 0 and "reusing synthetic street" in out

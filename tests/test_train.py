@@ -295,6 +295,7 @@ def test_demo_end_to_end_with_a_tiny_reconstruction(tmp_path, capsys):
     assert "training_curve.png" in html and "heldout_0.jpg" in html and "lane_shift/video.mp4" in html
     assert "sky covered by a surface" in html
     assert (tmp_path / "d/lane_shift/video.mp4").stat().st_size > 1000
+    assert "Closed-loop drive" in html and (tmp_path / "d/drive/video.gif").stat().st_size > 1000
     assert main(args) == 0  # second run reuses the log and the scene
     assert "reusing reconstruction" in capsys.readouterr().out
 

@@ -1,7 +1,7 @@
 """``simrecon demo``: the main job on the bundled example (a synthetic street), end to end.
 
 synth -> validate -> reconstruct -> eval (and score against the generator's ground truth) -> render a
-lane-shifted video -> HTML report. Each stage is reused when its inputs are unchanged.
+lane-shifted video -> closed-loop drive -> HTML report. Each stage is reused when its inputs are unchanged.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def run_demo(out_dir: Path, seconds: float, out: Console, err: Console, preset_n
     """Run the demo into ``out_dir``; returns the report path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stages = 6 if reconstruct else 3
+    stages = 7 if reconstruct else 4
     cfg = SynthConfig(seconds=seconds)
     synth_dir = out_dir / "synthetic"
     log_dir = synth_dir / "log"
@@ -73,6 +73,12 @@ def run_demo(out_dir: Path, seconds: float, out: Console, err: Console, preset_n
         out.print(f"5/{stages} composing scenarios (car_0 removed, ego +1 m) and exporting a COCO sample",
                   highlight=False)
         extra += run_demo_scenarios(out_dir, log_dir, err, scene_dir=out_dir / "scene")
+    from .drive_cmd import run_demo_drive
+
+    driven = out_dir / "scene" if reconstruct else log_dir
+    out.print(f"{stages - 1}/{stages} driving in closed loop (lane-follow behind a slower car) on "
+              f"{'the reconstruction' if reconstruct else 'the synthetic street'}", highlight=False)
+    extra += run_demo_drive(out_dir, driven, err)
     out.print(f"{stages}/{stages} writing report", highlight=False)
     return write_report(log, out_dir / "report.html", title="simrecon demo: synthetic street", extra_html=extra)
 
