@@ -17,6 +17,7 @@ from .exec_policy import ExecConfig
 from .metrics import RewardConfig, ScoreConfig
 from .policies import PolicyConfig
 from .sensors import SensorConfig
+from .traffic import ActorsConfig
 from .world import WorldConfig
 
 
@@ -26,6 +27,7 @@ class SimConfig:
 
     world: WorldConfig = doc(WorldConfig, "the episode: step, length, drivable area, what ends it")
     vehicle: VehicleConfig = doc(VehicleConfig, "the ego vehicle: geometry and limits")
+    actors: ActorsConfig = doc(ActorsConfig, "the scenario's actors: replayed, or reactive (IDM behind the ego)")
     sensors: SensorConfig = doc(SensorConfig, "the observation: cameras, size, outputs, route ahead")
     policy: PolicyConfig = doc(PolicyConfig, "gains of the built-in drivers (replay, lane-follow, idle)")
     exec: ExecConfig = doc(ExecConfig, "exec:COMMAND policies: the process's time limits and what it is sent")
@@ -39,6 +41,7 @@ class SimConfig:
             raise ValueError(f"action: expected one of {', '.join(ACTION_MODES)}, got {self.action!r}")
         self.world.check()
         self.vehicle.check()
+        self.actors.check()
         self.policy.check()
         self.exec.check()
         self.score.check()

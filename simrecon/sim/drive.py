@@ -129,7 +129,7 @@ def drive(source, policy: str | Policy, out: str | Path | None, cfg: SimConfig |
 
 def _drive(plan, pol: Policy, out: Path | None, cfg: SimConfig, frames: bool, force: bool,
            progress: Progress | None) -> DriveResult:
-    world = World(plan, cfg.world, cfg.vehicle, cfg.action)
+    world = World(plan, cfg.world, cfg.vehicle, cfg.action, actors=cfg.actors)
     images = frames or bool(getattr(pol, "needs_images", True))
     sensors = Sensors(plan, dataclasses.replace(cfg.sensors, images=cfg.sensors.images and images))
     tick = progress or (lambda _done, _total, _label: None)

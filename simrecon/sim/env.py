@@ -73,7 +73,7 @@ class DriveEnv(gym.Env):
             plan = open_plan(source, renderer, scene=scene if scenario is not None else None)
         self.plan = plan
         self.cfg = _configured(configure(config, plan), **options)  # config, the scenario's drive:, the options
-        self.world = World(plan, self.cfg.world, self.cfg.vehicle, self.cfg.action)
+        self.world = World(plan, self.cfg.world, self.cfg.vehicle, self.cfg.action, actors=self.cfg.actors)
         self.sensors = Sensors(plan, self.cfg.sensors)
         low, high = action_bounds(self.cfg.vehicle, self.cfg.action)
         self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)

@@ -33,6 +33,7 @@ import numpy as np
 from ..config_io import doc
 from .dynamics import action_bounds
 from .exec_policy import ExecConfig, ExecPolicy
+from .idm import idm_accel
 
 BUILTIN = ("replay", "lane-follow", "idle")
 
@@ -159,15 +160,8 @@ class LaneFollow(_Driver):
 
     def idm(self, v: float, v0: float, lead: tuple[float, float] | None) -> float:
         c = self.cfg
-        free = 1.0 - (v / max(v0, 0.1)) ** c.idm_exponent
-        if lead is None:
-            return c.idm_max_accel * free
-        gap, v_lead = lead
-        if gap <= 0.0:
-            return -self.world.vehicle.max_brake
-        want = c.idm_min_gap + max(0.0, v * c.idm_headway + v * (v - v_lead) / (2 * math.sqrt(
-            c.idm_max_accel * c.idm_comfort_brake)))
-        return c.idm_max_accel * (free - (want / gap) ** 2)
+        return idm_accel(v, v0, lead, c.idm_max_accel, c.idm_comfort_brake, c.idm_headway, c.idm_min_gap,
+                         c.idm_exponent, self.world.vehicle.max_brake)
 
     def act(self, obs: dict) -> np.ndarray:
         w, st = self.world, self.world.state

@@ -1,6 +1,6 @@
-"""The simulated world, step by step: the ego (bicycle model), the scenario's actors replayed at the current time
-(static ones stay), the route and the drivable area, and the events (collision, off_road, route_complete,
-policy_error).
+"""The simulated world, step by step: the ego (bicycle model), the scenario's actors (replayed at the current time,
+or reactive: traffic.py; static ones stay), the route and the drivable area, and the events (collision,
+off_road, route_complete, policy_error).
 
 Built from a scenario ``Plan`` (``simrecon.compose``): its edited ego path at its first time is the start, the
 same path sampled up to its last time is the route, its actors with their edits are the traffic. The drivable
@@ -21,11 +21,11 @@ from ..data.geometry import rot_z
 from .dynamics import EgoState, VehicleConfig, action_bounds, heading, offset_along, rear_axle_pose, step
 from .geometry import Box2D, DrivableArea, boxes_overlap, extend_polyline, time_to_collision
 from .route import Route
+from .traffic import ActorsConfig, ActorState, Traffic
 
 VEHICLE_CLASSES = ["car", "truck", "bus", "van", "trailer", "vehicle", "motorcycle", "construction_vehicle",
                    "emergency_vehicle"]
 EVENT_KINDS = ("collision", "off_road", "route_complete", "policy_error")
-_VELOCITY_DT = 0.05  # s, half the window of the actors' finite-difference velocities
 
 
 @dataclass
@@ -75,21 +75,6 @@ class WorldConfig:
 
 
 @dataclass(frozen=True)
-class ActorState:
-    """An actor at one instant: box-to-world ``pose`` [4, 4], ``size`` [3] (m), ground ``velocity`` [2] (m/s)."""
-
-    id: str
-    source: str  # the scene actor it is drawn as
-    cls: str
-    size: np.ndarray
-    pose: np.ndarray
-    velocity: np.ndarray
-
-    def box(self) -> Box2D:
-        return Box2D.from_pose(self.pose, self.size)
-
-
-@dataclass(frozen=True)
 class Event:
     """Something that happened: ``kind`` (EVENT_KINDS) at ``time`` (s, the log's clock) after ``step`` steps."""
 
@@ -129,27 +114,7 @@ class StepOutcome:
     truncated: bool  # the episode's time ran out
 
 
-@dataclass
-class _Traffic:
-    """The actors of the plan, as the world samples them."""
-
-    actors: list = field(default_factory=list)  # PlannedActor-like: id, source, cls, size, pose_at(t)
-
-    def at(self, t: float) -> list[ActorState]:
-        out = []
-        for a in self.actors:
-            pose = a.pose_at(t)
-            if pose is None:
-                continue
-            before, after = a.pose_at(t - _VELOCITY_DT), a.pose_at(t + _VELOCITY_DT)
-            p0, t0 = (pose, t) if before is None else (before, t - _VELOCITY_DT)
-            p1, t1 = (pose, t) if after is None else (after, t + _VELOCITY_DT)
-            vel = (p1[:2, 3] - p0[:2, 3]) / (t1 - t0) if t1 > t0 else np.zeros(2)
-            out.append(ActorState(a.id, a.source, a.cls, np.asarray(a.size, float), np.asarray(pose, float), vel))
-        return out
-
-
-def _corridors(route: Route, traffic: _Traffic, classes: list, extend: float) -> list[np.ndarray]:
+def _corridors(route: Route, traffic: Traffic, classes: list, extend: float) -> list[np.ndarray]:
     """The route's polyline and every moving vehicle's path (sampled at the route's times), extended."""
     lines = [route.points]
     for a in traffic.actors:
@@ -165,8 +130,9 @@ class World:
     """One scenario as a closed-loop episode: ``reset`` then ``step(action)`` until terminated or truncated."""
 
     def __init__(self, plan, cfg: WorldConfig | None = None, vehicle: VehicleConfig | None = None,
-                 action_mode: str = "rate", polygons: list | None = None):
-        """``plan``: a ``simrecon.compose.Plan``. ``polygons`` [K, 2] (world metres) add to the drivable area."""
+                 action_mode: str = "rate", polygons: list | None = None, actors: ActorsConfig | None = None):
+        """``plan``: a ``simrecon.compose.Plan``. ``polygons`` [K, 2] (world metres) add to the drivable area;
+        ``actors``: how the scenario's actors move (replayed by default)."""
         self.cfg = cfg or WorldConfig()
         self.vehicle = vehicle or VehicleConfig()
         self.cfg.check()
@@ -179,7 +145,8 @@ class World:
         ego = plan.log.ego
         extra = ego.timestamps if ego is not None else ()
         self.route = Route.from_fn(plan.ego_fn, self.t0, t_last, extra, self.vehicle.rear_axle_x)
-        self.traffic = _Traffic(list(plan.actors))
+        self.traffic = Traffic(list(plan.actors), actors or ActorsConfig())
+        self.traffic.cfg.check()
         lines = _corridors(self.route, self.traffic, list(self.cfg.vehicle_classes), self.cfg.road_extend)
         self.area = DrivableArea(lines, self.cfg.road_margin, [np.asarray(p, float) for p in
                                                                list(polygons or []) + list(self.cfg.road_polygons)])
@@ -222,6 +189,7 @@ class World:
 
     def reset(self, rng: np.random.Generator | None = None) -> StepRecord:
         self.history, self.events, self.done, self.ended = [], [], False, None
+        self.traffic.reset(self.t0)
         rec = self._observe(0, self.start_state(rng), route_s=0.0)
         self.history.append(rec)
         return rec
@@ -271,6 +239,9 @@ class World:
         if self.done:
             raise RuntimeError("the episode has ended: reset the world first")
         prev = self.history[-1]
+        heading_now = np.array([math.cos(prev.state.yaw), math.sin(prev.state.yaw)])
+        self.traffic.advance(prev.time, self.cfg.dt, Box2D.from_pose(prev.box_pose, self.vehicle.size),
+                             prev.state.speed * heading_now)
         state = step(prev.state, action, self.vehicle, self.cfg.dt, self.action_mode)
         rec = self._observe(prev.step + 1, state, prev.route_s)
         self.history.append(rec)
