@@ -20,7 +20,7 @@ from ..compose.labels import SEMANTIC_CLASSES
 from ..compose.scenario import Plan, ScenarioError
 from . import rle
 
-FORMATS = ("simrecon", "kitti", "coco", "nerfstudio")
+FORMATS = ("simrecon", "kitti", "coco", "nerfstudio", "mcap")
 KITTI_TYPES = {"car": "Car", "truck": "Truck", "bus": "Misc", "pedestrian": "Pedestrian", "cyclist": "Cyclist",
                "other": "Misc"}
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes <-> OpenCV camera axes (an involution)
@@ -243,6 +243,10 @@ class NerfstudioFormat:
 
 def get_format(name: str):
     table = {"simrecon": SimreconFormat, "kitti": KittiFormat, "coco": CocoFormat, "nerfstudio": NerfstudioFormat}
+    if name == "mcap":  # imported here: it builds on this module
+        from .mcap_format import McapFormat
+
+        return McapFormat()
     if name not in table:
         raise ValueError(f"unknown export format {name!r} (formats: {', '.join(FORMATS)})")
     return table[name]()

@@ -35,6 +35,7 @@ FORMATS: dict[str, str] = {
     "waymo": "waymo",
     "pandaset": "pandaset",
     "argoverse2": "argoverse2",
+    "rosbag": "rosbag",
 }
 
 __all__ = ["FORMATS", "Conversion", "ReaderError", "convert", "known_formats", "read", "read_log"]
