@@ -38,7 +38,7 @@ CASES = [
     ({"actors": [{"id": "car_1", "trajectory": [{"t": 0.2}]}]},
      "actors[0].trajectory[0]: give either position (with optional yaw) or matrix"),
     ({"actors": [{"id": "car_0", "remove": True, "speed": 2}]}, "actors[0].remove: remove cannot be combined with"),
-    ({"outputs": ["rgb", "normals"]}, "outputs[1]: Input should be 'rgb', 'depth', 'instance', 'semantic' or"),
+    ({"outputs": ["rgb", "normals"]}, "outputs[1]: Input should be 'rgb', 'depth', 'instance', 'semantic', 'boxes' or 'lidar'"),
     ({"cameras": [{"name": "front", "mount": {"matrix": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 2, 0], [0, 0, 0, 1]]}}]},
      "cameras[0].mount.matrix: the rotation part is not a proper rotation"),
 ]

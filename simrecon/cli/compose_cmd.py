@@ -30,8 +30,10 @@ def _run_export(scenario: Path, format: str, out: Path, force: bool, console: Co
     with _bar(console) as progress:
         task = progress.add_task("", total=len(plan.frame_keys()), what=what)
         result = export(plan, format, out, force=force,
-                        progress=lambda done, total, label: progress.update(task, completed=done, description=label))
+                        progress=lambda done, total, label: progress.update(task, completed=done, total=total,
+                                                                         description=label))
     note = f" ({result.reused} frames reused from an interrupted run)" if result.reused else ""
+    note += f" and {result.sweeps} lidar sweeps" if result.sweeps else ""
     console.print(escape(f"wrote {out}: {result.frames} frames of scenario {plan.name!r} from "
                          f"{len(plan.cameras)} camera(s), {format} layout{note}"), highlight=False, soft_wrap=True)
     return result

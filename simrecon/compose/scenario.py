@@ -26,6 +26,7 @@ from ..data.safe_paths import name_problem
 from ..data.scene_api import RenderableScene
 
 OUTPUT_KINDS = ("rgb", "depth", "instance", "semantic", "boxes")
+LIDAR_OUTPUT = "lidar"  # sweeps of the log's lidar at the ego's pose (compose/lidar.py); asked for, never default
 VISIBILITY_METHODS = ("render", "box", "none")
 TIME_EPS = 1e-6
 MAX_FRAMES = 100_000  # camera frames one scenario may render
@@ -224,7 +225,7 @@ class ScenarioSpec(_Strict):
     cameras: Optional[list[CameraSpec]] = None
     ego: EgoSpec = EgoSpec()
     actors: list[ActorSpec] = []
-    outputs: list[Literal["rgb", "depth", "instance", "semantic", "boxes"]] = list(OUTPUT_KINDS)
+    outputs: list[Literal["rgb", "depth", "instance", "semantic", "boxes", "lidar"]] = list(OUTPUT_KINDS)
     visibility: Literal["render", "box", "none"] = "render"
     tile_pixels: int = Field(1 << 19, ge=1024)
     drive: Optional[dict[str, Any]] = None  # closed-loop settings (simrecon drive reads them; docs/simulation.md)
@@ -690,8 +691,8 @@ def resolve(spec: ScenarioSpec, scene: RenderableScene, file: Path, scene_path: 
         raise at.error("actors", "more than 65535 actors do not fit uint16 instance ids")
     for k, pa in enumerate(actors, start=1):
         pa.instance_id = k
-    outputs = tuple(o for o in OUTPUT_KINDS if o in spec.outputs)
+    outputs = tuple(o for o in OUTPUT_KINDS + (LIDAR_OUTPUT,) if o in spec.outputs)
     if not outputs:
-        raise at.error("outputs", f"nothing to render: choose from {', '.join(OUTPUT_KINDS)}")
+        raise at.error("outputs", f"nothing to render: choose from {', '.join(OUTPUT_KINDS + (LIDAR_OUTPUT,))}")
     return Plan(file, spec, spec.name or file.stem, scene_path, scene, times, cameras, actors, removed, ego_fn,
                 logged_ego, outputs, text)

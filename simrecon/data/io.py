@@ -22,16 +22,19 @@ import numpy as np
 
 from .geometry import rotation_error
 from .images import MAX_IMAGE_SIDE, decode_problems, image_header
-from .lidar_io import npy_problem, read_points
+from .lidar_io import npy_problem, points_in, read_points, sidecar_problem
+from .lidar_model import LidarSensor, parse_sensor
 from .model import CAMERA_MODELS, INTRINSIC_KEYS, Actor, DriveLog, Frame, Intrinsics, LidarSweep, Track
 from .safe_load import InputFileError, load_json
 from .safe_paths import name_problem, relative_problem
 
 FORMAT_VERSION = 1
+FORMAT_VERSIONS = (1, 1.1)  # 1.1 adds lidar sensor models and per-point beam/column/time (read by all)
 TRANSFORMS = "transforms.json"
 ORTHO_TOL = 1e-3  # spec: orthonormal within 1e-3
-_KNOWN_TOP = {"simrecon_version", "camera_model", "frames", "lidar", "actors", "ego", "world_up", "camera_angle_x",
-              "camera_angle_y"} | set(INTRINSIC_KEYS)
+_KNOWN_TOP = {"simrecon_version", "camera_model", "frames", "lidar", "lidar_sensors", "actors", "ego", "world_up",
+              "camera_angle_x", "camera_angle_y"} | set(INTRINSIC_KEYS)
+_KNOWN_SWEEP = {"file_path", "transform_matrix", "timestamp", "sensor", "index_path", "time_path"}
 _KNOWN_FRAME = {"file_path", "transform_matrix", "camera", "timestamp", "mask_path", "camera_model"} | set(
     INTRINSIC_KEYS)
 
@@ -256,7 +259,49 @@ class _Parser:
         else:
             self.to_decode.append(full)
 
-    def lidar(self, data: dict) -> list[LidarSweep]:
+    def lidar_sensors(self, data: dict) -> dict[str, LidarSensor]:
+        """The v1.1 ``lidar_sensors`` section: sensor name -> model (data.lidar_model)."""
+        raw = data.get("lidar_sensors", {})
+        if not isinstance(raw, dict):
+            self.bad("lidar_sensors", f"expected an object mapping sensor names to sensors, got {type(raw).__name__}")
+            return {}
+        out = {}
+        for name, spec in raw.items():
+            problem = name_problem(name)
+            if problem:
+                self.bad(f"lidar_sensors.{name}", f"sensor name {problem}")
+                continue
+            sensor = parse_sensor(spec, f"lidar_sensors.{name}", self.bad)
+            if sensor is not None:
+                out[name] = sensor
+        return out
+
+    def sweep_sidecars(self, sw: dict, path: str, rel: str | None, sensor: str | None,
+                       declared: set) -> tuple[str | None, str | None, bool]:
+        """(index_path, time_path, ok) of a v1.1 sweep; sidecars are checked by their headers against the points."""
+        found, ok = [], True
+        for key in ("index_path", "time_path"):
+            side = self.rel_path(sw, key, path, required=False) if key in sw else None
+            ok = ok and (side is not None or key not in sw)
+            if side and self.check_files:
+                full = self.root / side
+                points = self.root / rel if rel else None
+                ok_points = points is not None and points.is_file() and (points.suffix.lower() != ".npy"
+                                                                         or npy_problem(points) is None)
+                n = points_in(points) if ok_points else None  # a bad points file is reported on its own
+                problem = sidecar_problem(full, key, n) if full.is_file() else "does not exist"
+                if problem:
+                    self.bad(f"{path}.{key}", f"file {side!r}: {problem}")
+                    ok = False
+            found.append(side)
+        if found[0] and sensor is not None and sensor not in declared:  # a declared but bad sensor: reported there
+            self.bad(f"{path}.sensor", f"sensor {sensor!r} has beam/column indices (index_path) but no entry in "
+                                       f"lidar_sensors (known: {', '.join(sorted(declared)) or 'none'})")
+            ok = False
+        return found[0], found[1], ok
+
+    def lidar(self, data: dict, declared: set | None = None) -> list[LidarSweep]:
+        """The sweeps; ``declared``: the sensor names of the ``lidar_sensors`` section (v1.1)."""
         raw = data.get("lidar", [])
         if not isinstance(raw, list):
             self.bad("lidar", "expected a list of sweeps")
@@ -273,10 +318,11 @@ class _Parser:
             sensor = self.name(sw, "sensor", path, "lidar", "sensor name")
             if rel and self.check_files:
                 self.lidar_file(rel, f"{path}.file_path")
-            if any(x is None for x in (rel, s2w, ts, sensor)):
+            index, times, ok = self.sweep_sidecars(sw, path, rel, sensor, declared or set())
+            if any(x is None for x in (rel, s2w, ts, sensor)) or not ok:
                 continue
-            extra = {k: v for k, v in sw.items() if k not in {"file_path", "transform_matrix", "timestamp", "sensor"}}
-            out.append(LidarSweep(rel, s2w, ts, sensor, extra))
+            extra = {k: v for k, v in sw.items() if k not in _KNOWN_SWEEP}
+            out.append(LidarSweep(rel, s2w, ts, sensor, extra, index, times))
         return out
 
     def lidar_file(self, rel: str, where: str) -> None:
@@ -379,10 +425,12 @@ def _parse(p: _Parser, data: Any) -> DriveLog | None:
         return None
     version = data.get("simrecon_version")
     plain = version is None
-    if not plain and version != FORMAT_VERSION:
-        p.bad("simrecon_version", f"expected {FORMAT_VERSION}, got {version!r}")
+    if not plain and (isinstance(version, bool) or version not in FORMAT_VERSIONS):
+        p.bad("simrecon_version", f"expected {FORMAT_VERSION}, got {version!r} (1.1 is read too: lidar sensor models)")
     frames = p.frames(data, plain)
-    lidar = p.lidar(data)
+    sensors = p.lidar_sensors(data)
+    raw_sensors = data.get("lidar_sensors")
+    lidar = p.lidar(data, set(raw_sensors) if isinstance(raw_sensors, dict) else set())
     actors = p.actors(data)
     ego = p.track(data["ego"], "ego") if "ego" in data else None
     world_up = np.array([0.0, 0.0, 1.0])
@@ -400,7 +448,7 @@ def _parse(p: _Parser, data: Any) -> DriveLog | None:
     if p.problems:
         return None
     extra = {k: v for k, v in data.items() if k not in _KNOWN_TOP}
-    return DriveLog(p.root, frames, lidar, actors, ego, version, world_up, extra)
+    return DriveLog(p.root, frames, lidar, actors, ego, version, world_up, extra, sensors)
 
 
 def parse_log(root: Path, data: Any, skip_missing: bool = False, check_files: bool = True):
@@ -452,7 +500,8 @@ def _locate(path: Path) -> tuple[Path, Path | None]:
 
 def log_to_json(log: DriveLog) -> dict:
     """The transforms.json content for ``log`` (shared intrinsics at the top, per-frame overrides)."""
-    out: dict[str, Any] = {"simrecon_version": FORMAT_VERSION}
+    v11 = bool(log.lidar_sensors) or any(s.index_path or s.time_path for s in log.lidar)
+    out: dict[str, Any] = {"simrecon_version": 1.1 if v11 else FORMAT_VERSION}
     base = log.frames[0].intrinsics.to_json() if log.frames else {}
     out.update(base)
     out["world_up"] = [float(x) for x in log.world_up]
@@ -471,10 +520,14 @@ def log_to_json(log: DriveLog) -> dict:
         entry.update(f.extra)
         frames.append(entry)
     out["frames"] = frames
+    if log.lidar_sensors:
+        out["lidar_sensors"] = {name: sensor.to_json() for name, sensor in log.lidar_sensors.items()}
     if log.lidar:
         out["lidar"] = [
             {"file_path": s.file_path, "sensor": s.sensor, "timestamp": float(s.timestamp),
-             "transform_matrix": np.asarray(s.s2w).tolist(), **s.extra}
+             "transform_matrix": np.asarray(s.s2w).tolist(),
+             **({"index_path": s.index_path} if s.index_path else {}),
+             **({"time_path": s.time_path} if s.time_path else {}), **s.extra}
             for s in log.lidar
         ]
     if log.actors:

@@ -138,3 +138,61 @@ def write_points(path: Path, points: np.ndarray) -> None:
     if problem:
         raise ValueError(problem)
     np.save(path, arr)
+
+
+# Format v1.1 sidecars of a sweep (docs/drive-log.md): ``index_path`` int32 [N, 2] (beam, column) and
+# ``time_path`` float32 [N] (seconds after the sweep's timestamp), row i describing point i.
+SIDECARS = {"index_path": (np.dtype(np.int32), 2), "time_path": (np.dtype(np.float32), 1)}
+
+
+def sidecar_problem(path: Path, key: str, points: int | None) -> str | None:
+    """None when the .npy sidecar ``path`` of kind ``key`` (``SIDECARS``) fits a sweep of ``points`` points (None:
+    unknown), by its header only; else what is wrong."""
+    dtype, width = SIDECARS[key]
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+            if version not in readers:
+                return f"unsupported .npy format version {version}"
+            shape, _fortran, got = readers[version](fh)
+            offset = fh.tell()
+    except ValueError as exc:
+        return f"not a .npy file ({exc})"
+    want = "(N, 2)" if width == 2 else "(N,)"
+    if got != dtype or (width == 2 and (len(shape) != 2 or shape[1] != 2)) or (width == 1 and len(shape) != 1):
+        return f"expected {dtype} of shape {want}, got {got} of shape {tuple(shape)}"
+    if points is not None and shape[0] != points:
+        return f"has {shape[0]} rows but the sweep has {points} points"
+    if Path(path).stat().st_size < offset + int(np.prod(shape)) * got.itemsize:
+        return "the file is truncated"
+    return points_count_problem(shape[0])
+
+
+def points_in(path: Path) -> int | None:
+    """How many points the sweep file ``path`` holds by its header (None: unknown without reading it)."""
+    if Path(path).suffix.lower() != ".npy":
+        return None
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            shape = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(fh)[0]
+    except (OSError, ValueError):
+        return None
+    return int(shape[0]) if shape else None
+
+
+def read_sidecar(path: Path, key: str, points: int) -> np.ndarray:
+    """The sidecar array; ValueError saying what is wrong (checked by its header before it is read)."""
+    problem = sidecar_problem(path, key, points)
+    if problem:
+        raise ValueError(problem)
+    return np.load(path, allow_pickle=False)
+
+
+def write_sidecar(path: Path, key: str, arr: np.ndarray) -> None:
+    """Write a sidecar (``SIDECARS``): int32 [N, 2] beam and column, or float32 [N] seconds."""
+    dtype, _ = SIDECARS[key]
+    np.save(path, np.ascontiguousarray(arr, dtype=dtype))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .geometry import matrix_to_quat, quat_to_matrix, slerp
+from .lidar_model import LidarSensor, SweepLayout
 
 CAMERA_MODELS = ("OPENCV", "PINHOLE", "OPENCV_FISHEYE")
 DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
@@ -133,6 +134,20 @@ class LidarSweep:
     timestamp: float
     sensor: str = "lidar"
     extra: dict = field(default_factory=dict)
+    index_path: str | None = None  # v1.1: int32 [N, 2] beam and column of each point (docs/drive-log.md)
+    time_path: str | None = None  # v1.1: float32 [N] seconds after ``timestamp`` at which each point was measured
+
+    def load_layout(self, root: Path) -> SweepLayout | None:
+        """Each point's beam, column and (where recorded) time; None when the sweep has no ``index_path``."""
+        from .lidar_io import points_in, read_points, read_sidecar
+
+        if self.index_path is None:
+            return None
+        n = points_in(Path(root) / self.file_path)
+        n = len(read_points(Path(root) / self.file_path)) if n is None else n
+        idx = read_sidecar(Path(root) / self.index_path, "index_path", n)
+        times = read_sidecar(Path(root) / self.time_path, "time_path", n) if self.time_path else None
+        return SweepLayout(idx[:, 0].copy(), idx[:, 1].copy(), times)
 
     def load(self, root: Path) -> np.ndarray:
         """Points [N, 4] float32 (x, y, z, intensity) in the sensor frame; intensity 0 when absent."""
@@ -240,6 +255,7 @@ class DriveLog:
     version: int | None = 1
     world_up: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
     extra: dict = field(default_factory=dict)  # unknown top-level keys, kept on round trips
+    lidar_sensors: dict[str, LidarSensor] = field(default_factory=dict)  # v1.1: sensor name -> its model
 
     @property
     def cameras(self) -> dict[str, list[Frame]]:

@@ -13,6 +13,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from .lidar_model import LidarSensor, SweepLayout
 from .model import DriveLog, Intrinsics
 
 OUTPUTS = ("rgb", "depth", "instance")
@@ -50,6 +51,40 @@ class RenderableScene(Protocol):
         """Render camera ``c2w`` [4, 4] (OpenGL axes) at ``time`` with exactly the actors in
         ``placements`` (keyed by the instance name written into ``instance``); logged actors that
         are not placed are not drawn."""
+        ...
+
+
+@dataclass
+class LidarOutput:
+    """One rendered lidar sweep: per ray (R = beams * columns, in ``LidarSensor.directions`` order)."""
+
+    sensor: LidarSensor
+    range_m: np.ndarray  # [R] float32 metres along the ray to the surface; inf where nothing is hit
+    returned: np.ndarray  # [R] bool: the ray gives a point (False: dropped: sky, out of range, absorbed)
+    intensity: np.ndarray | None  # [R] float32 in [0, 1]; None where the scene cannot say (no intensity model)
+    instance: np.ndarray  # [R] int32: 0 background, k = instance_names[k - 1]
+    instance_names: list[str]  # the keys of the placements, in call order
+
+    def points(self) -> np.ndarray:
+        """The returned rays' points [N, 3] float64 in the sensor frame (the pose of each ray's own sensor)."""
+        keep = self.returned
+        return self.sensor.directions()[keep] * self.range_m[keep, None].astype(np.float64)
+
+    def layout(self) -> SweepLayout:
+        """Beam and column [N] of each returned ray (``points`` order)."""
+        beam, column = self.sensor.grid()
+        return SweepLayout(beam[self.returned], column[self.returned])
+
+
+@runtime_checkable
+class LidarScene(Protocol):
+    """A scene that also renders lidar sweeps (the exact synthetic street, neural scenes). Separate from
+    ``RenderableScene`` so that camera-only scenes (and test doubles) stay renderable scenes."""
+
+    def render_lidar(self, sensor: LidarSensor, s2w: np.ndarray, time: float,
+                     placements: Mapping[str, ActorPlacement]) -> LidarOutput:
+        """Every ray of ``sensor`` from sensor-to-world ``s2w`` ([4, 4], or [R, 4, 4]: one pose per ray, a rolling
+        sweep) at ``time``, with exactly the actors in ``placements`` (as ``RenderableScene.render``)."""
         ...
 
 

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 from ..compose.composer import render_frame
-from ..compose.scenario import Plan, load_scenario
+from ..compose.lidar import LidarPlan, lidar_plan, render_sweep
+from ..compose.scenario import LIDAR_OUTPUT, Plan, load_scenario
 from ..data.outdir import naming_failures
 from ..data.safe_paths import safe_join
 from ..data.scene_api import RenderableScene
 from .formats import get_format, json_bytes
+from .lidar_files import check_lidar_format, final_files, sweep_files
 
 STATE = ".simrecon-export"
 MANIFEST = "manifest.json"
@@ -39,6 +41,7 @@ class ExportResult:
     rendered: int  # frames rendered by this call (the rest were done by an interrupted earlier call)
     reused: int
     files: int
+    sweeps: int = 0  # lidar sweeps written (the ``lidar`` output)
 
 
 def sha256(data: bytes) -> str:
@@ -122,17 +125,41 @@ def _prepare(out: Path, fmt: str, fingerprint: str, force: bool) -> None:
     (state / "frames").mkdir(parents=True, exist_ok=True)  # after the state: a frames folder means it is recorded
 
 
+def _export_sweeps(plan: Plan, lp: LidarPlan, fmt: str, out: Path, progress: Progress | None,
+                   done: int, total: int) -> list[dict]:
+    """Render and write every sweep (``lidar`` output), resuming recorded ones like frames; returns the records."""
+    records = []
+    for k in range(len(plan.times)):
+        rec_path = out / STATE / "sweeps" / f"{k:06d}.json"
+        rec = _recorded_frame(out, rec_path, [LIDAR_OUTPUT, k])
+        if rec is None:
+            sweep = render_sweep(plan, lp, k)
+            files = sweep_files(fmt, plan, lp, sweep)
+            for rel, data in files.items():
+                atomic_write_bytes(safe_join(out, rel, what=f"{plan.file}: output file"), data)
+            rec = {"key": [LIDAR_OUTPUT, k], "labels": sweep.record,
+                   "files": {rel: {"sha256": sha256(data), "bytes": len(data)} for rel, data in files.items()}}
+            atomic_write_bytes(rec_path, json_bytes(rec))
+        records.append(rec)
+        if progress is not None:
+            progress(done + k + 1, total, f"lidar t={plan.times[k]:.2f}s")
+    return records
+
+
 def export(scenario: str | Path | Plan, format: str, out: str | Path, force: bool = False,
            progress: Progress | None = None, scene: RenderableScene | None = None) -> ExportResult:
     """Render ``scenario`` and write it as ``format`` into ``out`` (resuming an interrupted export)."""
     fmt = get_format(format)
     plan = scenario if isinstance(scenario, Plan) else load_scenario(scenario, scene=scene)
+    check_lidar_format(plan, format)
     fmt.check(plan)
+    lp = lidar_plan(plan) if LIDAR_OUTPUT in plan.outputs else None
     out = Path(out)
     _prepare(out, format, _fingerprint(plan, format), force)
     state = out / STATE
     _clean_temp(out)
-    keys = plan.frame_keys()
+    keys = plan.frame_keys() if set(plan.outputs) - {LIDAR_OUTPUT} else []  # lidar only: no camera frames
+    total = len(keys) + (len(plan.times) if lp is not None else 0)
     records: list[dict] = []
     rendered = reused = 0
     for n, (cam, k) in enumerate(keys):
@@ -152,13 +179,16 @@ def export(scenario: str | Path | Plan, format: str, out: str | Path, force: boo
             reused += 1
         records.append(rec)
         if progress is not None:
-            progress(n + 1, len(keys), f"{cam} t={plan.times[k]:.2f}s")
+            progress(n + 1, total, f"{cam} t={plan.times[k]:.2f}s")
+    sweeps = _export_sweeps(plan, lp, format, out, progress, len(keys), total) if lp is not None else []
     finals = fmt.final_files(plan, records)
+    if lp is not None:
+        finals.update(final_files(format, lp, sweeps))
     finals["scenario.yaml"] = plan.text.encode("utf-8")
     for rel, data in finals.items():
         atomic_write_bytes(safe_join(out, rel, what=f"{plan.file}: output file"), data)
     listing = {}
-    for r in records:
+    for r in records + sweeps:
         listing.update(r["files"])
     listing.update({rel: {"sha256": sha256(data), "bytes": len(data)} for rel, data in finals.items()})
     manifest = {"format": format, "scenario": plan.name, "scenario_file": str(plan.file),
@@ -167,7 +197,7 @@ def export(scenario: str | Path | Plan, format: str, out: str | Path, force: boo
                 "files": {rel: listing[rel] for rel in sorted(listing)}}
     atomic_write_bytes(out / MANIFEST, json_bytes(manifest))
     shutil.rmtree(state)
-    return ExportResult(out, format, len(keys), rendered, reused, len(listing) + 1)
+    return ExportResult(out, format, len(keys), rendered, reused, len(listing) + 1, len(sweeps))
 
 
 def compose(scenario: str | Path | Plan, out: str | Path, force: bool = False, progress: Progress | None = None,

@@ -10,7 +10,8 @@ import torch
 
 from ..data.io import load_log
 from ..data.model import DriveLog, Intrinsics
-from ..data.scene_api import OUTPUTS, ActorPlacement, RenderOutput
+from ..data.lidar_model import LidarSensor
+from ..data.scene_api import OUTPUTS, ActorPlacement, LidarOutput, RenderOutput
 from ..render import SceneModel
 from ..render.fast import FastRenderer
 from ..render.image import ImageOutput, RayRenderer, render_image
@@ -80,6 +81,14 @@ class NeuralScene:
         if self.model.exposure is None or camera not in names:
             return None
         return self.model.exposure.at(names.index(camera), time)
+
+    def render_lidar(self, sensor: LidarSensor, s2w: np.ndarray, time: float,
+                     placements: Mapping[str, ActorPlacement]) -> LidarOutput:
+        """The sensor's sweep through this scene's renderer (scene/lidar.py): range and drop from depth and
+        opacity, instance ids; intensity None (not modelled yet)."""
+        from .lidar import render_sweep
+
+        return render_sweep(self, sensor, s2w, time, placements)
 
     def render(self, c2w: np.ndarray, intrinsics: Intrinsics, time: float,
                placements: Mapping[str, ActorPlacement], outputs: Sequence[str] = OUTPUTS) -> RenderOutput:

@@ -22,11 +22,13 @@ from PIL import Image
 
 from ..data.geometry import make_pose
 from ..data.io import atomic_write_text, write_log
-from ..data.lidar_io import write_points
+from ..data.lidar_io import write_points, write_sidecar
+from ..data.lidar_model import LidarSensor, uniform_sensor
 from ..data.model import Actor, DriveLog, Frame, LidarSweep, Track
 from ..data.outdir import check_target, naming_failures, swap_in, temp_beside
-from .render import View, render_camera, render_lidar, world_at
-from .rig import CAMERAS, LIDAR_TO_VEHICLE, lidar_directions
+from .lidar import sweep_points, trace_sweep
+from .render import View, render_camera, world_at
+from .rig import CAMERAS, LIDAR_TO_VEHICLE
 from .scene import SEMANTIC, Street, build_street
 
 Progress = Callable[[str], None]  # called once per finished unit of work with a short label
@@ -67,6 +69,21 @@ class SynthConfig:
             raise ValueError(f"--exposure-drift must be in [0, 2], got {self.exposure_drift}")
         if self.seconds * self.fps < 2:
             raise ValueError("the drive needs at least 2 timestamps: raise --seconds")
+
+
+def lidar_sensor(cfg: SynthConfig) -> LidarSensor:
+    """The roof lidar: ``lidar_beams`` beams evenly from -22 to +8 degrees, ``lidar_azimuths`` columns, 0.5-80 m."""
+    return uniform_sensor(cfg.lidar_beams, cfg.lidar_azimuths, min_range_m=0.5, max_range_m=80.0)
+
+
+def _write_sweep(log_dir: Path, k: int, world, s2w: np.ndarray, t: float, cfg: SynthConfig) -> LidarSweep:
+    """Sweep ``k`` (points and their beam/column indices) into ``log_dir/lidar``."""
+    sensor = lidar_sensor(cfg)
+    points, layout = sweep_points(trace_sweep(world, sensor, s2w, t, cfg.seed), sensor)
+    rel, index = f"lidar/{k:06d}.npy", f"lidar/{k:06d}.index.npy"
+    write_points(log_dir / rel, points)
+    write_sidecar(log_dir / index, "index_path", np.stack([layout.beam, layout.column], axis=1))
+    return LidarSweep(rel, s2w, t, "lidar", index_path=index)
 
 
 def count_units(cfg: SynthConfig) -> int:
@@ -157,7 +174,6 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
     for cam in CAMERAS:
         (log_dir / "images" / cam.name).mkdir(parents=True)
     (log_dir / "lidar").mkdir()
-    lidar_dirs = lidar_directions(cfg.lidar_beams, cfg.lidar_azimuths)
     frames, sweeps = [], []
     gt_frames: dict[str, list[dict]] = {name: [] for name in list(SHIFTS) + ["actor_removed"]}
     if cfg.ground_truth:
@@ -175,10 +191,7 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
             _save_png(log_dir / rel, _exposed(view.rgb, cfg.exposure_drift, float(t), ci))
             frames.append(Frame(rel, c2w, intr[cam.name], cam.name, float(t)))
             tick(f"camera {cam.name} t={t:.2f}s")
-        s2w = ego @ LIDAR_TO_VEHICLE
-        rel = f"lidar/{k:06d}.npy"
-        write_points(log_dir / rel, render_lidar(world, s2w, lidar_dirs, cfg.seed))
-        sweeps.append(LidarSweep(rel, s2w, float(t), "lidar"))
+        sweeps.append(_write_sweep(log_dir, k, world, ego @ LIDAR_TO_VEHICLE, float(t), cfg))
         tick(f"lidar t={t:.2f}s")
         if not cfg.ground_truth:
             continue
@@ -197,8 +210,8 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
                                            "transform_matrix": c2w.tolist()})
         tick(f"gt actor_removed t={t:.2f}s")
     ego_track = Track(street.ego_times, street.ego_poses)
-    log = DriveLog(log_dir, frames, sweeps, _log_actors(street), ego_track, 1, np.array([0.0, 0.0, 1.0]),
-                   {"source": "simrecon synth", "synth_config": asdict(cfg)})
+    log = DriveLog(log_dir, frames, sweeps, _log_actors(street), ego_track, 1.1, np.array([0.0, 0.0, 1.0]),
+                   {"source": "simrecon synth", "synth_config": asdict(cfg)}, {"lidar": lidar_sensor(cfg)})
     write_log(log)
     if cfg.ground_truth:
         gt = root / "gt"

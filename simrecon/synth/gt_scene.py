@@ -14,8 +14,10 @@ import numpy as np
 
 from ..data.io import load_log
 from ..data.model import DriveLog, Intrinsics
-from ..data.scene_api import OUTPUTS, ActorPlacement, RenderOutput
+from ..data.lidar_model import LidarSensor
+from ..data.scene_api import OUTPUTS, ActorPlacement, LidarOutput, RenderOutput
 from .generate import SynthConfig
+from .lidar import trace_sweep
 from .render import render_camera, world_with
 from .scene import build_street
 
@@ -42,15 +44,26 @@ class GroundTruthScene:
     def log(self) -> DriveLog:
         return self._log
 
-    def render(self, c2w: np.ndarray, intrinsics: Intrinsics, time: float,
-               placements: Mapping[str, ActorPlacement], outputs: Sequence[str] = OUTPUTS) -> RenderOutput:
-        names = list(placements)
+    def _placed(self, placements: Mapping[str, ActorPlacement]) -> list:
         placed = []
-        for k, name in enumerate(names, start=1):
+        for k, name in enumerate(placements, start=1):
             p = placements[name]
             if p.source not in self._actors:
                 raise KeyError(f"no actor {p.source!r} in the synthetic street")
             placed.append((self._actors[p.source], np.asarray(p.pose, dtype=float), k))
+        return placed
+
+    def render_lidar(self, sensor: LidarSensor, s2w: np.ndarray, time: float,
+                     placements: Mapping[str, ActorPlacement]) -> LidarOutput:
+        """The generator's sweep (synth/lidar.py) for any sensor, pose, time and actor layout: exact ranges,
+        intensity and ray drop; the same pose and time as a logged sweep give that sweep."""
+        sweep = trace_sweep(world_with(self.street, self._placed(placements)), sensor, s2w, time, self.cfg.seed)
+        return LidarOutput(sensor, sweep.range_m, sweep.returned, sweep.intensity, sweep.instance, list(placements))
+
+    def render(self, c2w: np.ndarray, intrinsics: Intrinsics, time: float,
+               placements: Mapping[str, ActorPlacement], outputs: Sequence[str] = OUTPUTS) -> RenderOutput:
+        names = list(placements)
+        placed = self._placed(placements)
         view = render_camera(world_with(self.street, placed), np.asarray(c2w, dtype=float), intrinsics,
                              self.cfg.seed, self.cfg.antialias)
         return RenderOutput(

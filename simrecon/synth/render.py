@@ -1,4 +1,4 @@
-"""Render the synthetic street at a time from any camera or lidar: RGB, depth, instance and semantic ids."""
+"""Render the synthetic street at a time from any camera: RGB, depth, instance and semantic ids (lidar: lidar.py)."""
 
 from __future__ import annotations
 
@@ -209,16 +209,3 @@ def _render(world: World, c2w: np.ndarray, intr: Intrinsics, seed: int, antialia
             color_f[vv, uu] = color.numpy().reshape(len(vv), -1, 3).mean(1)
     rgb = (color_f * 255.0 + 0.5).astype(np.uint8)
     return View(rgb, depth, instance, semantic)
-
-
-def render_lidar(world: World, s2w: np.ndarray, dirs_sensor: np.ndarray, seed: int,
-                 max_range: float = 80.0) -> np.ndarray:
-    """Lidar returns [M, 4] float32 (x, y, z in the sensor frame, intensity in [0, 1])."""
-    dirs = dirs_sensor @ s2w[:3, :3].T
-    origins = np.broadcast_to(s2w[:3, 3], dirs.shape)
-    hits, _, albedo = trace(world, origins, dirs, seed)
-    keep = (hits.t < max_range).numpy()
-    rng = hits.t.numpy()[keep, None]
-    pts = dirs_sensor[keep] * rng
-    intensity = albedo.numpy()[keep].mean(axis=1, keepdims=True).clip(0.0, 1.0)
-    return np.concatenate([pts, intensity], axis=1).astype(np.float32)

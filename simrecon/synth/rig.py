@@ -38,12 +38,3 @@ CAMERAS = (
 )
 
 LIDAR_TO_VEHICLE = make_pose(np.eye(3), np.array([0.0, 0.0, 1.9]))
-
-
-def lidar_directions(beams: int = 32, azimuths: int = 1024, low_deg: float = -22.0,
-                     high_deg: float = 8.0) -> np.ndarray:
-    """Unit beam directions [beams * azimuths, 3] of a spinning lidar in its own frame."""
-    elev = np.radians(np.linspace(low_deg, high_deg, beams))
-    azim = np.linspace(-np.pi, np.pi, azimuths, endpoint=False)
-    ee, aa = np.meshgrid(elev, azim, indexing="ij")
-    return np.stack([np.cos(ee) * np.cos(aa), np.cos(ee) * np.sin(aa), np.sin(ee)], axis=-1).reshape(-1, 3)

@@ -186,6 +186,7 @@ def _carry_lidar(log, root: Path, file: Path) -> dict:
         if not source.is_file():
             raise ReaderError(file, f"lidar[{j}].file_path", f"lidar file {sweep.file_path!r} does not exist")
         sweep.file_path = str(Path(_out_path(root, source, "lidar")).with_suffix(".npy").as_posix())
+        sweep.index_path = sweep.time_path = None  # v1.1 per-point sidecars are not carried (the sensor model is)
         lidar[sweep.file_path] = _points_loader(source)
     return lidar
 
