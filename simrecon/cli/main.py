@@ -263,7 +263,8 @@ def compose(
     """Render a scenario: per camera and time RGB, depth, instance and semantic ids, 2D/3D boxes, poses.
 
     A scenario edits a scene (remove, move, retime, insert actors; shift the ego; change the rig).
-    Deterministic: the same scenario renders bit-identically on CPU.
+    With `lidar` in its outputs, also a lidar sweep per time in the drive-log format, PLY and per-point
+    instance ids (docs/lidar.md). Deterministic: the same scenario renders bit-identically on CPU.
     """
     from .compose_cmd import compose_command
 
@@ -471,6 +472,11 @@ def demo(
     report = run_demo(out_dir, seconds, out, err, preset_name=preset, minutes=minutes,
                       reconstruct=not no_reconstruct)
     out.print(f"report: {report}", highlight=False)
+
+
+from .fleet_cmd import fleet_app  # noqa: E402  (typer and rich only: --help stays instant)
+
+app.add_typer(fleet_app, name="fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
