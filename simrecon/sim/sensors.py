@@ -1,5 +1,5 @@
 """What the ego observes: its cameras rendered through the scene at its simulated pose (RGB, depth, instance
-ids), its own motion, and the route ahead in its frame.
+ids), optionally the log's lidar, its own motion, and the route ahead in its frame.
 
 A camera's world pose is ``ego vehicle-to-world (simulated) @ camera-to-vehicle (the scenario's mount)``; the
 scene renders it through the ``RenderableScene`` contract with the scenario's actors at the current time, so the
@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..compose.composer import render_tiled, to_uint8
+from ..compose.lidar import lidar_plan
 from ..compose.scenario import MAX_PIXELS, PlannedCamera
 from ..config_io import doc
-from ..data.scene_api import ActorPlacement
+from ..data.scene_api import ActorPlacement, LidarScene
 
 CAMERA_OUTPUTS = ("rgb", "depth", "instance")
 
@@ -36,6 +37,8 @@ class SensorConfig:
     route_points: int = doc(10, "route points ahead in the observation", unit="points")
     route_spacing: float = doc(2.0, "distance between those points along the route", unit="m")
     max_depth: float = doc(1000.0, "depth is clipped to this; sky reads this", unit="m")
+    lidar: bool = doc(False, "observe the log's lidar (its first sensor, at its mount on the ego): range per beam "
+                             "and column, 0 where nothing returned (docs/lidar.md)", unit="switch")
 
 
 def _resized(cam: PlannedCamera, width: int, height: int) -> PlannedCamera:
@@ -83,6 +86,11 @@ class Sensors:
                 raise ValueError(f"--camera {name}: more than {MAX_PIXELS >> 20} MP per frame")
         self.cameras = cams if self.cfg.images else []
         self._ids = {a.id: a.instance_id for a in plan.actors}
+        self.lidar = None
+        if self.cfg.lidar:
+            if not isinstance(plan.scene, LidarScene):
+                raise ValueError("sensors.lidar: this scene does not render lidar")
+            self.lidar = lidar_plan(plan)
 
     def spec(self) -> dict[str, tuple[tuple[int, ...], type, float, float]]:
         """key -> (shape, dtype, low, high) of every observation entry."""
@@ -93,6 +101,9 @@ class Sensors:
                 out[f"{cam.name}/{o}"] = {"rgb": ((h, w, 3), np.uint8, 0, 255),
                                           "depth": ((h, w), np.float32, 0.0, float(self.cfg.max_depth)),
                                           "instance": ((h, w), np.uint16, 0, 65535)}[o]
+        if self.lidar is not None:
+            sensor = self.lidar.sensor
+            out["lidar/range"] = ((sensor.beams, sensor.columns), np.float32, 0.0, float(sensor.max_range_m))
         out["ego"] = ((4,), np.float32, -math.inf, math.inf)
         out["route"] = ((self.cfg.route_points, 2), np.float32, -math.inf, math.inf)
         return out
@@ -126,4 +137,9 @@ class Sensors:
                 lut = np.zeros(len(names) + 1, np.uint16)
                 lut[1:] = [self._ids.get(n, 0) for n in names]
                 out[f"{cam.name}/instance"] = lut[np.clip(inst, 0, len(names))]
+        if self.lidar is not None:
+            lp = self.lidar
+            sweep = self.plan.scene.render_lidar(lp.sensor, rec.pose @ lp.sensor_to_vehicle, rec.time, placements)
+            rng = np.where(sweep.returned, np.nan_to_num(sweep.range_m, posinf=0.0), 0.0)
+            out["lidar/range"] = rng.reshape(lp.sensor.beams, lp.sensor.columns).astype(np.float32)
         return out
