@@ -114,6 +114,26 @@ def test_topics_yaml_chooses_renames_and_windows(street, tmp_path):
     assert log.extra["source"]["world_frame"] == "odom"
 
 
+def test_cli_topics_start_and_duration_options(street, tmp_path, capsys):
+    """--topics names a topics file for the bag given as SRC; --start/--duration window it (over the file's)."""
+    bag = _bag(street, tmp_path, kind="ros2-sqlite3")
+    cfg = tmp_path / "topics.yaml"
+    cfg.write_text("cameras:\n  main: /sensors/front/image_raw\nlidar: {}\nstart: 0.0\n")
+    out = tmp_path / "out"
+    assert main(["convert", "rosbag", str(bag), str(out), "--topics", str(cfg), "--start", "0.05"]) == 0
+    log = load_log(out)
+    assert list(log.cameras) == ["main"] and len(log.cameras["main"]) == len(street.cameras["front"]) - 1
+    code = main(["convert", "rosbag", str(bag), str(tmp_path / "o2"), "--duration", "-1"])
+    assert code == 2 and "--duration" in capsys.readouterr().err
+    (tmp_path / "other.yaml").write_text("bag: elsewhere.bag\n")
+    code = main(["convert", "rosbag", str(bag), str(tmp_path / "o3"), "--topics", str(tmp_path / "other.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "other.yaml" in err and "bag" in err and not (tmp_path / "o3").exists()
+    (tmp_path / "kitti").mkdir()
+    code = main(["convert", "kitti-odometry", str(tmp_path / "kitti"), str(tmp_path / "o4"), "--start", "1"])
+    assert code == 2 and "--start is not an option of the kitti-odometry reader" in capsys.readouterr().err
+
+
 def test_auto_selection_ambiguity_lists_the_candidates(street, tmp_path):
     bag = _bag(street, tmp_path, cameras=["front"], duplicate_compressed=True)
     with pytest.raises(ReaderError, match=r"ambiguous camera 'front'.*/sensors/front/image_raw, "

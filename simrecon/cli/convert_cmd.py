@@ -35,7 +35,8 @@ def _split_cameras(cameras: list[str] | None) -> list[str] | None:
 
 
 def convert_command(format: str, src: Path, out: Path, cameras: list[str] | None = None, frames: str | None = None,
-                    skip_missing: bool = False, force: bool = False, console: Console | None = None) -> DriveLog:
+                    skip_missing: bool = False, force: bool = False, console: Console | None = None,
+                    **options) -> DriveLog:
     """Convert ``src`` (dataset ``format``) into the drive log folder ``out``; returns the written log."""
     console = console or Console(stderr=True)
     src, out = Path(src), Path(out)
@@ -56,9 +57,11 @@ def convert_command(format: str, src: Path, out: Path, cameras: list[str] | None
     try:
         if console.is_terminal:
             with console.status(f"reading {format} {src}"):
-                conv = read(format, src, cameras=_split_cameras(cameras), frames=frames, skip_missing=skip_missing)
+                conv = read(format, src, cameras=_split_cameras(cameras), frames=frames, skip_missing=skip_missing,
+                            **options)
         else:
-            conv = read(format, src, cameras=_split_cameras(cameras), frames=frames, skip_missing=skip_missing)
+            conv = read(format, src, cameras=_split_cameras(cameras), frames=frames, skip_missing=skip_missing,
+                        **options)
     finally:
         logger.removeHandler(handler)
         logger.propagate = old_propagate

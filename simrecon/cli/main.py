@@ -125,11 +125,18 @@ def convert(
     frames: Optional[str] = typer.Option(None, "--frames", help="Frame range START:END (Python slice)."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Skip frames whose image is missing."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT if it exists."),
+    topics: Optional[Path] = typer.Option(None, "--topics", help="rosbag: a topics YAML file choosing cameras, "
+                                                                 "lidar, boxes, frames (docs/datasets.md)."),
+    start: Optional[float] = typer.Option(None, "--start", help="rosbag: seconds after the recording's first "
+                                                                "message to start at.", callback=number("--start", ">= 0")),
+    duration: Optional[float] = typer.Option(None, "--duration", help="rosbag: seconds to convert from --start.",
+                                             callback=number("--duration", "> 0")),
 ) -> None:
     """Convert a public dataset into a drive log (written atomically, validated)."""
     from .convert_cmd import convert_command
 
-    convert_command(format, src, out_dir, cameras, frames, skip_missing, force, console=err)
+    convert_command(format, src, out_dir, cameras, frames, skip_missing, force, console=err, topics=topics,
+                    start=start, duration=duration)
 
 
 @app.command()

@@ -13,6 +13,7 @@ where each image and lidar sweep comes from. :func:`convert` writes that out ato
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -57,13 +58,20 @@ def _reader(fmt: str):
 
 
 def read(fmt: str, src: str | Path, cameras: Iterable[str] | None = None, frames: str | slice | None = None,
-         skip_missing: bool = False) -> Conversion:
-    """Read ``src`` in format ``fmt``; returns the Conversion (log + file sources). Writes nothing."""
+         skip_missing: bool = False, **options) -> Conversion:
+    """Read ``src`` in format ``fmt``; returns the Conversion (log + file sources). Writes nothing. ``options``
+    (not None) go to readers that take them (rosbag: ``topics``, ``start``, ``duration``); for others they are
+    a ReaderError."""
     reader = _reader(fmt)
     src_path = Path(src)
     sel = parse_frames(frames)
     cams = list(cameras) if cameras is not None else None
-    conv = reader(src_path, cameras=cams, frames=sel, skip_missing=skip_missing)
+    given = {k: v for k, v in options.items() if v is not None}
+    takes = inspect.signature(reader).parameters
+    unknown = [k for k in given if k not in takes]
+    if unknown:
+        raise ReaderError(src_path, "", f"--{unknown[0]} is not an option of the {fmt} reader")
+    conv = reader(src_path, cameras=cams, frames=sel, skip_missing=skip_missing, **given)
     _check_output_names(conv, src_path)
     return conv
 

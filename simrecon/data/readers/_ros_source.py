@@ -48,10 +48,15 @@ def _is_bag(path: Path) -> bool:
     return (path.is_dir() and (path / "metadata.yaml").is_file()) or (path.is_file() and path.suffix in _BAG_SUFFIXES)
 
 
-def resolve(src: Path) -> RosOptions:
-    """The recording and options named by ``src`` (a bag, or a topics YAML file)."""
+def resolve(src: Path, topics: Path | None = None) -> RosOptions:
+    """The recording and options named by ``src`` (a bag, or a topics YAML file); ``topics``: a topics YAML file
+    for the bag ``src`` (its ``bag:`` key, if any, must name the same recording)."""
     if not src.exists():
         raise ReaderError(src, "", "source does not exist")
+    if topics is not None:
+        if src.is_file() and src.suffix in (".yaml", ".yml") and src.name != "metadata.yaml":
+            raise ReaderError(topics, "", "--topics goes with a recording, not with another topics file")
+        return _from_yaml(Path(topics), bag=resolve(src).bag)
     if src.is_file() and src.suffix in (".yaml", ".yml") and src.name != "metadata.yaml":
         return _from_yaml(src)
     if src.is_file() and src.name == "metadata.yaml":
@@ -119,7 +124,10 @@ def _boxes(doc: dict, file: Path) -> list[str] | None:
     return raw
 
 
-def _from_yaml(file: Path) -> RosOptions:
+def _from_yaml(file: Path, bag: Path | None = None) -> RosOptions:
+    """Options from a topics file; ``bag`` (given on the command line) replaces its ``bag:`` key."""
+    if not file.is_file():
+        raise ReaderError(file, "", "no such topics file")
     try:
         doc = loads_yaml(file.read_text(encoding="utf-8"), file)
     except InputFileError as exc:
@@ -131,9 +139,13 @@ def _from_yaml(file: Path) -> RosOptions:
     unknown = [k for k in doc if k not in _KEYS]
     if unknown:
         raise ReaderError(file, str(unknown[0]), f"unknown key; known keys: {', '.join(_KEYS)}")
-    if not isinstance(doc.get("bag"), str):
-        raise ReaderError(file, "bag", "expected the recording's path, relative to this file's folder")
-    bag = source_file(file.parent, doc["bag"], file, "bag")
+    if bag is None:
+        if not isinstance(doc.get("bag"), str):
+            raise ReaderError(file, "bag", "expected the recording's path, relative to this file's folder")
+        bag = source_file(file.parent, doc["bag"], file, "bag")
+    elif "bag" in doc and (not isinstance(doc["bag"], str)
+                           or source_file(file.parent, doc["bag"], file, "bag").resolve() != bag.resolve()):
+        raise ReaderError(file, "bag", f"names another recording than {bag}; leave it out with --topics")
     if not _is_bag(bag):
         raise ReaderError(file, "bag", f"{bag} is not a ROS 1 .bag, a ROS 2 bag folder, a .db3 or an .mcap file")
     return RosOptions(bag=bag, config=file, cameras=_cameras(doc, file), lidar=_lidar(doc, file),

@@ -134,9 +134,15 @@ def _ego(data: Collected, world: str, base: str, stamps: list[int]) -> tuple[lis
     return times, poses
 
 
-def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
-         skip_missing: bool = False) -> Conversion:
-    opts = resolve(Path(src))
+def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None), skip_missing: bool = False,
+         topics: Path | None = None, start: float | None = None, duration: float | None = None) -> Conversion:
+    """``src``: a recording or a topics YAML file; ``topics``: a topics file for the recording ``src``; ``start``,
+    ``duration`` (s, from the recording's first message) override the topics file's."""
+    opts = resolve(Path(src), topics)
+    if start is not None:
+        opts.start = start
+    if duration is not None:
+        opts.duration = duration
     reader = open_recording(opts.bag)
     try:
         sel = choose(_types(reader), opts)
