@@ -174,3 +174,15 @@ def test_preview_from_the_file_alone_puts_boxes_where_the_log_projects_them(expo
         actor = next(a for a in plan.actors if a.id == actor_id)
         uv, depth = frame.project(actor.pose_at(TIMES[1])[None, :3, 3])
         assert depth[0] > 0 and np.allclose(uv[0], [u + 0.5, v + 0.5], atol=1e-6)
+
+
+def test_drive_mcap_writes_the_run_as_mcap_beside_it(drive_run, tmp_path):
+    """simrecon drive --mcap: RUN/run.mcap, the same messages export-run writes."""
+    run = tmp_path / "run"
+    log = drive_run.parent / "street" / "log"
+    assert main(["drive", str(log), "--policy", "replay", "-o", str(run), "--frames", "--width", "16",
+                 "--height", "12", "--dt", "0.2", "--mcap"]) == 0
+    ref = tmp_path / "ref.mcap"
+    assert main(["export-run", str(drive_run), "-o", str(ref)]) == 0
+    ours = [(topic, t) for topic, _, t, _ in _messages(run / "run.mcap")]
+    assert ours and ours == [(topic, t) for topic, _, t, _ in _messages(ref)]

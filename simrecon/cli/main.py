@@ -352,6 +352,8 @@ def drive(
                                                       "the scenario's drive: section."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace the run folder if simrecon wrote it."),
     renderer: str = typer.Option("fast", "--renderer", help=RENDERER_HELP, callback=renderer_choice),
+    mcap: bool = typer.Option(False, "--mcap", help="Also write RUN/run.mcap for Foxglove (as simrecon export-run; "
+                                                    "the ros extra)."),
 ) -> None:
     """Drive a policy through a scenario in closed loop: bicycle-model ego, cameras rendered at its pose.
 
@@ -363,6 +365,12 @@ def drive(
 
     chosen = sim_settings(dt, duration, camera, width, height, settings or [])
     drive_command(_existing_log(scenario), policy, output, chosen, frames, force, err, renderer)
+    if mcap:
+        from ..export.run_mcap import run_to_mcap
+
+        res = run_to_mcap(output, output / "run.mcap")
+        err.print(f"wrote {res.out}: {res.steps} steps, {res.images} camera frames, {res.events} events",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("drive-suite")
