@@ -212,32 +212,35 @@ def run_regress(task: StageTask) -> StageFigures:
     return figures
 
 
-def _sim_config(opts):
+def _sim_settings(opts) -> list:
+    """The drive stage's settings as (dotted name, value): its ``set`` items, then ``duration``; over each
+    scenario's own ``drive:`` section, as ``simrecon drive --set`` is."""
     from ..config_io import set_field
     from ..sim import SimConfig
+    from ..sim.config import apply_settings
 
-    cfg = SimConfig()
+    probe, out = SimConfig(), []
     for item in opts.set:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise StageError(f"drive.set {item!r}: expected KEY=VALUE, e.g. world.end_on_off_road=true")
-        set_field(cfg, key.strip(), raw, "drive.set", text=True)
+        out.append((key.strip(), set_field(probe, key.strip(), raw, "drive.set", text=True)))
     if opts.duration is not None:
-        cfg.world.duration_s = opts.duration
-    cfg.check()
-    return cfg
+        out.append(("world.duration_s", opts.duration))
+    apply_settings(SimConfig(), out, "drive.set")
+    return out
 
 
 def run_drive(task: StageTask) -> StageFigures:
     from ..sim import drive, open_plan
 
     opts = task.stage.options
-    cfg, root = _sim_config(opts), task.log_out / task.stage.name
+    settings, root = _sim_settings(opts), task.log_out / task.stage.name
     plans = _plans(task, list(opts.scenarios), opts.renderer) if opts.scenarios else \
         [("logged", open_plan(task.target(), opts.renderer, scene=_open(task, opts.renderer)))]
     scores, collisions = [], 0
     for name, plan in plans:
-        result = drive(plan, opts.policy, root / name, cfg, force=True, renderer=opts.renderer)
+        result = drive(plan, opts.policy, root / name, force=True, renderer=opts.renderer, settings=settings)
         scores.append(result.metrics.score)
         collisions += int(result.metrics.collision)
     return StageFigures(drive_score=round(sum(scores) / len(scores), 4), collisions=collisions)
