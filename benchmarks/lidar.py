@@ -42,20 +42,11 @@ from simrecon.data.geometry import make_pose  # noqa: E402
 from simrecon.data.lidar_model import uniform_sensor  # noqa: E402
 from simrecon.data.scene_api import logged_placements  # noqa: E402
 from simrecon.scene import load_scene  # noqa: E402
+from simrecon.scene.lidar_eval import SweepComparison  # noqa: E402
 from simrecon.synth import GroundTruthScene, SynthConfig, generate  # noqa: E402
 from simrecon.train import preset, reconstruct  # noqa: E402
 
 SWEEP_TARGET_S = 1.0
-
-
-def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
-    """Symmetric mean nearest-neighbour distance (metres) between point sets [N, 3] and [M, 3]."""
-    if not len(a) or not len(b):
-        return float("nan")
-    ta, tb = torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)
-    d_ab = torch.cat([torch.cdist(ta[i:i + 4096], tb).amin(1) for i in range(0, len(ta), 4096)])
-    d_ba = torch.cat([torch.cdist(tb[i:i + 4096], ta).amin(1) for i in range(0, len(tb), 4096)])
-    return float((d_ab.mean() + d_ba.mean()) / 2)
 
 
 def _poses(log, kind: str) -> list[tuple[np.ndarray, float]]:
@@ -75,28 +66,19 @@ def _poses(log, kind: str) -> list[tuple[np.ndarray, float]]:
 
 
 def score_set(scene, gt, kind: str, max_sweeps: int) -> dict:
+    """The neural ``scene``'s sweeps of a set against the generator's (``gt``), and its render speed."""
     log = gt.log
     sensor = log.lidar_sensors["lidar"]
-    errs, chamfers, agree, tp, fp, fn, rays, secs = [], [], 0, 0, 0, 0, 0, 0.0
+    cmp, secs = SweepComparison(), 0.0
     for s2w, t in _poses(log, kind)[:max_sweeps]:
         placed = logged_placements(log, t)
         want = gt.render_lidar(sensor, s2w, t, placed)
         t0 = time.perf_counter()
         got = scene.render_lidar(sensor, s2w, t, placed)
         secs += time.perf_counter() - t0
-        both = want.returned & got.returned
-        errs.append(np.abs(got.range_m[both] - want.range_m[both]))
-        chamfers.append(_chamfer(got.points(), want.points()))
-        agree += int((want.returned == got.returned).sum())
-        tp += int((~want.returned & ~got.returned).sum())
-        fp += int((want.returned & ~got.returned).sum())
-        fn += int((~want.returned & got.returned).sum())
-        rays += len(want.returned)
-    err = np.concatenate(errs)
-    return {"set": kind, "sweeps": len(chamfers), "median_range_error_m": float(np.median(err)),
-            "mean_range_error_m": float(np.mean(err)), "chamfer_m": float(np.nanmean(chamfers)),
-            "drop_accuracy": agree / rays, "drop_f1": 2 * tp / max(1, 2 * tp + fp + fn),
-            "rays_per_s": rays / secs}
+        cmp.add(got, want.range_m, want.returned, want.intensity, want.points())
+    m = cmp.summary()
+    return {"set": kind, **m.to_json(), "rays_per_s": m.rays / secs}
 
 
 def sweep_time(scene, log, repeats: int = 3) -> float:

@@ -163,3 +163,23 @@ def test_neural_sweep_ranges_come_from_the_scene_geometry(xs_log, tmp_path):
         "shallower beams reach the plate farther away"
     assert np.all(np.abs(out.range_m[want] / truth[want] - 1) < 0.5)
     assert np.all(out.instance == 0)
+
+
+def test_sweep_metrics_of_the_exact_scene_are_perfect_and_see_a_moved_sensor(gt):
+    """scene.lidar_eval: the exact scene against its own recorded sweeps scores zero error, all rays agreeing;
+    rendered 0.5 m higher, the range error, Chamfer and disagreement appear."""
+    from simrecon.data.geometry import make_pose
+    from simrecon.scene.lidar_eval import SweepComparison, chamfer, recorded_range_image, score_sweeps
+
+    m = score_sweeps(gt, gt.log.lidar, max_sweeps=2)
+    assert m.sweeps == 2 and m.rays == 2 * gt.log.lidar_sensors["lidar"].rays
+    assert m.median_range_error_m < 1e-4 and m.chamfer_m < 1e-4 and m.drop_accuracy == 1.0 and m.drop_f1 == 1.0
+    assert m.intensity_rmse < 1e-5  # the synthetic street's intensity, known to both
+    sweep, sensor = gt.log.lidar[0], gt.log.lidar_sensors["lidar"]
+    moved = sweep.s2w @ make_pose(np.eye(3), np.array([0.0, 0.0, 0.5]))  # up: every ground and wall range changes
+    cmp = SweepComparison()
+    cmp.add(gt.render_lidar(sensor, moved, sweep.timestamp, logged_placements(gt.log, sweep.timestamp)),
+            *recorded_range_image(sweep, gt.log.root, sensor))
+    off = cmp.summary()
+    assert off.median_range_error_m > 0.05 and off.chamfer_m > 0.05 and off.drop_accuracy < 1.0
+    assert chamfer(np.zeros((3, 3)), np.ones((2, 3))) == pytest.approx(3 ** 0.5)

@@ -226,6 +226,11 @@ def test_cli_eval_and_render(tiny_scene, tmp_path, capsys):
     result = json.loads((tiny_scene / "eval.json").read_text())
     assert result["num_frames"] == 3 and 0 < result["psnr"] < 60
     assert result["lidar_depth"]["held_out_sweeps"] is True  # sweeps at held-out times were not trained on
+    sweeps = result["lidar_sweeps"]  # whole held-out sweeps of the v1.1 sensor rendered and compared
+    assert sweeps["held_out_sweeps"] is True and sweeps["sweeps"] >= 1 and 0 <= sweeps["drop_accuracy"] <= 1
+    sensor = load_scene(tiny_scene).log.lidar_sensors["lidar"]
+    assert sweeps["rays"] == sweeps["sweeps"] * sensor.rays and sweeps["intensity_rmse"] is None  # no intensity yet
+    assert "lidar sweeps (" in capsys.readouterr().out
     assert main(["render", str(tiny_scene), "-o", str(tmp_path / "traj"), "--trajectory", "--shift-left",
                  "2", "--outputs", "rgb,depth,instance"]) == 0
     assert (tmp_path / "traj/video.mp4").stat().st_size > 1000

@@ -123,6 +123,8 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console, log: 
         out.print(f"lidar depth error: mean {d['mean_abs_m']:.3f} m, median {d['median_abs_m']:.3f} m, "
                   f"{100 * d['within_10cm']:.1f}% within 10 cm ({d['points']} returns"
                   f"{', held-out sweeps' if d['held_out_sweeps'] else ', training sweeps'})", highlight=False)
+    if "lidar_sweeps" in result:
+        out.print(sweep_line(result["lidar_sweeps"]), highlight=False)
     try:
         atomic_write_text(scene_dir / "eval.json", json.dumps(result, indent=1))
     except OSError as exc:
@@ -153,3 +155,12 @@ def render_command(scene_dir: Path, poses: Path | None, out_dir: Path, outputs: 
         render_frames(scene, frames, out_dir, kinds, video=trajectory_flag, force=force,
                       on_frame=lambda i, n: progress.update(task, completed=i))
     return out_dir
+
+
+def sweep_line(m: dict) -> str:
+    """One line of ``evaluate``'s whole-sweep lidar metrics."""
+    fmt = lambda v, spec, unit="": "-" if v is None else f"{v:{spec}}{unit}"  # noqa: E731
+    return (f"lidar sweeps ({m['sweeps']}, {'held out' if m['held_out_sweeps'] else 'training'}): range error "
+            f"median {fmt(m['median_range_error_m'], '.3f', ' m')}, mean {fmt(m['mean_range_error_m'], '.3f', ' m')}; "
+            f"Chamfer {fmt(m['chamfer_m'], '.3f', ' m')}; ray drop accuracy {fmt(m['drop_accuracy'], '.1%')}, F1 "
+            f"{fmt(m['drop_f1'], '.3f')}; intensity RMSE {fmt(m['intensity_rmse'], '.3f')}")

@@ -1,4 +1,5 @@
-"""``simrecon eval``: PSNR / SSIM on held-out frames, and depth error against lidar where it exists."""
+"""``simrecon eval``: PSNR / SSIM on held-out frames, and depth error against lidar where it exists (returns and,
+for v1.1 logs, whole sweeps: range, ray drop, Chamfer, intensity)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..render import TrainingInputs
 from ..render.rays import lidar_rays
 from .metrics import psnr, ssim
 from .folder import training_sweeps
+from .lidar_eval import score_sweeps
 from .neural import NeuralScene
 
 
@@ -30,8 +32,11 @@ def actor_mask(scene: NeuralScene, frame) -> np.ndarray:
     return mask
 
 
-def evaluate(scene: NeuralScene, frames: list | None = None, on_frame=None, lidar_points: int = 20000) -> dict:
-    """Metrics over ``frames`` (default: the held-out frames). Returns a JSON-ready dict."""
+def evaluate(scene: NeuralScene, frames: list | None = None, on_frame=None, lidar_points: int = 20000,
+             lidar_sweeps: int = 4) -> dict:
+    """Metrics over ``frames`` (default: the held-out frames); with lidar, the depth error at ``lidar_points``
+    returns and, for sweeps with a sensor model and layout (v1.1), up to ``lidar_sweeps`` whole sweeps rendered
+    against the recorded ones (``lidar_eval``). Returns a JSON-ready dict."""
     if frames is None:
         held = set(scene.info.holdout)
         frames = [f for f in scene.log.frames if f.file_path in held]
@@ -59,15 +64,23 @@ def evaluate(scene: NeuralScene, frames: list | None = None, on_frame=None, lida
         result["psnr_actor_pixels"] = round(float(-10 * np.log10(max(actor_err / actor_px, 1e-12))), 3)
     if scene.log.lidar:
         result["lidar_depth"] = lidar_depth_error(scene, lidar_points)
+        sweeps = score_sweeps(scene, held_out_sweeps(scene) or scene.log.lidar, max_sweeps=lidar_sweeps)
+        if sweeps is not None:
+            result["lidar_sweeps"] = {"held_out_sweeps": bool(held_out_sweeps(scene)), **sweeps.to_json()}
     return result
+
+
+def held_out_sweeps(scene: NeuralScene) -> list:
+    """The log's sweeps the scene never trained on (taken when every camera frame was held out)."""
+    trained = {id(s) for s in training_sweeps(scene.log, set(scene.info.holdout))}
+    return [s for s in scene.log.lidar if id(s) not in trained]
 
 
 @torch.no_grad()
 def lidar_depth_error(scene: NeuralScene, max_points: int, chunk: int = 8192) -> dict:
     """Rendered expected range vs measured range over up to ``max_points`` lidar returns (all sweeps)."""
     rng = np.random.default_rng(0)
-    trained = {id(s) for s in training_sweeps(scene.log, set(scene.info.holdout))}
-    held = [s for s in scene.log.lidar if id(s) not in trained]
+    held = held_out_sweeps(scene)
     sweeps = held or scene.log.lidar  # sweeps never trained on when the holdout leaves some
     per = max(1, max_points // len(sweeps))
     origins, points, times = [], [], []
