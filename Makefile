@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Every extra that has tests, so that no test skips for a missing package. The stamp
 # names the extras: installing with other EXTRAS (make test EXTRAS=dev) is not mistaken for done.
-EXTRAS ?= dev,viewer,mesh,open3d,pandaset,argoverse2,sim,ros,cluster,rl
+EXTRAS ?= dev,viewer,mesh,open3d,pandaset,argoverse2,sim,ros,cluster,rl,perception
 comma := ,
 STAMP := $(VENV)/.simrecon-installed-$(subst $(comma),-,$(EXTRAS))
 # System packages: Chromium for the browser test of the viewer (it skips without it), libusb for open3d.

@@ -124,3 +124,69 @@ def test_a_bad_suite_exits_2_with_one_line_and_writes_nothing(capsys, suite_dir,
     code, _, err = cli(capsys, "drive-suite", path, "--policy", "lane-follow", "-o", tmp_path / "r")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "r").exists()
+
+
+DETECTORS = """
+import hashlib, json
+
+TRUTH = json.load(open({truth!r}))  # sha1 of the image -> [[x, y, w, h, category], ...]
+
+
+def key(image):
+    return hashlib.sha1(image.tobytes()).hexdigest()
+
+
+class Oracle:  # the exact boxes, full confidence
+    def detect(self, image):
+        return [{{"bbox": b[:4], "score": 1.0, "category": b[4]}} for b in TRUTH.get(key(image), [])]
+
+
+def sloppy(image):  # the same boxes shifted by 60 % of their width: IoU 0.25 (< 0.5, the lowest COCO threshold)
+    return [(b[0] + 0.6 * b[2], b[1], b[2], b[3], 0.9, b[4]) for b in TRUTH.get(key(image), [])]
+"""
+
+
+def detectors(root: Path, scenario: Path) -> Path:
+    """A detectors module that knows the scenario's exact boxes (by the image's bytes)."""
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from simrecon.export import export
+
+    ref = root / "ref_coco"
+    if not ref.exists():
+        export(scenario, "coco", ref)
+    ann = json.loads((ref / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in ann["categories"]}
+    truth: dict = {}
+    for im in ann["images"]:
+        digest = hashlib.sha1(np.asarray(Image.open(ref / im["file_name"]).convert("RGB")).tobytes()).hexdigest()
+        truth[digest] = [a["bbox"] + [names[a["category_id"]]] for a in ann["annotations"] if a["image_id"] == im["id"]]
+    (root / "truth.json").write_text(json.dumps(truth))
+    path = root / "detectors.py"
+    path.write_text(DETECTORS.format(truth=str(root / "truth.json")))
+    assert sum(map(len, truth.values())) > 5  # the street's cars are in view
+    return path
+
+
+def test_perception_entries_compare_two_detectors_on_composed_frames(capsys, suite_dir, tmp_path):
+    det = detectors(suite_dir, suite_dir / "free.yaml")
+    path = suite_dir / "perception.yaml"
+    path.write_text(yaml.safe_dump({"perception": [{"scenario": "free.yaml", "name": "detect"}]}))
+    same = drive_suite(path, None, tmp_path / "a", detector=f"{det}:Oracle", baseline_detector=f"{det}:Oracle")
+    case = same.cases[0]
+    assert same.passed and case.kind == "perception" and case.candidate.map == pytest.approx(1.0)
+    assert case.candidate.detections == case.candidate.boxes > 5
+    code, _, err = cli(capsys, "drive-suite", path, "--detector", f"{det}:sloppy", "--baseline-detector",
+                       f"{det}:Oracle", "-o", tmp_path / "b")
+    assert code == 1 and "REGRESSION detect: map: 0" in err
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    worse = {r["metric"] for r in summary["cases"][0]["regressions"]}
+    assert worse == {"map", "map50"} and summary["cases"][0]["candidate"]["map"] < 0.01
+    assert "perception: mAP 0.000 / 1.000" in (tmp_path / "b" / "report.html").read_text()
+    code, _, err = cli(capsys, "drive-suite", path, "-o", tmp_path / "c")
+    assert code == 2 and "perception entries need --detector" in err
+    code, _, err = cli(capsys, "drive-suite", path, "--detector", f"{det}:nothing", "-o", tmp_path / "c")
+    assert code == 2 and "has no attribute 'nothing'" in err and not (tmp_path / "c").exists()

@@ -67,9 +67,9 @@ def drive_command(scenario: Path, policy: str, out: Path, settings: list, frames
     return result
 
 
-def drive_suite_command(suite: Path, policy: str, baseline: Optional[str], out: Path, settings: list,
-                        force: bool = False,
-                        console: Console | None = None, renderer: str = "fast") -> int:
+def drive_suite_command(suite: Path, policy: Optional[str], baseline: Optional[str], out: Path, settings: list,
+                        force: bool = False, console: Console | None = None, renderer: str = "fast",
+                        detector: Optional[str] = None, baseline_detector: Optional[str] = None) -> int:
     """Run a drive suite with a progress bar; prints one line per case that failed and the verdict; 0 or 1."""
     from ..export.drive_suite import drive_suite
 
@@ -81,7 +81,7 @@ def drive_suite_command(suite: Path, policy: str, baseline: Optional[str], out: 
             progress.update(task, completed=done, total=total, description=label)
 
         result = drive_suite(suite, policy, out, baseline, settings=settings, force=force, progress=tick,
-                             renderer=renderer)
+                             renderer=renderer, detector=detector, baseline_detector=baseline_detector)
         progress.update(task, completed=len(result.cases), total=len(result.cases))
     for c in result.cases:
         if not c.passed:

@@ -96,6 +96,14 @@ def synth(
                                          help="Auto-exposure in the log's images: camera k's gain is exp(A sin(2 pi "
                                               "t / 1.6 s + 2k)); 0.25 is +-28 %. The ground truth keeps the true "
                                               "exposure. For testing --frame-exposure of reconstruct."),
+    pose_noise: str = typer.Option("", "--pose-noise", metavar="POS_M,ROT_DEG",
+                                   help="Move every timestamp's camera rig and ego pose in the log by exactly POS_M "
+                                        "metres and ROT_DEG degrees (random directions, seeded), as GPS/INS poses "
+                                        "are off; e.g. 0.1,0.5. Images, lidar and ground truth stay exact; "
+                                        "OUT/true_poses.json keeps the exact poses. For testing pose refinement."),
+    track_noise: str = typer.Option("", "--track-noise", metavar="POS_M,ROT_DEG",
+                                    help="Move every actor track keyframe in the log by POS_M metres and a yaw of "
+                                         "ROT_DEG degrees (e.g. 0.2,2); the exact tracks go to OUT/true_poses.json."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT if it exists."),
 ) -> None:
     """Generate a synthetic street drive with exact ground truth.
@@ -106,10 +114,14 @@ def synth(
     instance and semantic ids), and exact actor boxes and meshes. Deterministic for a seed.
     """
     from ..synth import SynthConfig
+    from .options import noise_pair
     from .progress import run_synth
 
+    pose_m, pose_deg = noise_pair("--pose-noise", pose_noise)
+    track_m, track_deg = noise_pair("--track-noise", track_noise)
     cfg = SynthConfig(seconds=seconds, width=width, height=height, seed=seed, ground_truth=not no_gt,
-                      antialias=antialias, exposure_drift=exposure_drift)
+                      antialias=antialias, exposure_drift=exposure_drift, pose_noise_m=pose_m,
+                      pose_noise_deg=pose_deg, track_noise_m=track_m, track_noise_deg=track_deg)
     log_dir = run_synth(out_dir, cfg, force, err)
     out.print(f"wrote {log_dir} (drive log) and {out_dir / 'gt'} (ground truth)", highlight=False)
 
@@ -377,9 +389,15 @@ def drive(
 def drive_suite(
     suite: Path = typer.Argument(..., help="Suite YAML: scenarios (each with optional vary:), tolerances, gates, "
                                            "set: (docs/simulation.md, Drive suites)."),
-    policy: str = typer.Option(..., "--policy", help="The candidate: any --policy of simrecon drive."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="The candidate: any --policy of simrecon drive "
+                                                                "(needed when the suite has scenarios:)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="The release to compare with (a policy spec); "
                                                                    "without it, only the suite's gates apply."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="The candidate detector for the suite's "
+                                                                   "perception: entries (module:attr or file.py:attr, "
+                                                                   "image -> boxes)."),
+    baseline_detector: Optional[str] = typer.Option(None, "--baseline-detector", help="The detector to compare "
+                                                                                     "with."),
     output: Path = typer.Option(..., "--output", "--out", "-o", help="Report folder: summary.json, junit.xml, "
                                                                     "report.html, runs/WHO/CASE/."),
     settings: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
@@ -397,7 +415,8 @@ def drive_suite(
     from .drive_cmd import drive_suite_command, sim_settings
 
     chosen = sim_settings(None, None, None, None, None, settings or [])
-    code = drive_suite_command(_existing_log(suite), policy, baseline, output, chosen, force, err, renderer)
+    code = drive_suite_command(_existing_log(suite), policy, baseline, output, chosen, force, err, renderer,
+                               detector, baseline_detector)
     if code:
         raise typer.Exit(code)
 

@@ -33,12 +33,19 @@ def _row(c: "CaseResult", has_base: bool) -> str:
     color = "#1a7f37" if c.passed else "#cf222e"
     worse = {r.metric for r in c.regressions}
     cells = []
-    for key, spec in SHOWN:
+    for key, spec in (SHOWN if c.kind == "drive" else ()):
         style = " style='background:#ffebe9'" if key in worse else ""
         text = _cell(c.candidate, key, spec) + (f" / {_cell(c.baseline, key, spec)}" if has_base else "")
         cells.append(f"<td{style}>{e(text)}</td>")
+    if c.kind == "perception":  # the detector's COCO AP in the details; the drive columns stay empty
+        cells = ["<td>-</td>"] * len(SHOWN)
+        ap = f"mAP {_cell(c.candidate, 'map', '.3f')}" + (f" / {_cell(c.baseline, 'map', '.3f')}" if has_base else "")
+        ap50 = f"AP50 {_cell(c.candidate, 'map50', '.3f')}" + (
+            f" / {_cell(c.baseline, 'map50', '.3f')}" if has_base else "")
+        variation = f"perception: {ap}, {ap50}"
     why = c.error or "; ".join(r.message for r in c.regressions)
-    variation = ", ".join(f"{k}={json.dumps(v)}" for k, v in c.values.items())
+    if c.kind == "drive":
+        variation = ", ".join(f"{k}={json.dumps(v)}" for k, v in c.values.items())
     return (f"<tr><td><a href='#{e(c.name)}'>{e(c.name)}</a></td><td>{e(variation)}</td>"
             f"<td style='color:{color};font-weight:bold'>{status}</td>{''.join(cells)}<td>{e(why)}</td></tr>")
 
@@ -59,12 +66,13 @@ def _plot(c: "CaseResult", root: Path) -> str:
 def write_html(path: Path, result: "SuiteResult", root: Path) -> None:
     """``path``: the report of ``result``, whose run folders are under ``root``."""
     e = html.escape
-    has_base = result.baseline is not None
+    has_base = result.baseline is not None or result.baseline_detector is not None
     pair = " (candidate / baseline)" if has_base else ""
     head = "".join(f"<th>{k}{pair}</th>" for k, _ in SHOWN)
     verdict = "PASSED" if result.passed else "FAILED"
-    who = f"candidate <code>{e(result.candidate)}</code>" + (
-        f", baseline <code>{e(result.baseline)}</code>" if has_base else ", no baseline (gates only)")
+    who = ", ".join(f"{label} <code>{e(spec)}</code>" for label, spec in (
+        ("candidate", result.candidate), ("baseline", result.baseline), ("candidate detector", result.detector),
+        ("baseline detector", result.baseline_detector)) if spec) + ("" if has_base else "; no baseline (gates only)")
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>simrecon drive-suite {e(result.suite)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:4px 8px}}</style></head><body>

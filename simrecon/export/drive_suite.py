@@ -33,7 +33,9 @@ from ..sim import SimConfig, drive
 from ..sim.config import apply_settings, configure, flat_settings
 from ..sim.metrics import DriveMetrics
 from .drive_report import write_html
+from .exporter import export
 from .junit import JUnitCase, write_junit
+from .perception import PerceptionMetrics, coco_map, detections_of, load_detector
 
 Progress = Callable[[str, int, int], None]  # (label, cases done, cases in all)
 
@@ -42,6 +44,8 @@ DIRECTION = {"score": 1, "route_completion": 1, "min_ttc": 1, "collision": 0, "o
              "max_long_accel": -1, "max_lat_accel": -1, "max_jerk": -1}
 DEFAULT_TOLERANCES = {"score": 0.02, "route_completion": 0.02, "min_ttc": 0.25, "collision": 0, "off_road": 0,
                       "policy_error": 0}
+PERCEPTION = {"map": 1, "map50": 1}  # perception entries' metrics: COCO box AP, higher is better
+PERCEPTION_TOLERANCES = {"map": 0.02, "map50": 0.02}
 Number = Union[bool, float, None]
 
 
@@ -54,6 +58,14 @@ class Entry(BaseModel):
     gates: dict[str, Number] = {}
 
 
+class PerceptionEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    scenario: str
+    name: Optional[str] = None
+    tolerances: dict[str, Optional[float]] = {}
+    gates: dict[str, Optional[float]] = {}
+
+
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: Optional[str] = None
@@ -61,12 +73,14 @@ class Suite(BaseModel):
     set: dict[str, Any] = {}  # simulation settings (simrecon drive --set) for every run
     tolerances: dict[str, Optional[float]] = {}
     gates: dict[str, Number] = {}
-    scenarios: list[Entry] = Field(min_length=1)
+    scenarios: list[Entry] = []
+    perception: list[PerceptionEntry] = []  # open-loop: a detector on the composed frames (export/perception.py)
 
 
 @dataclass
 class Case:
-    """One drive of the suite: a scenario file with its variation's values."""
+    """One drive of the suite (or, ``kind`` perception, one detector comparison): a scenario file with its
+    variation's values."""
 
     name: str
     file: Path
@@ -74,6 +88,7 @@ class Case:
     raw: dict  # the scenario's mapping, varied
     tolerances: dict[str, Optional[float]]
     gates: dict[str, Number]
+    kind: str = "drive"
 
 
 @dataclass
@@ -91,8 +106,9 @@ class CaseResult:
     scenario: str
     values: dict[str, Any]
     seconds: float = 0.0
-    candidate: DriveMetrics | None = None
-    baseline: DriveMetrics | None = None
+    candidate: DriveMetrics | PerceptionMetrics | None = None
+    baseline: DriveMetrics | PerceptionMetrics | None = None
+    kind: str = "drive"  # or "perception"
     regressions: list[Regression] = field(default_factory=list)
     error: str | None = None
     runs: dict[str, str] = field(default_factory=dict)  # who -> run folder, relative to the suite's output
@@ -108,17 +124,19 @@ class SuiteResult:
     passed: bool
     cases: list[CaseResult]
     out: Path
-    candidate: str
+    candidate: str | None  # policy specs
     baseline: str | None
+    detector: str | None = None  # detector specs (perception entries)
+    baseline_detector: str | None = None
 
 
-def _check_limits(file: Path, where: str, limits: dict, gates: bool) -> None:
+def _check_limits(file: Path, where: str, limits: dict, gates: bool, metrics: dict = DIRECTION) -> None:
     for metric, value in limits.items():
-        if metric not in DIRECTION:
-            raise ScenarioError(file, f"{where}.{metric}", f"unknown metric; choose from {', '.join(DIRECTION)}")
-        if DIRECTION[metric] == 0 and gates and value is not None and not isinstance(value, bool):
+        if metric not in metrics:
+            raise ScenarioError(file, f"{where}.{metric}", f"unknown metric; choose from {', '.join(metrics)}")
+        if metrics[metric] == 0 and gates and value is not None and not isinstance(value, bool):
             raise ScenarioError(file, f"{where}.{metric}", "a flag's gate is true (allowed) or false (not allowed)")
-        if DIRECTION[metric] != 0 and value is not None and (isinstance(value, bool) or not
+        if metrics[metric] != 0 and value is not None and (isinstance(value, bool) or not
                                                               (isinstance(value, (int, float)) and value >= 0)):
             raise ScenarioError(file, f"{where}.{metric}", f"expected a number >= 0 or null, got {value!r}")
 
@@ -145,9 +163,14 @@ def load_suite(path: Path) -> Suite:
             (f"scenarios[{i}].{k}", getattr(e, k), k == "gates") for i, e in enumerate(suite.scenarios)
             for k in ("tolerances", "gates")]:
         _check_limits(path, where, limits, gates)
+    for i, e in enumerate(suite.perception):
+        for k in ("tolerances", "gates"):
+            _check_limits(path, f"perception[{i}].{k}", getattr(e, k), k == "gates", PERCEPTION)
     for i, e in enumerate(suite.scenarios):
         if any(not values for values in e.vary.values()):
             raise ScenarioError(path, f"scenarios[{i}].vary", "every key needs a non-empty list of values")
+    if not suite.scenarios and not suite.perception:
+        raise ScenarioError(path, "scenarios", "the suite has no scenario (scenarios: or perception:)")
     return suite
 
 
@@ -228,6 +251,15 @@ def expand(suite: Suite, path: Path) -> list[Case]:
             names.add(name)
             cases.append(Case(name, file, dict(zip(keys, combo)), varied, {**DEFAULT_TOLERANCES, **suite.tolerances,
                                                                            **e.tolerances}, {**suite.gates, **e.gates}))
+    for i, e in enumerate(suite.perception):
+        file = (path.parent / e.scenario).resolve()
+        name = e.name or f"perception-{Path(e.scenario).stem}"
+        problem = name_problem(name) or (f"two cases named {name!r}: give a name" if name in names else None)
+        if problem:
+            raise ScenarioError(path, f"perception[{i}].name", problem)
+        names.add(name)
+        cases.append(Case(name, file, {}, _read_raw(file), {**PERCEPTION_TOLERANCES, **e.tolerances}, dict(e.gates),
+                          "perception"))
     return cases
 
 
@@ -240,12 +272,13 @@ def _value(m: DriveMetrics, metric: str, horizon: float) -> Any:
     return v
 
 
-def compare(cand: DriveMetrics, base: DriveMetrics | None, tolerances: dict, gates: dict,
-            horizon: float) -> list[Regression]:
+def compare(cand, base, tolerances: dict, gates: dict, horizon: float,
+            metrics: dict = DIRECTION) -> list[Regression]:
     """The candidate's regressions: against the baseline beyond ``tolerances``, and against absolute ``gates``
-    (flags: false = must not happen; numbers: the least, or for lower-is-better metrics the most, allowed)."""
+    (flags: false = must not happen; numbers: the least, or for lower-is-better metrics the most, allowed).
+    ``metrics``: name -> direction of the metrics compared (drive metrics, or ``PERCEPTION``)."""
     out = []
-    for metric, direction in DIRECTION.items():
+    for metric, direction in metrics.items():
         c = _value(cand, metric, horizon)
         tol = tolerances.get(metric)
         if base is not None and tol is not None:
@@ -276,6 +309,7 @@ class _Runner:
     policies: dict[str, str]  # who (candidate, baseline) -> policy spec
     tmp: Path
     renderer: str
+    detectors: dict[str, str] = field(default_factory=dict)  # who -> detector spec (perception entries)
     scenes: dict[Path, RenderableScene] = field(default_factory=dict)
 
     def scene(self, p: Path, file: Path) -> RenderableScene:
@@ -298,30 +332,65 @@ class _Runner:
         return resolve(spec, self.scene(scene_path, case.file), case.file, scene_path)
 
     def run(self, case: Case) -> CaseResult:
-        res = CaseResult(case.name, str(case.file), case.values)
+        res = CaseResult(case.name, str(case.file), case.values, kind=case.kind)
         start = time.perf_counter()
         try:
-            plan = self.plan(case)
-            horizon = configure(self.cfg, plan, self.settings).world.ttc_horizon
-            metrics = {}
-            for who, spec in self.policies.items():
-                rel = f"runs/{who}/{case.name}"
-                metrics[who] = drive(plan, spec, self.tmp / rel, self.cfg, renderer=self.renderer,
-                                     settings=self.settings).metrics
-                res.runs[who] = rel
-            res.candidate, res.baseline = metrics["candidate"], metrics.get("baseline")
-            res.regressions = compare(res.candidate, res.baseline, case.tolerances, case.gates, horizon)
+            if case.kind == "perception":
+                self.perceive(case, res)
+            else:
+                self.drive_case(case, res)
         except (ScenarioError, FileNotFoundError, FileExistsError, ValueError) as exc:
             res.error = (str(exc).splitlines() or [type(exc).__name__])[0]
         res.seconds = time.perf_counter() - start
         return res
 
+    def perceive(self, case: Case, res: CaseResult) -> None:
+        """Compose the scenario once as a COCO dataset (frames/NAME), score every detector on it."""
+        rel = f"frames/{case.name}"
+        export(self.plan(case), "coco", self.tmp / rel)
+        metrics = {who: coco_map(self.tmp / rel, detections_of(load_detector(spec), self.tmp / rel))
+                   for who, spec in self.detectors.items()}
+        res.runs["frames"] = rel
+        res.candidate, res.baseline = metrics["candidate"], metrics.get("baseline")
+        res.regressions = compare(res.candidate, res.baseline, case.tolerances, case.gates, 0.0, PERCEPTION)
 
-def drive_suite(path: str | Path, candidate: str, out: str | Path, baseline: str | None = None,
+    def drive_case(self, case: Case, res: CaseResult) -> None:
+        """Drive the case with every policy (runs/WHO/NAME) and compare."""
+        plan = self.plan(case)
+        horizon = configure(self.cfg, plan, self.settings).world.ttc_horizon
+        metrics = {}
+        for who, spec in self.policies.items():
+            rel = f"runs/{who}/{case.name}"
+            metrics[who] = drive(plan, spec, self.tmp / rel, self.cfg, renderer=self.renderer,
+                                 settings=self.settings).metrics
+            res.runs[who] = rel
+        res.candidate, res.baseline = metrics["candidate"], metrics.get("baseline")
+        res.regressions = compare(res.candidate, res.baseline, case.tolerances, case.gates, horizon)
+
+
+def _check_who(suite: Suite, path: Path, policy: str | None, baseline: str | None, detector: str | None,
+               baseline_detector: str | None) -> None:
+    """Each kind of entry has what it is run with; a one-line ValueError otherwise."""
+    if suite.scenarios and not policy:
+        raise ValueError(f"{path}: its scenarios need --policy")
+    if suite.perception and not detector:
+        raise ValueError(f"{path}: its perception entries need --detector")
+    if baseline_detector and not detector:
+        raise ValueError("--baseline-detector needs --detector")
+    if baseline and not policy:
+        raise ValueError("--baseline needs --policy")
+    for spec in (detector, baseline_detector):
+        if spec:
+            load_detector(spec)  # a bad spec is refused before anything runs
+
+
+def drive_suite(path: str | Path, candidate: str | None, out: str | Path, baseline: str | None = None,
                 cfg: SimConfig | None = None, settings: list[tuple[str, Any]] | None = None, force: bool = False,
-                progress: Progress | None = None, renderer: str = "fast") -> SuiteResult:
+                progress: Progress | None = None, renderer: str = "fast", detector: str | None = None,
+                baseline_detector: str | None = None) -> SuiteResult:
     """Run the suite at ``path`` for ``candidate`` (and ``baseline``) policy specs into ``out``; see the module
     docstring. Each drive's settings: ``cfg``, the scenario's ``drive:``, the suite's ``set:``, ``settings``.
+    Perception entries are scored with ``detector`` (and ``baseline_detector``).
     Bad input (suite, scenario files, settings, output folder) is a one-line error before anything is written;
     a case that cannot run is that case's error, and the others go on."""
     path, out = Path(path), Path(out)
@@ -330,18 +399,20 @@ def drive_suite(path: str | Path, candidate: str, out: str | Path, baseline: str
     apply_settings(copy.deepcopy(cfg) if cfg else SimConfig(), suite.set, f"{path}: set")
     settings = flat_settings(suite.set) + list(settings or [])
     check_target(out, force)
+    _check_who(suite, path, candidate, baseline, detector, baseline_detector)
     policies = {"candidate": candidate, **({"baseline": baseline} if baseline else {})}
+    detectors = {"candidate": detector, **({"baseline": baseline_detector} if baseline_detector else {})}
     tmp = temp_beside(out)
     try:
         with naming_failures(out):
-            runner = _Runner(path, suite, cfg, settings, policies, tmp, renderer)
+            runner = _Runner(path, suite, cfg, settings, policies, tmp, renderer, detectors)
             results = []
             for k, case in enumerate(cases):
                 if progress:
                     progress(case.name, k, len(cases))
                 results.append(runner.run(case))
             result = SuiteResult(suite.name or path.stem, all(r.passed for r in results), results, out, candidate,
-                                 baseline)
+                                 baseline, detector, baseline_detector)
             _write(result, tmp)
             swap_in(tmp, out, "drive-suite")
     except BaseException:
@@ -357,8 +428,8 @@ def _json_metrics(m: DriveMetrics | None) -> dict | None:
 def summary(result: SuiteResult) -> dict:
     clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
     return {"suite": result.suite, "passed": result.passed, "candidate": result.candidate,
-            "baseline": result.baseline,
-            "cases": [{"name": c.name, "scenario": c.scenario, "variation": c.values, "passed": c.passed,
+            "baseline": result.baseline, "detector": result.detector, "baseline_detector": result.baseline_detector,
+            "cases": [{"name": c.name, "kind": c.kind, "scenario": c.scenario, "variation": c.values, "passed": c.passed,
                        "seconds": round(c.seconds, 3), "error": c.error, "runs": c.runs,
                        "regressions": [{k: clean(v) for k, v in vars(r).items()} for r in c.regressions],
                        "candidate": _json_metrics(c.candidate), "baseline": _json_metrics(c.baseline)}

@@ -217,17 +217,44 @@ def as_policy(obj: Any) -> Policy:
     return UserPolicy(obj, getattr(obj, "__name__", type(obj).__name__))
 
 
-def _import(where: str, spec: str) -> Any:
+def _import(where: str, spec: str, option: str) -> Any:
     """The module named ``where``: a dotted module name, or a ``.py`` file."""
     if where.endswith(".py"):
         path = Path(where)
         if not path.is_file():
-            raise ValueError(f"--policy {spec}: no such file {where}")
-        mod_spec = importlib.util.spec_from_file_location(f"simrecon_policy_{path.stem}", path)
+            raise ValueError(f"{option} {spec}: no such file {where}")
+        mod_spec = importlib.util.spec_from_file_location(f"simrecon_user_{path.stem}", path)
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
         return module
     return importlib.import_module(where)
+
+
+def load_attr(spec: str, option: str, expected: str) -> Any:
+    """The object ``spec`` (``module:attr`` or ``file.py:attr``) names, a class instantiated without arguments; a
+    one-line ValueError starting with ``option`` when it cannot be loaded (``expected``: what else to give)."""
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr or not attr.replace(".", "_").isidentifier():
+        raise ValueError(f"{option} {spec!r}: expected {expected}")
+    try:
+        module = _import(where, spec, option)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything on import
+        first = (str(exc).splitlines() or [""])[0]
+        raise ValueError(f"{option} {spec}: cannot import {where}: {type(exc).__name__}: {first}"[:400]) from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{option} {spec}: {where} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    if inspect.isclass(obj):
+        try:
+            obj = obj()
+        except Exception as exc:  # noqa: BLE001
+            first = (str(exc).splitlines() or [""])[0]
+            raise ValueError(f"{option} {spec}: {attr}() failed: {type(exc).__name__}: {first}"[:400]) from None
+    return obj
 
 
 def load_policy(spec: str, cfg: PolicyConfig | None = None, exec_cfg: ExecConfig | None = None) -> Policy:
@@ -239,28 +266,8 @@ def load_policy(spec: str, cfg: PolicyConfig | None = None, exec_cfg: ExecConfig
         return builtin[spec](cfg)
     if spec.startswith("exec:"):
         return ExecPolicy(spec[len("exec:"):], exec_cfg)
-    where, _, attr = spec.rpartition(":")
-    if not where or not attr or not attr.replace(".", "_").isidentifier():
-        raise ValueError(f"--policy {spec!r}: expected {', '.join(BUILTIN)}, exec:COMMAND, module:attr or "
-                         f"file.py:attr")
-    try:
-        module = _import(where, spec)
-    except ValueError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - user code may raise anything on import
-        first = (str(exc).splitlines() or [""])[0]
-        raise ValueError(f"--policy {spec}: cannot import {where}: {type(exc).__name__}: {first}"[:400]) from None
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"--policy {spec}: {where} has no attribute {part!r}")
-        obj = getattr(obj, part)
-    if inspect.isclass(obj):
-        try:
-            obj = obj()
-        except Exception as exc:  # noqa: BLE001
-            first = (str(exc).splitlines() or [""])[0]
-            raise ValueError(f"--policy {spec}: {attr}() failed: {type(exc).__name__}: {first}"[:400]) from None
+    obj = load_attr(spec, "--policy", f"{', '.join(BUILTIN)}, exec:COMMAND, module:attr or file.py:attr")
+    attr = spec.rpartition(":")[2]
     if not callable(getattr(obj, "act", None)) and not callable(obj):
         raise ValueError(f"--policy {spec}: {attr} is neither callable nor has an act(obs) method")
     return UserPolicy(obj, spec)
