@@ -47,7 +47,8 @@ TOKEN = "browser-test-token"
 
 
 def _canvas(page) -> np.ndarray:
-    png = page.locator("canvas").first.screenshot(timeout=10_000)
+    # generous: Playwright waits for the page's fonts before a screenshot, which took over 10 s on a loaded CI box
+    png = page.locator("canvas").first.screenshot(timeout=40_000)
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
     h, w = img.shape[:2]
     return img[int(0.35 * h):, : int(0.6 * w)]  # the street; clear of the GUI panel and notifications
