@@ -186,3 +186,27 @@ def test_drive_mcap_writes_the_run_as_mcap_beside_it(drive_run, tmp_path):
     assert main(["export-run", str(drive_run), "-o", str(ref)]) == 0
     ours = [(topic, t) for topic, _, t, _ in _messages(run / "run.mcap")]
     assert ours and ours == [(topic, t) for topic, _, t, _ in _messages(ref)]
+
+
+def test_lidar_sweeps_become_point_clouds_in_the_sensor_frame(synth_small, tmp_path):
+    """outputs [rgb, lidar]: one foxglove.PointCloud per time on /lidar/lidar, in the sensor's frame (linked to
+    the ego on /tf), with the same points, intensity and instance ids as the simrecon export of the sweep."""
+    doc = {"scene": str(synth_small / "log"), "cameras": ["front"], "time": {"times": TIMES},
+           "outputs": ["rgb", "lidar"], "actors": [{"id": "car_0", "remove": True}]}
+    path = tmp_path / "lidar.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    scene = GroundTruthScene.from_log(synth_small / "log")
+    res = export(path, "mcap", tmp_path / "m", scene=scene)
+    assert res.sweeps == len(TIMES) and verify(tmp_path / "m") == []
+    export(path, "simrecon", tmp_path / "s", scene=scene)
+    clouds = [(t, p) for topic, _, t, p in _messages(tmp_path / "m" / "scenario.mcap") if topic == "/lidar/lidar"]
+    assert [t for t, _ in clouds] == [round(x * 1e9) for x in TIMES]
+    for k, (_, cloud) in enumerate(clouds):
+        assert cloud.frame_id == "lidar" and [f.name for f in cloud.fields] == ["x", "y", "z", "intensity", "instance"]
+        got = np.frombuffer(cloud.data, "<f4").reshape(-1, 5)
+        want = np.load(tmp_path / "s" / "lidar" / f"{k:06d}.npy")
+        inst = np.load(tmp_path / "s" / "lidar" / f"{k:06d}.instance.npy")
+        assert np.array_equal(got[:, :want.shape[1]], want) and np.array_equal(got[:, 4], inst)
+    links = {(tf.parent_frame_id, tf.child_frame_id) for topic, _, _, p in _messages(tmp_path / "m" / "scenario.mcap")
+             if topic == "/tf" for tf in p.transforms}
+    assert ("ego", "lidar") in links

@@ -134,11 +134,12 @@ def _export_sweeps(plan: Plan, lp: LidarPlan, fmt: str, out: Path, progress: Pro
         rec = _recorded_frame(out, rec_path, [LIDAR_OUTPUT, k])
         if rec is None:
             sweep = render_sweep(plan, lp, k)
-            files = sweep_files(fmt, plan, lp, sweep)
+            files, extra = sweep_files(fmt, plan, lp, sweep)
             for rel, data in files.items():
                 atomic_write_bytes(safe_join(out, rel, what=f"{plan.file}: output file"), data)
             rec = {"key": [LIDAR_OUTPUT, k], "labels": sweep.record,
-                   "files": {rel: {"sha256": sha256(data), "bytes": len(data)} for rel, data in files.items()}}
+                   "files": {rel: {"sha256": sha256(data), "bytes": len(data)} for rel, data in files.items()},
+                   "extra": extra}
             atomic_write_bytes(rec_path, json_bytes(rec))
         records.append(rec)
         if progress is not None:
@@ -181,7 +182,8 @@ def export(scenario: str | Path | Plan, format: str, out: str | Path, force: boo
         if progress is not None:
             progress(n + 1, total, f"{cam} t={plan.times[k]:.2f}s")
     sweeps = _export_sweeps(plan, lp, format, out, progress, len(keys), total) if lp is not None else []
-    finals = fmt.final_files(plan, records)
+    finals = fmt.final_files(plan, records, lp, sweeps) if getattr(fmt, "takes_sweeps", False) else \
+        fmt.final_files(plan, records)
     if lp is not None:
         finals.update(final_files(format, lp, sweeps))
     finals["scenario.yaml"] = plan.text.encode("utf-8")

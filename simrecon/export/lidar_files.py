@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
 from ..compose.lidar import ComposedSweep, LidarPlan
 from ..compose.scenario import LIDAR_OUTPUT, Plan, ScenarioError
 from .formats import json_bytes, npy_bytes
 
-LIDAR_FORMATS = ("simrecon", "kitti")
+LIDAR_FORMATS = ("simrecon", "kitti", "mcap")
 
 
 def check_lidar_format(plan: Plan, fmt: str) -> None:
@@ -68,8 +70,21 @@ def kitti_files(plan: Plan, lp: LidarPlan, sweep: ComposedSweep) -> dict[str, by
     return files
 
 
-def sweep_files(fmt: str, plan: Plan, lp: LidarPlan, sweep: ComposedSweep) -> dict[str, bytes]:
-    return simrecon_files(sweep) if fmt == "simrecon" else kitti_files(plan, lp, sweep)
+def sweep_files(fmt: str, plan: Plan, lp: LidarPlan, sweep: ComposedSweep) -> tuple[dict[str, bytes], dict]:
+    """The sweep's files, and what its progress record keeps for the format's final files (mcap: the points)."""
+    if fmt == "mcap":
+        pts = np.ascontiguousarray(sweep.points, dtype="<f4")
+        return {}, {"points": base64.b64encode(pts.tobytes()).decode("ascii"), "columns": int(pts.shape[1]),
+                    "instance": base64.b64encode(sweep.instance.astype("<u2").tobytes()).decode("ascii")}
+    return (simrecon_files(sweep) if fmt == "simrecon" else kitti_files(plan, lp, sweep)), {}
+
+
+def sweep_points(rec: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(points [N, 3], intensity [N] or None, instance [N]) kept in an mcap sweep record."""
+    ex = rec["extra"]
+    pts = np.frombuffer(base64.b64decode(ex["points"]), "<f4").reshape(-1, ex["columns"])
+    inst = np.frombuffer(base64.b64decode(ex["instance"]), "<u2")
+    return pts[:, :3], (pts[:, 3] if ex["columns"] == 4 else None), inst
 
 
 def final_files(fmt: str, lp: LidarPlan, records: list[dict]) -> dict[str, bytes]:

@@ -35,6 +35,7 @@ class McapFormat:
     """Camera images, calibration, depth, transforms, actor boxes and the ego path for Foxglove."""
 
     name = "mcap"
+    takes_sweeps = True  # final_files also gets the lidar sweeps
 
     def check(self, plan: Plan) -> None:
         if "rgb" not in plan.outputs:
@@ -53,7 +54,10 @@ class McapFormat:
             extra["depth_mm_png"] = _b64(png_bytes(depth_mm(frame.depth)))
         return {}, extra
 
-    def final_files(self, plan: Plan, records: list[dict]) -> dict[str, bytes]:
+    def final_files(self, plan: Plan, records: list[dict], lidar=None, sweeps: list[dict] = ()) -> dict[str, bytes]:
+        """The MCAP file: per time the transforms (world -> ego -> cameras, lidar), actor boxes, every camera's
+        calibration, image and depth, and (``lidar``: its ``LidarPlan``) the sweep as a point cloud."""
+        from .lidar_files import sweep_points
         from .mcap_writer import Box, FoxgloveMcap
 
         out = FoxgloveMcap({"scenario": plan.name, "scene": str(plan.scene_path), "source": "simrecon export"})
@@ -62,6 +66,9 @@ class McapFormat:
         for r in records:
             by_time.setdefault(int(r["key"][1]), []).append(r)
         mounts = [(c.name, np.asarray(c.cam_to_vehicle) @ GL_TO_CV) for c in plan.cameras]
+        if lidar is not None:
+            mounts.append((lidar.name, np.asarray(lidar.sensor_to_vehicle)))
+        sweep_at = {int(r["key"][1]): r for r in sweeps}
         egos = [plan.ego_fn(t) for t in times]
         out.path(times[0], np.stack([e[:3, 3] for e in egos]))
         for k, t in enumerate(times):
@@ -75,4 +82,7 @@ class McapFormat:
                 if "depth_mm_png" in r["extra"]:
                     png = Image.open(io.BytesIO(base64.b64decode(r["extra"]["depth_mm_png"])))
                     out.depth(t, cam, np.array(png, dtype=np.uint16))
+            if k in sweep_at:
+                pts, intensity, inst = sweep_points(sweep_at[k])
+                out.point_cloud(t, lidar.name, pts, intensity, inst, f"/lidar/{lidar.name}")
         return {MCAP_FILE: out.close()}

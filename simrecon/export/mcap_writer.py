@@ -139,6 +139,23 @@ class FoxgloveMcap:
         entity = m.SceneEntity(timestamp=self._stamp(t), frame_id="world", id="ego_path", lines=[line])
         self._channel(topic, "SceneUpdate").log(m.SceneUpdate(entities=[entity]), log_time=ns(t))
 
+    def point_cloud(self, t: float, frame: str, points: np.ndarray, intensity: np.ndarray | None,
+                    instance: np.ndarray, topic: str) -> None:
+        """Points [N, 3] in ``frame`` as a foxglove.PointCloud with float32 x, y, z, intensity (0 where unknown)
+        and instance (the scenario's instance ids, 0 background)."""
+        m = self._fg.messages
+        f32 = m.PackedElementFieldNumericType.Float32
+        n = len(points)
+        packed = np.zeros((n, 5), "<f4")
+        packed[:, :3] = points[:, :3]
+        packed[:, 3] = intensity if intensity is not None else 0.0
+        packed[:, 4] = instance
+        fields = [m.PackedElementField(name=name, offset=4 * i, type=f32)
+                  for i, name in enumerate(("x", "y", "z", "intensity", "instance"))]
+        msg = m.PointCloud(timestamp=self._stamp(t), frame_id=frame, pose=self._pose(np.eye(4)), point_stride=20,
+                           fields=fields, data=packed.tobytes())
+        self._channel(topic, "PointCloud").log(msg, log_time=ns(t))
+
     def close(self) -> bytes:
         self._writer.close()
         return self._buf.getvalue()
