@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import yaml
+from helpers import XS
 from test_fleet_support import RECONSTRUCT, make_logs, pipeline, write_spec
 
 from simrecon.cli.main import main
 from simrecon.data.safe_load import InputFileError
 from simrecon.fleet import LocalExecutor, RunOptions, load_spec, read_manifest, run_fleet
+from simrecon.synth import generate
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +256,24 @@ def test_a_failure_that_is_not_bad_input_is_retried_a_bounded_number_of_times(lo
                                                                                        else "failed")
     if status == "failed":
         assert stage.error == "RuntimeError: lost the disk, attempt 3" and manifest.failed == 1
+
+
+def test_a_drive_suite_stage_runs_the_suite_on_every_log(logs, tmp_path):
+    """drive-suite: the suite's scenarios drive on each log's scene; the same policy as its own baseline passes,
+    replay against lane-follow behind a slow car regresses (the stage fails, the report names it)."""
+    generate(logs / "long", dataclasses.replace(XS, seconds=3.0, width=32, height=24))  # long enough to catch up
+    lead = {"id": "lead_car", "source": "car_1", "trajectory": [{"t": 0.0, "position": [14.0, -1.75]},
+                                                               {"t": 2.9, "position": [22.7, -1.75]}]}
+    (logs / "slow_lead.yaml").write_text(yaml.safe_dump({"scene": "long/log", "cameras": ["front"],
+                                                         "actors": [lead]}))
+    (logs / "drives.yaml").write_text(yaml.safe_dump({"name": "drives", "scenarios": [{"scenario": "slow_lead.yaml"}]}))
+    spec = write_spec(logs, [
+        {"drive-suite": {"name": "same", "suite": "drives.yaml", "policy": "lane-follow", "baseline": "lane-follow"}},
+        {"drive-suite": {"name": "worse", "suite": "drives.yaml", "policy": "replay", "baseline": "lane-follow"}}],
+        logs=["long/log"], name="suites.yaml")
+    manifest = run_fleet(load_spec(spec), tmp_path / "out", LocalExecutor())
+    stages = {s.name: s for s in manifest.logs[0].stages}
+    assert stages["same"].status == "done", stages["same"].error
+    assert stages["worse"].status == "failed" and "1 of 1 case(s) regressed (slow_lead)" in stages["worse"].error
+    summary = json.loads((tmp_path / "out" / manifest.logs[0].name / "worse" / "summary.json").read_text())
+    assert {r["metric"] for r in summary["cases"][0]["regressions"]} >= {"collision", "score"}

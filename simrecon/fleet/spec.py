@@ -87,10 +87,20 @@ class DriveOptions(StageOptions):
     renderer: Literal["fast", "reference"] = "fast"
 
 
+class DriveSuiteOptions(StageOptions):
+    suite: str  # a drive suite (docs/simulation.md); its scenarios run on this log's scene
+    policy: Optional[str] = None  # the candidate policy (needed when the suite has scenarios)
+    baseline: Optional[str] = None  # the release to compare with
+    detector: Optional[str] = None  # the candidate detector (perception entries)
+    baseline_detector: Optional[str] = None
+    set: list[str] = []  # KEY=VALUE simulation settings for every drive
+    renderer: Literal["fast", "reference"] = "fast"
+
+
 OPTIONS: dict[str, type[StageOptions]] = {
     "convert": ConvertOptions, "validate": ValidateOptions, "reconstruct": ReconstructOptions,
     "eval": EvalOptions, "compose": ComposeOptions, "export": ExportOptions, "regress": RegressOptions,
-    "drive": DriveOptions,
+    "drive": DriveOptions, "drive-suite": DriveSuiteOptions,
 }
 NEEDS_SCENE = ("eval",)  # stages that need a reconstruction earlier in the list
 _PATH_LISTS = ("scenarios",)

@@ -225,7 +225,7 @@ def _sim_settings(opts) -> list:
         if not eq or not key.strip():
             raise StageError(f"drive.set {item!r}: expected KEY=VALUE, e.g. world.end_on_off_road=true")
         out.append((key.strip(), set_field(probe, key.strip(), raw, "drive.set", text=True)))
-    if opts.duration is not None:
+    if getattr(opts, "duration", None) is not None:
         out.append(("world.duration_s", opts.duration))
     apply_settings(SimConfig(), out, "drive.set")
     return out
@@ -246,7 +246,46 @@ def run_drive(task: StageTask) -> StageFigures:
     return StageFigures(drive_score=round(sum(scores) / len(scores), 4), collisions=collisions)
 
 
+def run_drive_suite(task: StageTask) -> StageFigures:
+    """The stage's drive suite on this log's scene (``scene:`` replaced), its report in OUT/<log>/<stage>; the
+    stage fails when a case regressed."""
+    from ..export.drive_suite import drive_suite
+
+    opts = task.stage.options
+    copy = _scene_suite_copy(task, Path(opts.suite), ("scenarios", "perception"))
+    result = drive_suite(copy, opts.policy, task.log_out / task.stage.name, opts.baseline, force=True,
+                         settings=_sim_settings(opts), renderer=opts.renderer, detector=opts.detector,
+                         baseline_detector=opts.baseline_detector)
+    bad = [c.name for c in result.cases if not c.passed]
+    figures = StageFigures(regress_passed=len(result.cases) - len(bad), regress_failed=len(bad))
+    if bad:
+        raise StageError(f"{len(bad)} of {len(result.cases)} case(s) regressed ({', '.join(bad[:5])}); report "
+                         f"{task.log_out / task.stage.name / 'report.html'}")
+    return figures
+
+
+def _scene_suite_copy(task: StageTask, suite: Path, lists: tuple[str, ...]) -> Path:
+    """A copy of ``suite`` next to this log's outputs, its entries' scenario paths made absolute and its scene
+    this log's."""
+    import yaml
+
+    from ..data.safe_load import loads_yaml
+
+    doc = loads_yaml(suite.read_text(encoding="utf-8"), suite)
+    if not isinstance(doc, dict):
+        raise StageError(f"{suite}: expected a mapping")
+    for key in lists:
+        for entry in doc.get(key) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("scenario"), str):
+                entry["scenario"] = str((suite.parent / entry["scenario"]).resolve())
+    doc["scene"] = str(task.target().resolve())
+    copy = task.log_out / f"{task.stage.name}-suite.yaml"
+    atomic_write_text(copy, yaml.safe_dump(doc, sort_keys=False))
+    return copy
+
+
 RUNNERS: dict[str, Callable[[StageTask], StageFigures]] = {
     "convert": run_convert, "validate": run_validate, "reconstruct": run_reconstruct, "eval": run_eval,
     "compose": run_compose, "export": run_compose, "regress": run_regress, "drive": run_drive,
+    "drive-suite": run_drive_suite,
 }
