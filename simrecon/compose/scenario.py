@@ -432,6 +432,32 @@ def _read_spec(file: Path) -> tuple[ScenarioSpec, str]:
         raise _pydantic_message(file, exc) from None
 
 
+def read_mapping(path: Path, what: str, expected: str) -> dict:
+    """The YAML mapping in ``path`` (``what``: the kind of file, for a missing one; ``expected``: what the top
+    level should be); a one-line ScenarioError (or FileNotFoundError) otherwise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    try:
+        raw = loads_yaml(path.read_text(encoding="utf-8"), path)
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(path, "", f"cannot read: not UTF-8 text ({exc.reason})") from None
+    except InputFileError as exc:
+        raise ScenarioError(path, "", exc.detail) from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(path, "", f"expected {expected}")
+    return raw
+
+
+def validated(path: Path, model: type[BaseModel], raw: dict) -> Any:
+    """``model`` from ``raw``, its first problem a one-line ScenarioError naming ``path`` and the field."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ScenarioError(path, _fmt_loc(tuple(err["loc"])),
+                            "unknown key" if err["type"] == "extra_forbidden" else err["msg"]) from None
+
+
 def parse_scenario(path: str | Path) -> ScenarioSpec:
     """Schema-check a scenario file without opening its scene."""
     return _read_spec(Path(path))[0]

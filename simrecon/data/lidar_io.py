@@ -41,10 +41,9 @@ def check_points_array(arr: np.ndarray) -> str | None:
     return _points_problem(arr.dtype, arr.shape)
 
 
-def npy_problem(path: Path) -> str | None:
-    """None when the .npy file ``path`` holds a valid sweep by its header and size, else what is wrong.
-
-    Reads only the header, so a file whose header claims billions of points costs nothing."""
+def npy_header(path: Path) -> tuple[tuple, np.dtype, int] | str:
+    """(shape, dtype, data offset) from the header of the .npy file ``path``, or what is wrong with it (an
+    unsupported version). Reads only the header: a header that claims billions of rows costs nothing."""
     fmt = np.lib.format
     with open(path, "rb") as fh:
         version = fmt.read_magic(fh)
@@ -52,7 +51,15 @@ def npy_problem(path: Path) -> str | None:
         if version not in readers:
             return f"unsupported .npy format version {version}"
         shape, _fortran, dtype = readers[version](fh)
-        offset = fh.tell()
+        return tuple(shape), dtype, fh.tell()
+
+
+def npy_problem(path: Path) -> str | None:
+    """None when the .npy file ``path`` holds a valid sweep by its header and size, else what is wrong."""
+    header = npy_header(path)
+    if isinstance(header, str):
+        return header
+    shape, dtype, offset = header
     problem = _points_problem(dtype, shape)
     if problem:
         return problem
@@ -149,17 +156,13 @@ def sidecar_problem(path: Path, key: str, points: int | None) -> str | None:
     """None when the .npy sidecar ``path`` of kind ``key`` (``SIDECARS``) fits a sweep of ``points`` points (None:
     unknown), by its header only; else what is wrong."""
     dtype, width = SIDECARS[key]
-    fmt = np.lib.format
     try:
-        with open(path, "rb") as fh:
-            version = fmt.read_magic(fh)
-            readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
-            if version not in readers:
-                return f"unsupported .npy format version {version}"
-            shape, _fortran, got = readers[version](fh)
-            offset = fh.tell()
+        header = npy_header(path)
     except ValueError as exc:
         return f"not a .npy file ({exc})"
+    if isinstance(header, str):
+        return header
+    shape, got, offset = header
     want = "(N, 2)" if width == 2 else "(N,)"
     if got != dtype or (width == 2 and (len(shape) != 2 or shape[1] != 2)) or (width == 1 and len(shape) != 1):
         return f"expected {dtype} of shape {want}, got {got} of shape {tuple(shape)}"

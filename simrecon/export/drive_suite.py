@@ -23,10 +23,10 @@ from typing import Any, Callable, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..compose.scenario import ScenarioError, ScenarioSpec, _fmt_loc, _pydantic_message, resolve
+from ..compose.scenario import (ScenarioError, ScenarioSpec, _pydantic_message, read_mapping, resolve,
+                                validated)
 from ..compose.scenes import open_scene
 from ..data.outdir import check_target, naming_failures, swap_in, temp_beside
-from ..data.safe_load import InputFileError, loads_yaml
 from ..data.safe_paths import name_problem
 from ..data.scene_api import RenderableScene
 from ..sim import SimConfig, drive
@@ -143,22 +143,7 @@ def _check_limits(file: Path, where: str, limits: dict, gates: bool, metrics: di
 
 def load_suite(path: Path) -> Suite:
     """The suite file at ``path``, checked: one-line ScenarioError naming the field otherwise."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such suite file")
-    try:
-        raw = loads_yaml(path.read_text(encoding="utf-8"), path)
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(path, "", f"cannot read: not UTF-8 text ({exc.reason})") from None
-    except InputFileError as exc:
-        raise ScenarioError(path, "", exc.detail) from None
-    if not isinstance(raw, dict):
-        raise ScenarioError(path, "", "expected a mapping with a scenarios list")
-    try:
-        suite = Suite.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ScenarioError(path, _fmt_loc(tuple(err["loc"])),
-                            "unknown key" if err["type"] == "extra_forbidden" else err["msg"]) from None
+    suite = validated(path, Suite, read_mapping(path, "suite file", "a mapping with a scenarios list"))
     for where, limits, gates in [("tolerances", suite.tolerances, False), ("gates", suite.gates, True)] + [
             (f"scenarios[{i}].{k}", getattr(e, k), k == "gates") for i, e in enumerate(suite.scenarios)
             for k in ("tolerances", "gates")]:
@@ -216,17 +201,7 @@ def _substitute(raw: dict, key: str, value: Any) -> str | None:
 
 
 def _read_raw(file: Path) -> dict:
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no such scenario file")
-    try:
-        raw = loads_yaml(file.read_text(encoding="utf-8"), file)
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(file, "", f"cannot read: not UTF-8 text ({exc.reason})") from None
-    except InputFileError as exc:
-        raise ScenarioError(file, "", exc.detail) from None
-    if not isinstance(raw, dict):
-        raise ScenarioError(file, "", "expected a mapping of scenario keys")
-    return raw
+    return read_mapping(file, "scenario file", "a mapping of scenario keys")
 
 
 def expand(suite: Suite, path: Path) -> list[Case]:

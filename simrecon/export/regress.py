@@ -26,9 +26,8 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..scene.metrics import depth_error, psnr, ssim
-from ..compose.scenario import ScenarioError, _fmt_loc, load_scenario, parse_scenario
+from ..compose.scenario import ScenarioError, _fmt_loc, load_scenario, parse_scenario, read_mapping, validated
 from ..compose.scenes import open_scene
-from ..data.safe_load import InputFileError, loads_yaml
 from ..data.safe_paths import name_problem
 from ..data.scene_api import RenderableScene
 from .exporter import compose
@@ -103,22 +102,7 @@ class RegressResult:
 
 
 def _load_suite(path: Path) -> Suite:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such suite file")
-    try:
-        raw = loads_yaml(path.read_text(encoding="utf-8"), path)
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(path, "", f"cannot read: not UTF-8 text ({exc.reason})") from None
-    except InputFileError as exc:
-        raise ScenarioError(path, "", exc.detail) from None
-    if not isinstance(raw, dict):
-        raise ScenarioError(path, "", "expected a mapping with a scenarios list")
-    try:
-        suite = Suite.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ScenarioError(path, _fmt_loc(tuple(err["loc"])), msg) from None
+    suite = validated(path, Suite, read_mapping(path, "suite file", "a mapping with a scenarios list"))
     names = set()
     for i, e in enumerate(suite.scenarios):
         for where, th in ((f"scenarios[{i}].thresholds", e.thresholds), ("thresholds", suite.thresholds)):

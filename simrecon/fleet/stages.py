@@ -175,27 +175,12 @@ def run_compose(task: StageTask, fmt: str = "simrecon") -> StageFigures:
 
 
 def _suite_copy(task: StageTask) -> Path:
-    """The stage's suite, rewritten for this log: its scenarios render on this log's scene, against golden renders
-    of this log (``golden``/<log>, default OUT/<log>/golden-renders)."""
-    import yaml
-
-    from ..data.safe_load import loads_yaml
-
+    """The stage's regression suite, rewritten for this log: its scenarios render on this log's scene, against
+    golden renders of this log (``golden``/<log>, default OUT/<log>/golden-renders)."""
     opts = task.stage.options
     suite = Path(opts.suite)
-    doc = loads_yaml(suite.read_text(encoding="utf-8"), suite)
-    if not isinstance(doc, dict) or not isinstance(doc.get("scenarios"), list):
-        raise StageError(f"{suite}: scenarios: expected a regression suite with a list of scenarios")
-    for entry in doc["scenarios"]:
-        if isinstance(entry, dict) and isinstance(entry.get("scenario"), str):
-            entry["scenario"] = str((suite.parent / entry["scenario"]).resolve())
-    if isinstance(doc.get("golden_scene"), str):
-        doc["golden_scene"] = str((suite.parent / doc["golden_scene"]).resolve())
-    doc["scene"] = str(task.target().resolve())
-    doc["golden"] = str(Path(opts.golden) / task.log if opts.golden else task.log_out / GOLDEN)
-    copy = task.log_out / f"{task.stage.name}-suite.yaml"
-    atomic_write_text(copy, yaml.safe_dump(doc, sort_keys=False))
-    return copy
+    golden = str(Path(opts.golden) / task.log if opts.golden else task.log_out / GOLDEN)
+    return _scene_suite_copy(task, suite, ("scenarios",), {"golden": golden}, ("golden_scene",))
 
 
 def run_regress(task: StageTask) -> StageFigures:
@@ -264,21 +249,26 @@ def run_drive_suite(task: StageTask) -> StageFigures:
     return figures
 
 
-def _scene_suite_copy(task: StageTask, suite: Path, lists: tuple[str, ...]) -> Path:
-    """A copy of ``suite`` next to this log's outputs, its entries' scenario paths made absolute and its scene
-    this log's."""
+def _scene_suite_copy(task: StageTask, suite: Path, lists: tuple[str, ...], updates: dict | None = None,
+                      paths: tuple[str, ...] = ()) -> Path:
+    """A copy of ``suite`` next to this log's outputs: the scenario paths of its ``lists`` entries and its
+    ``paths`` keys made absolute, its scene this log's, ``updates`` set."""
     import yaml
 
     from ..data.safe_load import loads_yaml
 
     doc = loads_yaml(suite.read_text(encoding="utf-8"), suite)
-    if not isinstance(doc, dict):
-        raise StageError(f"{suite}: expected a mapping")
+    if not isinstance(doc, dict) or not any(isinstance(doc.get(key), list) for key in lists):
+        raise StageError(f"{suite}: {lists[0]}: expected a suite with a list of {lists[0]}")
     for key in lists:
         for entry in doc.get(key) or []:
             if isinstance(entry, dict) and isinstance(entry.get("scenario"), str):
                 entry["scenario"] = str((suite.parent / entry["scenario"]).resolve())
+    for key in paths:
+        if isinstance(doc.get(key), str):
+            doc[key] = str((suite.parent / doc[key]).resolve())
     doc["scene"] = str(task.target().resolve())
+    doc.update(updates or {})
     copy = task.log_out / f"{task.stage.name}-suite.yaml"
     atomic_write_text(copy, yaml.safe_dump(doc, sort_keys=False))
     return copy
