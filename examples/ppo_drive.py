@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 
 import simrecon.sim  # noqa: F401  (registers simrecon/Drive-v0)
@@ -89,6 +90,7 @@ def main() -> None:
     policy = "MultiInputPolicy"
     model = PPO(policy, env, n_steps=512, batch_size=128, learning_rate=1e-3, gamma=0.98, seed=args.seed,
                 verbose=0)
+    model.set_logger(Logger(None, []))  # no log folder (SB3 would make one in the temp directory)
     before = evaluate(model, make_env(log, args.images, 1000), 10, 1000)
     print(f"before training: return {before[0]:.1f}, route completion {100 * before[1]:.0f} %", flush=True)
     model.learn(total_timesteps=args.steps)

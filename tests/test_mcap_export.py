@@ -64,7 +64,8 @@ def test_topics_counts_and_times(exported):
         counts[topic] = counts.get(topic, 0) + 1
     per_time = {"/tf": 1, "/actors": 1}
     for cam in ("front", "front_left"):
-        per_time.update({f"/camera/{cam}/image": 1, f"/camera/{cam}/calibration": 1, f"/camera/{cam}/depth": 1})
+        per_time.update({f"/camera/{cam}/image": 1, f"/camera/{cam}/calibration": 1, f"/camera/{cam}/depth": 1,
+                         f"/camera/{cam}/instance": 1})
     assert counts == {**{k: v * len(TIMES) for k, v in per_time.items()}, "/ego/path": 1}
     schemas = {topic: schema for topic, schema, _, _ in msgs}
     assert schemas["/camera/front/image"] == "foxglove.CompressedImage"
@@ -110,6 +111,17 @@ def test_depth_is_millimetres(exported):
     depth = next(p for topic, _, _, p in msgs if topic == "/camera/front/depth")
     arr = np.frombuffer(depth.data, "<u2").reshape(depth.height, depth.width)
     assert depth.encoding == "16UC1" and 1000 < np.median(arr[arr > 0]) < 65535
+
+
+def test_instance_masks_are_the_composed_ones(exported, scenario, synth_small, tmp_path):
+    """/camera/<cam>/instance: the composer's instance ids (the simrecon export's instance PNGs), pixel for pixel."""
+    export(scenario, "simrecon", tmp_path / "s", scene=GroundTruthScene.from_log(synth_small / "log"))
+    masks = [p for topic, _, _, p in _messages(exported / "scenario.mcap") if topic == "/camera/front/instance"]
+    assert len(masks) == len(TIMES)
+    for k, m in enumerate(masks):
+        got = np.frombuffer(m.data, "<u2").reshape(m.height, m.width)
+        want = np.array(Image.open(sorted((tmp_path / "s" / "instance" / "front").glob("*.png"))[k]))
+        assert m.encoding == "16UC1" and got.max() > 0 and np.array_equal(got, want)
 
 
 def test_cli_export_mcap(scenario, tmp_path, capsys):

@@ -52,6 +52,8 @@ class McapFormat:
         extra = {"jpeg": _b64(buf.getvalue())}
         if frame.depth is not None and "depth" in plan.outputs:
             extra["depth_mm_png"] = _b64(png_bytes(depth_mm(frame.depth)))
+        if frame.instance is not None and "instance" in plan.outputs:
+            extra["instance_png"] = _b64(png_bytes(frame.instance.astype(np.uint16)))
         return {}, extra
 
     def final_files(self, plan: Plan, records: list[dict], lidar=None, sweeps: list[dict] = ()) -> dict[str, bytes]:
@@ -82,6 +84,9 @@ class McapFormat:
                 if "depth_mm_png" in r["extra"]:
                     png = Image.open(io.BytesIO(base64.b64decode(r["extra"]["depth_mm_png"])))
                     out.depth(t, cam, np.array(png, dtype=np.uint16))
+                if "instance_png" in r["extra"]:
+                    png = Image.open(io.BytesIO(base64.b64decode(r["extra"]["instance_png"])))
+                    out.depth(t, cam, np.array(png, dtype=np.uint16), kind="instance")
             if k in sweep_at:
                 pts, intensity, inst = sweep_points(sweep_at[k])
                 out.point_cloud(t, lidar.name, pts, intensity, inst, f"/lidar/{lidar.name}")

@@ -90,13 +90,14 @@ class FoxgloveMcap:
         msg = m.CompressedImage(timestamp=self._stamp(t), frame_id=camera, data=data, format=fmt)
         self._channel(f"/camera/{camera}/image", "CompressedImage").log(msg, log_time=ns(t))
 
-    def depth(self, t: float, camera: str, depth_mm: np.ndarray) -> None:
-        """Depth along the view axis in millimetres, uint16 (0: none), as a 16UC1 raw image."""
+    def depth(self, t: float, camera: str, depth_mm: np.ndarray, kind: str = "depth") -> None:
+        """A uint16 image as 16UC1 on ``/camera/<camera>/<kind>``: depth along the view axis in millimetres (0:
+        none), or (``kind`` instance) the scenario's instance ids (0: background)."""
         m = self._fg.messages
         arr = np.ascontiguousarray(depth_mm, dtype="<u2")
         msg = m.RawImage(timestamp=self._stamp(t), frame_id=camera, width=arr.shape[1], height=arr.shape[0],
                          encoding="16UC1", step=arr.shape[1] * 2, data=arr.tobytes())
-        self._channel(f"/camera/{camera}/depth", "RawImage").log(msg, log_time=ns(t))
+        self._channel(f"/camera/{camera}/{kind}", "RawImage").log(msg, log_time=ns(t))
 
     def calibration(self, t: float, camera: str, intr: dict) -> None:
         """Pinhole intrinsics (ours: pixel centres at +0.5) as Foxglove's OpenCV-convention K and P."""
