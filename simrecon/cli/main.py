@@ -24,7 +24,8 @@ app = typer.Typer(
         "Turn drive logs into editable 3D scenes and render camera data that was never recorded.\n\n"
         "Start with:  simrecon demo            (synthetic street, validation, HTML report)\n\n"
         "Then:  simrecon synth OUT  ->  simrecon validate OUT/log  ->  simrecon info OUT/log\n\n"
-        "Real data:  simrecon convert kitti-odometry SRC OUT   (docs/datasets.md)"
+        "Real data:  simrecon convert kitti-odometry SRC OUT   (docs/datasets.md; ROS bags: convert rosbag)\n\n"
+        "Closed loop:  simrecon drive SCENARIO --policy lane-follow -o RUN   (docs/simulation.md)"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -53,7 +54,7 @@ def validate(
     quick: bool = typer.Option(False, "--quick", help="Check images by their headers only (no full decode: "
                                                       "an image cut short is not noticed)."),
 ) -> None:
-    """Check a drive log against format v1 (docs/drive-log.md).
+    """Check a drive log against format v1 / v1.1 (docs/drive-log.md).
 
     Exit 0 with a one-line summary, or exit 2 listing EVERY problem as
     `file: json.path: what was expected`. Every image and mask is decoded in full (in parallel) unless
