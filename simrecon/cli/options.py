@@ -51,3 +51,17 @@ def renderer_choice(value: str) -> str:
     from ..scene.neural import check_renderer
 
     return check_renderer(value)
+
+
+def noise_pair(option: str, text: str) -> tuple[float, float]:
+    """``POS_M,ROT_DEG`` (``--pose-noise 0.1,0.5``) -> (metres, degrees), both finite and >= 0; "" is (0, 0)."""
+    if not text.strip():
+        return 0.0, 0.0
+    parts = text.split(",")
+    try:
+        pos, rot = (float(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        pos, rot = None, None
+    if pos is None or not (math.isfinite(pos) and math.isfinite(rot) and pos >= 0 and rot >= 0):
+        raise ValueError(f"{option}: expected POS_M,ROT_DEG (two numbers >= 0, e.g. 0.1,0.5), got {text!r}")
+    return pos, rot

@@ -24,6 +24,7 @@ from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundF
                       ProposalFieldConfig, SceneBox, SkyField, evaluate_actor_fields)
 from .composite import alpha_weights, interlevel_loss
 from .exposure import FrameExposure
+from .pose_refine import PoseCorrections, PoseRefineConfig
 from .poses import TrackBank, TrackTensor, pose_tensor
 from .query import BoxOwners, PointQuery, boxes_holding
 from .rays import Rays
@@ -56,6 +57,9 @@ class SceneModelConfig:
     # trained.
     frame_exposure: bool = doc(False, "a gain and offset per channel and training frame on the composited colour "
                                       "(render/exposure.py)", unit="-")
+    poses: PoseRefineConfig = field(
+        default_factory=PoseRefineConfig, metadata={"help": "camera pose refinement: an SE(3) correction per rig time "
+                                                             "learnt with the scene (render/pose_refine.py)"})
 
     @classmethod
     def from_json(cls, data: dict) -> "SceneModelConfig":
@@ -184,9 +188,11 @@ class _ActorPass:
 
 class SceneModel(nn.Module):
     def __init__(self, cfg: SceneModelConfig, box: SceneBox, actors: list[Actor], num_appearance: int,
-                 frames: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 frames: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 rig: tuple[torch.Tensor, torch.Tensor] | None = None):
         """``frames``: the training frames' appearance (camera) indices [K] and times [K], for ``frame_exposure``
-        (without them there is no exposure model)."""
+        (without them there is no exposure model). ``rig``: rig times [T] and pivots [T, 3] of camera pose
+        corrections (render/pose_refine.py; None: the logged poses are used as they are)."""
         super().__init__()
         self.cfg = cfg
         self.box = box
@@ -200,6 +206,7 @@ class SceneModel(nn.Module):
         self.actor_fields = nn.ModuleList([ActorField(cfg.actor, a.size) for a in actors])
         self.tracks = nn.ModuleList([TrackTensor(a.track, a.static) for a in actors])
         self.exposure = FrameExposure(*frames) if cfg.frame_exposure and frames is not None else None
+        self.poses = PoseCorrections(*rig) if rig is not None else None
 
     # -- actor layouts ----------------------------------------------------------------------------------
     def logged_layout(self, times: torch.Tensor) -> Layout:

@@ -63,16 +63,28 @@ class NeuralScene:
             raise KeyError(f"no actor {actor_id!r} in scene {self.scene_dir} (actors: {known})") from None
 
     def render_image(self, c2w: np.ndarray, intr: Intrinsics, time: float, camera: str = "",
-                     placements: Mapping[str, ActorPlacement] | None = None, chunk: int | None = None) -> ImageOutput:
+                     placements: Mapping[str, ActorPlacement] | None = None, chunk: int | None = None,
+                     refine: bool = True) -> ImageOutput:
         """Render one camera; ``placements`` None draws the actors as logged at ``time``. ``chunk``: rays per
-        batch (default: the renderer's)."""
+        batch (default: the renderer's). ``c2w`` is a pose in the log's frame, corrected as training refined the
+        log's cameras at ``time`` (``refined``); ``refine=False`` renders it as given (a pose already in the
+        scene's frame, such as a synthetic street's exact ground truth)."""
         placed = None
         if placements is not None:
             placed = [(self.field_index(p.source), np.asarray(p.pose, dtype=float)) for p in placements.values()]
         renderer, default_chunk = self.ray_renderer()
-        return render_image(self.model, c2w, intr, time, self.appearance_for(camera), self.info.near, placed,
-                            chunk=chunk or default_chunk, exposure=self.exposure_for(camera, time),
+        pose = self.refined(c2w, time) if refine else np.asarray(c2w)
+        return render_image(self.model, pose, intr, time, self.appearance_for(camera), self.info.near,
+                            placed, chunk=chunk or default_chunk, exposure=self.exposure_for(camera, time),
                             renderer=renderer)
+
+    def refined(self, c2w: np.ndarray, time: float) -> np.ndarray:
+        """A camera-to-world pose [4, 4] given in the log's frame at ``time``, corrected as training refined the
+        log's cameras at that time (render/pose_refine.py: interpolated between the nearest trained rig times);
+        ``c2w`` itself when the scene has no pose corrections."""
+        if self.model.poses is None:
+            return np.asarray(c2w)
+        return self.model.poses.matrix_at(float(time)) @ np.asarray(c2w, dtype=np.float64)
 
     def exposure_for(self, camera: str, time: float) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(gain [3], offset [3]) of a logged camera at ``time`` when the scene models per-frame exposure (see
@@ -130,8 +142,11 @@ def load_scene(scene_dir: str | Path, device: str = "auto", log: str | Path | No
     cfg.frame_exposure = "exposure.cameras" in state and "exposure.times" in state
     if cfg.frame_exposure:
         frames = (state["exposure.cameras"], state["exposure.times"])
+    # camera pose corrections: in the weights of scenes trained with them; older scenes have none (the log's poses)
+    rig = (state["poses.times"], state["poses.pivots"]) if "poses.times" in state and "poses.pivots" in state \
+        else None
     try:
-        model = SceneModel(cfg, info.box, log.actors, len(info.camera_names), frames=frames)
+        model = SceneModel(cfg, info.box, log.actors, len(info.camera_names), frames=frames, rig=rig)
     except (ValueError, TypeError, RuntimeError, IndexError) as exc:
         raise ValueError(f"{weights}: does not fit the model its scene.json describes "
                          f"({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]})") from None

@@ -36,8 +36,9 @@ def render_gt_set(scene: NeuralScene, gt_dir: Path, max_frames: int | None = Non
     for f in doc["frames"][:max_frames] if max_frames else doc["frames"]:
         placements = logged_placements(scene.log, f["timestamp"])
         placements.pop(removed, None)
+        # exact poses: not corrected as the log's (possibly noisy) poses are
         out = scene.render_image(np.array(f["transform_matrix"]), intr, f["timestamp"], camera=f["camera"],
-                                 placements=placements)
+                                 placements=placements, refine=False)
         with Image.open(gt_dir / f["file_path"]) as im:
             gt = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
         yield f, out, gt

@@ -27,6 +27,7 @@ from ..data.lidar_model import LidarSensor, uniform_sensor
 from ..data.model import Actor, DriveLog, Frame, LidarSweep, Track
 from ..data.outdir import check_target, naming_failures, swap_in, temp_beside
 from .lidar import sweep_points, trace_sweep
+from .noise import noisy_actors, rig_noise, write_true_poses
 from .render import View, render_camera, world_at
 from .rig import CAMERAS, LIDAR_TO_VEHICLE
 from .scene import SEMANTIC, Street, build_street
@@ -53,6 +54,14 @@ class SynthConfig:
     # Auto-exposure in the log's images: camera k's gain is exp(A sin(2 pi t / 1.6 s + 2 k)) (0.25: +-28 %). The
     # ground truth keeps the scene's own exposure. 0: every frame exposed alike.
     exposure_drift: float = 0.0
+    # Pose noise (synth/noise.py): every timestamp's camera rig and ego pose in the log is moved by exactly
+    # pose_noise_m metres and rotated by pose_noise_deg degrees (random directions); every actor track keyframe by
+    # track_noise_m and a yaw of track_noise_deg. Images, lidar and ground truth stay exact; OUT/true_poses.json
+    # keeps the exact poses. 0: exact poses (the log says so: "poses_exact": true).
+    pose_noise_m: float = 0.0
+    pose_noise_deg: float = 0.0
+    track_noise_m: float = 0.0
+    track_noise_deg: float = 0.0
 
     def check(self) -> None:
         if not (0 < self.seconds <= 120):
@@ -67,6 +76,10 @@ class SynthConfig:
             raise ValueError(f"antialias must be in [1, 8], got {self.antialias}")
         if not (0.0 <= self.exposure_drift <= 2.0):
             raise ValueError(f"--exposure-drift must be in [0, 2], got {self.exposure_drift}")
+        for name in ("pose_noise_m", "pose_noise_deg", "track_noise_m", "track_noise_deg"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= (5.0 if name.endswith("_m") else 45.0):
+                raise ValueError(f"{name}: must be in [0, {5 if name.endswith('_m') else 45}], got {v}")
         if self.seconds * self.fps < 2:
             raise ValueError("the drive needs at least 2 timestamps: raise --seconds")
 
@@ -182,14 +195,18 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
                 (root / "gt" / name / sub).mkdir(parents=True)
     front = CAMERAS[0]
     intr = {cam.name: cam.intrinsics(cfg.width, cfg.height) for cam in CAMERAS}
+    noise = rig_noise(len(street.ego_times), cfg.pose_noise_m, cfg.pose_noise_deg, cfg.seed)
+    true_frames, noisy_ego = [], []
     for k, (t, ego) in enumerate(zip(street.ego_times, street.ego_poses)):
         world = world_at(street, float(t))
+        noisy_ego.append(ego @ noise[k])
         for ci, cam in enumerate(CAMERAS):
             c2w = ego @ cam.camera_to_vehicle()
             view = render_camera(world, c2w, intr[cam.name], cfg.seed, cfg.antialias)
             rel = f"images/{cam.name}/{k:06d}.png"
             _save_png(log_dir / rel, _exposed(view.rgb, cfg.exposure_drift, float(t), ci))
-            frames.append(Frame(rel, c2w, intr[cam.name], cam.name, float(t)))
+            true_frames.append(Frame(rel, c2w, intr[cam.name], cam.name, float(t)))
+            frames.append(Frame(rel, noisy_ego[-1] @ cam.camera_to_vehicle(), intr[cam.name], cam.name, float(t)))
             tick(f"camera {cam.name} t={t:.2f}s")
         sweeps.append(_write_sweep(log_dir, k, world, ego @ LIDAR_TO_VEHICLE, float(t), cfg))
         tick(f"lidar t={t:.2f}s")
@@ -209,10 +226,18 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
         gt_frames["actor_removed"].append({**paths, "camera": "front", "timestamp": float(t),
                                            "transform_matrix": c2w.tolist()})
         tick(f"gt actor_removed t={t:.2f}s")
-    ego_track = Track(street.ego_times, street.ego_poses)
-    log = DriveLog(log_dir, frames, sweeps, _log_actors(street), ego_track, 1.1, np.array([0.0, 0.0, 1.0]),
-                   {"source": "simrecon synth", "synth_config": asdict(cfg)}, {"lidar": lidar_sensor(cfg)})
+    actors = _log_actors(street)
+    exact = cfg.pose_noise_m == 0 and cfg.pose_noise_deg == 0
+    log = DriveLog(log_dir, frames, sweeps,
+                   noisy_actors(actors, cfg.track_noise_m, cfg.track_noise_deg, cfg.seed),
+                   Track(street.ego_times, np.stack(noisy_ego)), 1.1, np.array([0.0, 0.0, 1.0]),
+                   {"source": "simrecon synth", "synth_config": asdict(cfg), "poses_exact": exact},
+                   {"lidar": lidar_sensor(cfg)})
     write_log(log)
+    if not exact or cfg.track_noise_m or cfg.track_noise_deg:
+        write_true_poses(root, true_frames, Track(street.ego_times, street.ego_poses), actors,
+                         {"pose_m": cfg.pose_noise_m, "pose_deg": cfg.pose_noise_deg,
+                          "track_m": cfg.track_noise_m, "track_deg": cfg.track_noise_deg})
     if cfg.ground_truth:
         gt = root / "gt"
         for name, entries in gt_frames.items():

@@ -137,6 +137,7 @@ class TrainConfig:
             raise ValueError(f"config.sampling.box_aspect_cap: must be > 0 (metres), got {s.box_aspect_cap}")
         self.priors.lidar_prior.check("config.priors.lidar_prior")
         self.priors.free_columns.check("config.priors.free_columns")
+        self.model.poses.check("config.model.poses")
         check_finite(self, "config")  # last: the checks above name their fields in their own words
 
     def lidar_loss_weights(self) -> tuple[float, float]:

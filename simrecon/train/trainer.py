@@ -38,6 +38,7 @@ from .error_map import ErrorMap
 from .free_columns import FreeColumns, free_columns_of
 from .lidar_prior import train_lidar_prior
 from .optim import adam
+from .pose_refine import refine_decision, training_rig
 
 log = get_logger(__name__)
 METRICS = "metrics.jsonl"
@@ -66,18 +67,24 @@ def _dist_info() -> tuple[int, int, int]:
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.0,
-                   exposure_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+                   exposure_lr_scale: float = 1.0, pose_lr_scale: float = 0.2,
+                   rotation_lr_scale: float = 0.02) -> torch.optim.Optimizer:
     """Adam (:func:`simrecon.train.optim.adam`) in groups: the hash tables (learning rate times
-    ``table_lr_scale``), the per-frame exposure (times ``exposure_lr_scale``) and the rest; each group's "scale"
-    is kept so the schedule can set ``lr * scale``."""
+    ``table_lr_scale``), the per-frame exposure (times ``exposure_lr_scale``), the camera pose corrections'
+    translations (times ``pose_lr_scale``) and rotations (times ``rotation_lr_scale``; both groups marked
+    "poses") and the rest; each group's "scale" is kept so the schedule can set ``lr * scale``."""
     named = list(model.named_parameters())
     tables = [p for n, p in named if n.endswith("grid.table")]
     exposure = [p for n, p in named if n.startswith("exposure.")]
-    ids = {id(p) for p in tables + exposure}
+    trans = [p for n, p in named if n == "poses.trans"]
+    rot = [p for n, p in named if n == "poses.rot"]
+    ids = {id(p) for p in tables + exposure + trans + rot}
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": tables, "lr": lr * table_lr_scale, "scale": table_lr_scale},
               {"params": rest, "lr": lr, "scale": 1.0},
-              {"params": exposure, "lr": lr * exposure_lr_scale, "scale": exposure_lr_scale}]
+              {"params": exposure, "lr": lr * exposure_lr_scale, "scale": exposure_lr_scale},
+              {"params": trans, "lr": lr * pose_lr_scale, "scale": pose_lr_scale, "poses": True},
+              {"params": rot, "lr": lr * rotation_lr_scale, "scale": rotation_lr_scale, "poses": True}]
     return adam([g for g in groups if g["params"]], lr)
 
 
@@ -282,6 +289,8 @@ class TrainState:
     error_map: ErrorMap | None = None
     net: torch.nn.Module | None = None  # the model, or its DDP wrapper
     metrics: _Metrics | None = None  # rank 0's
+    frame_rig: torch.Tensor | None = None  # [F] rig time of each training frame (pose refinement on), else None
+    poses_learn: bool = True  # False before model.poses.start of the budget: the pose groups' learning rate is 0
 
     def elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.start
@@ -323,20 +332,41 @@ def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | 
     sampling = cfg.sampling
     box = scene_box(drive, sampling.box_lidar_range, aspect_cap=sampling.box_aspect_cap) if not resume else info.box
     data = TrainData(drive, holdout, near=sampling.near_frac * float(np.mean(box.half)), device=device)
-    model = SceneModel(cfg.model, box, drive.actors, data.num_appearance, frames=(data.app, data.times)).to(device)
-    optim = make_optimizer(model, cfg.schedule.lr, cfg.schedule.table_lr_scale, cfg.schedule.exposure_lr_scale)
+    rig, frame_rig = _pose_rig(cfg, drive, data, state, rank)
+    model = SceneModel(cfg.model, box, drive.actors, data.num_appearance, frames=(data.app, data.times),
+                       rig=rig).to(device)
+    optim = make_optimizer(model, cfg.schedule.lr, cfg.schedule.table_lr_scale, cfg.schedule.exposure_lr_scale,
+                           cfg.model.poses.lr / cfg.schedule.lr, cfg.model.poses.rotation_lr / cfg.schedule.lr)
     source_log, source_log_absolute = log_reference(scene_dir, log_path)  # a resume records where the log is now
     info_out = SceneInfo(source_log=source_log, source_log_absolute=source_log_absolute, box=box, near=data.near,
                          camera_names=data.camera_names, actors=[a.id for a in drive.actors],
                          holdout=sorted(holdout), config=cfg.to_json(), status="training")
     run = TrainState(cfg, scene_dir, rank, world, device, data, model, optim, info_out, resume)
     run.error_map = data.error_map(sampling.error_tiles) if sampling.error_sampling > 0 else None
+    run.frame_rig = frame_rig.to(device) if frame_rig is not None else None
     if resume:
         _restore(run, state)
     run.info.step, run.info.elapsed = run.step, run.elapsed0
     if rank == 0:
         _first_write(scene_dir, run.info)
     return run
+
+
+def _pose_rig(cfg: TrainConfig, drive, data: TrainData, state: dict | None,
+              rank: int) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
+    """Camera pose refinement (train/pose_refine.py): ((rig times [T], pivots [T, 3]), each training frame's rig
+    time [F]) when it is on, (None, None) when off. A fresh run decides by ``cfg.model.poses`` and the log; a resumed
+    one keeps what its checkpoint has."""
+    if state is not None:
+        on, why = "poses.trans" in state.get("model", {}), "resumed: as the checkpoint has it"
+    else:
+        on, why = refine_decision(cfg.model.poses, drive)
+    if rank == 0:
+        log.info("camera pose refinement %s (%s)", "on" if on else "off", why)
+    if not on:
+        return None, None
+    times, pivots, frame_rig = training_rig(data.times, data.c2w)
+    return (times, pivots), frame_rig
 
 
 def _restore(run: TrainState, state: dict) -> None:
@@ -398,15 +428,19 @@ def _step(run: TrainState, gen: torch.Generator, batch: int, lidar_batch: int, n
     """One optimiser step at learning rate ``lr``; (the loss, the losses, each camera ray's squared error)."""
     cfg, data = run.cfg, run.data
     for g in run.optim.param_groups:
-        g["lr"] = lr * g.get("scale", 1.0)
+        g["lr"] = lr * g.get("scale", 1.0) if run.poses_learn or not g.get("poses") else 0.0
     pixels = data.draw_pixels(batch, gen, run.error_map, n_err)  # [batch], the error-map share first
     rays, target = data.pixel_rays(pixels)
+    frames = data.frame_of(pixels).to(run.device)
+    if run.model.poses is not None:  # camera rays only: lidar sweeps are taken as posed
+        rays = run.model.poses.correct_rays(rays, run.frame_rig[frames])
     ranges = None
     if lidar_batch:
         lrays, ranges = data.sample_lidar(lidar_batch, gen)
         rays = type(rays).cat([rays, lrays])
-    out, losses = step_losses(run.net, run.model, rays, target, batch, ranges, cfg, run.columns, gen,
-                              data.frame_of(pixels).to(run.device))
+    out, losses = step_losses(run.net, run.model, rays, target, batch, ranges, cfg, run.columns, gen, frames)
+    if run.model.poses is not None:
+        losses["pose_reg"] = cfg.model.poses.reg_weight * run.model.poses.regulariser()
     loss = sum(losses.values())
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss.item()} at step {run.step}")
@@ -436,7 +470,9 @@ def _train(run: TrainState, on_log: Callable[[dict], None] | None, stop: StopSig
         elapsed = run.elapsed()
         if _done(run, elapsed, budget_s, stop):
             return "interrupted" if stop.requested else "complete"
-        lr = learning_rate(cfg, max(run.step / max(budget.steps, 1), elapsed / max(budget_s, 1e-9)))
+        progress = max(run.step / max(budget.steps, 1), elapsed / max(budget_s, 1e-9))
+        lr = learning_rate(cfg, progress)
+        run.poses_learn = progress >= cfg.model.poses.start
         loss, losses, sq_err = _step(run, gen, batch, lidar_batch, n_err, lr)
         run.step += 1
         if run.step % budget.checkpoint_every == 0:
