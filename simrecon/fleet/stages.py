@@ -189,12 +189,15 @@ def run_regress(task: StageTask) -> StageFigures:
     opts = task.stage.options
     out = task.log_out / task.stage.name
     result = regress(_suite_copy(task), update_golden=opts.update_golden, out=out, renderer=opts.renderer)
-    bad = [c.name for c in result.cases if not c.passed]
-    figures = StageFigures(regress_passed=len(result.cases) - len(bad), regress_failed=len(bad))
+    return _suite_figures(result.cases, "scenario(s)", result.html)
+
+
+def _suite_figures(cases: list, what: str, report: Path) -> StageFigures:
+    """Passed / failed counts of a suite's ``cases``; a StageError naming the failed ones and the report."""
+    bad = [c.name for c in cases if not c.passed]
     if bad:
-        raise StageError(f"{len(bad)} of {len(result.cases)} scenario(s) regressed ({', '.join(bad[:5])}); "
-                         f"report {result.html}")
-    return figures
+        raise StageError(f"{len(bad)} of {len(cases)} {what} regressed ({', '.join(bad[:5])}); report {report}")
+    return StageFigures(regress_passed=len(cases), regress_failed=0)
 
 
 def _sim_settings(opts) -> list:
@@ -241,12 +244,7 @@ def run_drive_suite(task: StageTask) -> StageFigures:
     result = drive_suite(copy, opts.policy, task.log_out / task.stage.name, opts.baseline, force=True,
                          settings=_sim_settings(opts), renderer=opts.renderer, detector=opts.detector,
                          baseline_detector=opts.baseline_detector)
-    bad = [c.name for c in result.cases if not c.passed]
-    figures = StageFigures(regress_passed=len(result.cases) - len(bad), regress_failed=len(bad))
-    if bad:
-        raise StageError(f"{len(bad)} of {len(result.cases)} case(s) regressed ({', '.join(bad[:5])}); report "
-                         f"{task.log_out / task.stage.name / 'report.html'}")
-    return figures
+    return _suite_figures(result.cases, "case(s)", task.log_out / task.stage.name / "report.html")
 
 
 def _scene_suite_copy(task: StageTask, suite: Path, lists: tuple[str, ...], updates: dict | None = None,
