@@ -93,12 +93,14 @@ CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "intensity", "ring", "time"],
                         "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})
 
 
-def cloud_msg(ts, ros1: bool, ns: int, frame: str, pts: np.ndarray):
+def cloud_msg(ts, ros1: bool, ns: int, frame: str, pts: np.ndarray, ring: np.ndarray, time: np.ndarray):
+    """A PointCloud2 as a Velodyne driver writes it: x, y, z, intensity, ring (the beam) and time (s after the
+    header stamp)."""
     rec = np.zeros(len(pts), CLOUD_DTYPE)
     for i, k in enumerate(("x", "y", "z", "intensity")):
         rec[k] = pts[:, i]
-    rec["ring"] = np.arange(len(pts)) % 32
-    rec["time"] = np.linspace(0, 0.1, len(pts), dtype=np.float32)
+    rec["ring"] = ring
+    rec["time"] = time
     pf = ts.types["sensor_msgs/msg/PointField"]
     fields = [pf(name=n, offset=CLOUD_DTYPE.fields[n][1], datatype=t, count=1)
               for n, t in (("x", 7), ("y", 7), ("z", 7), ("intensity", 7), ("ring", 4), ("time", 7))]
@@ -216,8 +218,10 @@ def messages(log: DriveLog, opts: BagOptions, ts, ros1: bool) -> list[tuple[str,
             out.append((f"/sensors/{f.camera}/camera_info", "sensor_msgs/msg/CameraInfo", ns + 1,
                         camera_info(ts, ros1, ns, frame, f.intrinsics, opts.distortion)))
     for s in log.lidar:
+        layout, sensor = s.load_layout(log.root), log.lidar_sensors[s.sensor]
+        time = layout.column / (sensor.columns * sensor.spin_rate_hz)  # each column fires in turn
         out.append(("/sensors/lidar/points", "sensor_msgs/msg/PointCloud2", ns_of(s.timestamp) + 2,
-                    cloud_msg(ts, ros1, ns_of(s.timestamp), s.sensor, s.load(log.root))))
+                    cloud_msg(ts, ros1, ns_of(s.timestamp), s.sensor, s.load(log.root), layout.beam, time)))
     out.sort(key=lambda m: m[2])
     return out
 

@@ -206,7 +206,8 @@ def test_pixels_and_points_are_read_when_written_in_any_order(street, tmp_path):
     again = read("rosbag", bag)
     backward = [again.images[k]() for k in reversed(list(again.images))][::-1]
     assert forward == backward and len(forward) == len(street.frames)
-    assert np.array_equal(again.lidar[list(again.lidar)[-1]](), street.lidar[-1].load(street.root))
+    points, layout = again.lidar[list(again.lidar)[-1]]()  # with ring fields: the points and their layout
+    assert np.array_equal(points, street.lidar[-1].load(street.root)) and len(layout.beam) == len(points)
 
 
 def test_converted_lidar_lands_on_the_surfaces_the_camera_sees(street, tmp_path):
@@ -254,3 +255,22 @@ def test_no_tf_chain_to_the_world_frame_names_both_roots(street, tmp_path):
     cfg.write_text("bag: drive\ncamera: {}\n")
     with pytest.raises(ReaderError, match="topics.yaml: camera: unknown key"):
         read("rosbag", cfg)
+
+
+@pytest.mark.parametrize("kind", ["ros1", "ros2-mcap"])
+def test_ring_and_time_fields_give_the_v11_sensor_and_layout(street, tmp_path, kind):
+    """A cloud with ring and time: the sensor model is estimated (beams at the synthetic elevations, its columns,
+    its spin) and every point keeps its beam, column and firing time (v1.1 sidecars), round trip to the log."""
+    bag = _bag(street, tmp_path, kind=kind)
+    out = tmp_path / "out"
+    log = convert("rosbag", bag, out)
+    truth = street.lidar_sensors["lidar"]
+    sensor = log.lidar_sensors["lidar"]
+    assert sensor.estimated and sensor.columns == truth.columns and sensor.beams == truth.beams
+    assert np.allclose(sensor.beam_elevations_deg, truth.beam_elevations_deg, atol=0.01)
+    assert sensor.spin_rate_hz == pytest.approx(1.0 / np.median(np.diff([s.timestamp for s in street.lidar])))
+    assert validate_log(out)[1] == []
+    for got, want in zip(log.lidar, street.lidar):
+        lg, lw = got.load_layout(out), want.load_layout(street.root)
+        assert np.array_equal(lg.beam, lw.beam) and np.array_equal(lg.column, lw.column)
+        assert np.allclose(lg.time, lw.column / (truth.columns * truth.spin_rate_hz), atol=1e-6)

@@ -19,8 +19,10 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
 from ..io import validate_log, write_log
-from ..lidar_io import write_points
+from ..lidar_io import write_points, write_sidecar
 from ..model import DriveLog
 from ..outdir import check_target, naming_failures, swap_in, temp_beside
 from ..safe_paths import name_problem, relative_problem
@@ -135,6 +137,22 @@ def _load_sweep(loader: Callable[[], object], rel: str):
         raise ReaderError(rel, "", f"cannot read the source of this sweep ({type(exc).__name__}: {exc})") from None
 
 
+def _write_sweep(root: Path, rel: str, loaded, sweep) -> None:
+    """Write a loaded sweep: points, or (points, SweepLayout or None) from readers that know each point's beam and
+    column (v1.1 sidecars ``<name>.index.npy`` and, with times, ``<name>.time.npy``, named on ``sweep``)."""
+    points, layout = loaded if isinstance(loaded, tuple) else (loaded, None)
+    write_points(root / rel, points)
+    if layout is None or sweep is None:
+        return
+    stem = rel[: -len(".npy")] if rel.endswith(".npy") else rel
+    write_sidecar(root / f"{stem}.index.npy", "index_path",
+                  np.stack([layout.beam, layout.column], axis=1).astype(np.int32))
+    sweep.index_path = f"{stem}.index.npy"
+    if layout.time is not None:
+        write_sidecar(root / f"{stem}.time.npy", "time_path", layout.time.astype(np.float32))
+        sweep.time_path = f"{stem}.time.npy"
+
+
 def write_conversion(conv: Conversion, out: str | Path, overwrite: bool = False,
                      progress: Callable[[int, int, str], None] | None = None) -> DriveLog:
     """Write ``conv`` to ``out`` atomically (build ``out.tmp-<pid>``, validate, rename); returns the loaded log."""
@@ -152,10 +170,11 @@ def write_conversion(conv: Conversion, out: str | Path, overwrite: bool = False,
                 done += 1
                 if progress:
                     progress(done, total, rel)
+            sweeps = {s.file_path: s for s in conv.log.lidar}
             for rel, loader in conv.lidar.items():
                 target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                write_points(target, _load_sweep(loader, rel))
+                _write_sweep(tmp, rel, _load_sweep(loader, rel), sweeps.get(rel))
                 done += 1
                 if progress:
                     progress(done, total, rel)

@@ -46,7 +46,9 @@ class Conversion:
     bytes (or a function returning them) when the source stores images inside a container (Waymo).
     ``lidar`` maps an output path
     (``lidar/...npy``) to a loader that returns float32 [N, 4] points (x, y, z, intensity in [0, 1])
-    in the sensor frame. Nothing is read or written until ``convert`` asks for it.
+    in the sensor frame, or ``(points, SweepLayout or None)`` when the reader knows each point's beam and column
+    (format v1.1; the sensor models go in ``log.lidar_sensors``). Nothing is read or written until ``convert``
+    asks for it.
     """
 
     log: DriveLog

@@ -241,3 +241,13 @@ class MessageStream:
 
     def points(self, key: MessageKey) -> np.ndarray:
         return msgs.point_cloud(self.get(key)[1], key[0])
+
+    def cloud(self, key: MessageKey) -> msgs.Cloud:
+        return msgs.cloud(self.get(key)[1], key[0])
+
+    def close(self) -> None:
+        """End the pass under way (its recording closes)."""
+        if self._pass is not None:
+            self._pass.close()
+            self._pass = None
+        self.held.clear()

@@ -7,6 +7,7 @@ Every failure is a :class:`ReaderError` naming the topic and the field.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -132,10 +133,13 @@ def image_bytes(msg, compressed: bool, topic: str) -> tuple[bytes, str]:
     return compressed_image(msg, topic) if compressed else (raw_image(msg, topic), ".png")
 
 
+_CLOUD_FIELDS = ("x", "y", "z", "intensity", "i", "reflectivity", "ring", "time", "t", "timestamp")
+
+
 def _cloud_dtype(msg, topic: str) -> np.dtype:
     names, formats, offsets = [], [], []
     for f in msg.fields:
-        if f.name in ("x", "y", "z", "intensity", "i", "reflectivity") and f.name not in names:
+        if f.name in _CLOUD_FIELDS and f.name not in names:
             if f.datatype not in _POINT_TYPES:
                 raise ReaderError(topic, f"fields.{f.name}", f"unknown PointField datatype {f.datatype}")
             names.append(f.name)
@@ -147,8 +151,35 @@ def _cloud_dtype(msg, topic: str) -> np.dtype:
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": int(msg.point_step)})
 
 
+@dataclass
+class Cloud:
+    """A PointCloud2's kept points and, where the cloud has them, each point's beam ring and firing time."""
+
+    points: np.ndarray  # float32 [N, 4]: x, y, z, intensity in [0, 1], the cloud's frame
+    ring: np.ndarray | None  # int [N]: the ``ring`` field (the beam)
+    time: np.ndarray | None  # float64 [N]: seconds after the header stamp (``time`` s, ``t`` ns, ``timestamp``)
+
+
 def point_cloud(msg, topic: str) -> np.ndarray:
-    """sensor_msgs/PointCloud2 -> float32 [N, 4] (x, y, z, intensity in [0, 1]) in the cloud's frame.
+    """sensor_msgs/PointCloud2 -> float32 [N, 4] (x, y, z, intensity in [0, 1]) in the cloud's frame
+    (``cloud``'s points)."""
+    return cloud(msg, topic).points
+
+
+def _point_times(pts, names: tuple, header_s: float) -> np.ndarray | None:
+    """Per-point seconds after the header stamp: Velodyne ``time`` (s, relative), Ouster ``t`` (ns, relative),
+    Hesai ``timestamp`` (s, absolute)."""
+    if "time" in names:
+        return pts["time"].astype(np.float64)
+    if "t" in names:
+        return pts["t"].astype(np.float64) * 1e-9
+    if "timestamp" in names:
+        return pts["timestamp"].astype(np.float64) - header_s
+    return None
+
+
+def cloud(msg, topic: str) -> Cloud:
+    """sensor_msgs/PointCloud2 -> its points (and rings and times where present), in the cloud's frame.
 
     Points with a non-finite coordinate (holes of organised clouds) are dropped. Intensity: 8-bit and
     16-bit integers are scaled to [0, 1]; floats already in [0, 1] are kept, larger ones (0..255
@@ -176,7 +207,11 @@ def point_cloud(msg, topic: str) -> np.ndarray:
             out[:, 3] = np.clip(val / 255.0 if top > 1.0 else val, 0.0, 1.0)
     keep = np.all(np.isfinite(out[:, :3]), axis=1)
     out[:, 3] = np.nan_to_num(out[:, 3], nan=0.0)
-    return out[keep]
+    ring = pts["ring"].astype(np.int64)[keep] if "ring" in dt.names else None
+    times = _point_times(pts, dt.names, stamp_ns(msg) * 1e-9)
+    if times is not None:
+        times = times[keep] if np.all(np.isfinite(times[keep])) else None
+    return Cloud(out[keep], ring, times)
 
 
 _MARKER_CUBE, _MARKER_ADD = 1, 0

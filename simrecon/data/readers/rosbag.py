@@ -3,7 +3,8 @@
 ``SRC`` is the recording or a topics YAML file naming it (``_ros_source``). Cameras come from
 ``sensor_msgs/Image`` / ``CompressedImage`` with their ``CameraInfo`` (plumb_bob -> OPENCV, equidistant
 -> OPENCV_FISHEYE, K's OpenCV pixel centres shifted by +0.5); lidar from ``PointCloud2`` (x, y, z,
-intensity; points stay in the cloud's frame); poses from ``/tf`` + ``/tf_static``: every image and cloud
+intensity; points stay in the cloud's frame; with a ``ring`` field, an estimated v1.1 sensor model and each
+point's beam, column and time: ``_ros_lidar``); poses from ``/tf`` + ``/tf_static``: every image and cloud
 is placed at its own header stamp by chaining the tree from its ``frame_id`` to the world frame
 (moving links interpolated), so camera and lidar extrinsics come from the tree. The ego is the base
 frame (``base_link``) in the world frame (``map``, else ``odom``, else the tree's root), or a
@@ -20,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import opencv_to_opengl
+from ..lidar_model import LidarSensor
 from ..model import Frame, LidarSweep, Track
 from ._common import ActorBuilder, Conversion, ReaderError, build_actors, check_cameras, finish_log, map_class
 from ._ros_collect import Collected, MessageStream, collect, open_recording
+from ._ros_lidar import cloud_layout, estimate_sensor
 from ._ros_source import RosOptions, resolve
 from ._ros_tf import TfTree
 from ._ros_topics import Selection, choose
@@ -161,6 +164,39 @@ def _loaders(bag: Path, chosen: dict, load: str) -> dict:
     return {rel: (lambda key=key: getattr(stream, load)(key)) for rel, (_, key) in ordered}
 
 
+def _lidar_sensors(bag: Path, data: Collected, lidar: dict) -> dict[str, tuple[LidarSensor, np.ndarray]]:
+    """Per lidar with a ``ring`` field: its sensor model estimated from its first kept cloud, and its rings."""
+    first: dict[str, tuple] = {}
+    for rel, (seq, key) in sorted(lidar.items(), key=lambda kv: kv[1][0]):
+        first.setdefault(rel.split("/")[1], key)
+    out = {}
+    for name, key in first.items():
+        stamps = sorted(m.stamp_ns for m in data.clouds.get(name, []))
+        period = float(np.median(np.diff(stamps))) * 1e-9 if len(stamps) > 1 else None
+        stream = MessageStream(bag, {key})
+        try:
+            cloud = stream.cloud(key)
+        finally:
+            stream.close()
+        sensor = estimate_sensor(cloud, period)
+        if sensor is not None:
+            out[name] = (sensor, np.unique(cloud.ring))
+    return out
+
+
+def _sweep_loaders(bag: Path, lidar: dict, sensors: dict) -> dict:
+    """Output path -> loader of (points, layout or None), one stream in recording order (bounded memory)."""
+    ordered = sorted(lidar.items(), key=lambda kv: kv[1][0])
+    stream = MessageStream(bag, {key for _, (_, key) in ordered})
+
+    def load(key, name):
+        cloud = stream.cloud(key)
+        found = sensors.get(name)
+        return cloud.points, (cloud_layout(cloud, *found) if found is not None else None)
+
+    return {rel: (lambda key=key, name=rel.split("/")[1]: load(key, name)) for rel, (_, key) in ordered}
+
+
 def _actors(data: Collected, world: str, t0: int, problems: list[str]) -> list:
     builders: dict[str, ActorBuilder] = {}
     for b in data.boxes:
@@ -196,7 +232,9 @@ def _assemble(data: Collected, sel: Selection, opts: RosOptions, cams: list[str]
     actors = _actors(data, world, t0, problems)
     log = finish_log("rosbag", opts.bag, [f for _, f in cam_frames], [s for _, s in sweeps], actors, ego,
                      offset=offset, extra=extra)
-    conv = Conversion(log, _loaders(opts.bag, images, "image"), _loaders(opts.bag, lidar, "points"))
+    sensors = _lidar_sensors(opts.bag, data, lidar)
+    log.lidar_sensors.update({name: sensor for name, (sensor, _) in sensors.items()})
+    conv = Conversion(log, _loaders(opts.bag, images, "image"), _sweep_loaders(opts.bag, lidar, sensors))
     conv.warn(f"{bag}: chose {sel.describe()}; ego from {ego_how}")
     if problems:
         conv.warn(f"{bag}: {len(problems)} message(s) skipped without a pose, first: {problems[0]}")
