@@ -1,5 +1,8 @@
 """Constants shared by tests (imported as a top-level module: pytest puts tests/ on sys.path)."""
 
+import json
+from pathlib import Path
+
 from simrecon.synth import SynthConfig
 from simrecon.train import TrainConfig, preset
 
@@ -17,3 +20,11 @@ def tiny_files(steps: int = 2) -> TrainConfig:
     cfg.budget.steps, cfg.holdout = steps, "none"
     cfg.priors.free_columns.weight = 0.0
     return cfg
+
+
+def edit_log(root: Path, fn) -> None:
+    """Apply ``fn`` to the parsed ``root/transforms.json`` of a drive log and write it back."""
+    path = root / "transforms.json"
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))

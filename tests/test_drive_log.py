@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import edit_log
 from simrecon.data import Actor, DriveLog, Frame, Intrinsics, LidarSweep, LogError, Track, load_log, validate_log
 from simrecon.data import write_log
 from simrecon.data.geometry import make_pose, rot_z
@@ -44,11 +45,6 @@ def good_log(tmp_path) -> Path:
     return tmp_path / "log"
 
 
-def _edit(root: Path, fn) -> None:
-    path = root / "transforms.json"
-    data = json.loads(path.read_text())
-    fn(data)
-    path.write_text(json.dumps(data))
 
 
 def _problems(root: Path) -> list[str]:
@@ -154,7 +150,7 @@ def test_malformed_json_names_line_and_column(good_log):
 
 
 def test_missing_keys_are_all_listed(good_log):
-    _edit(good_log, lambda d: [d["frames"][0].pop("transform_matrix"), d["frames"][1].pop("timestamp"),
+    edit_log(good_log, lambda d: [d["frames"][0].pop("transform_matrix"), d["frames"][1].pop("timestamp"),
                                d["actors"][0].pop("size")])
     problems = _problems(good_log)
     assert any("frames[0].transform_matrix: missing required key" in p for p in problems)
@@ -172,7 +168,7 @@ def test_missing_keys_are_all_listed(good_log):
 ])
 def test_bad_matrices(good_log, matrix, expected):
     # json cannot carry NaN in strict mode, but Python writes it and many tools do the same.
-    _edit(good_log, lambda d: d["frames"][1].__setitem__("transform_matrix", matrix))
+    edit_log(good_log, lambda d: d["frames"][1].__setitem__("transform_matrix", matrix))
     problems = _problems(good_log)
     assert any(p.endswith(expected) or expected in p for p in problems if "frames[1].transform_matrix" in p), problems
 
@@ -180,7 +176,7 @@ def test_bad_matrices(good_log, matrix, expected):
 def test_rotation_within_tolerance_is_accepted(good_log):
     m = np.eye(4)
     m[0, 1] = 5e-4  # inside the spec's 1e-3 orthonormality tolerance
-    _edit(good_log, lambda d: d["frames"][1].__setitem__("transform_matrix", m.tolist()))
+    edit_log(good_log, lambda d: d["frames"][1].__setitem__("transform_matrix", m.tolist()))
     assert load_log(good_log)
 
 
@@ -218,7 +214,7 @@ def test_duplicate_actor_ids_and_unsorted_track(good_log):
     def edit(d):
         d["actors"][1]["id"] = "car_a"
         d["actors"][0]["track"][1]["timestamp"] = 0.0
-    _edit(good_log, edit)
+    edit_log(good_log, edit)
     problems = _problems(good_log)
     assert any("actors[1].id: actor id 'car_a' repeats actors[0].id" in p for p in problems)
     assert any("actors[0].track[1].timestamp: timestamps must be strictly increasing" in p for p in problems)
@@ -229,7 +225,7 @@ def test_unsorted_ego_and_path_escaping_the_log(good_log):
         d["ego"][1]["timestamp"] = -1.0
         d["frames"][0]["file_path"] = "../../etc/passwd"
         d["lidar"][0]["file_path"] = "/abs/points.npy"
-    _edit(good_log, edit)
+    edit_log(good_log, edit)
     problems = _problems(good_log)
     assert any("ego[1].timestamp: timestamps must be strictly increasing" in p for p in problems)
     assert any("frames[0].file_path: path '../../etc/passwd' leaves the log folder" in p for p in problems)
@@ -237,7 +233,7 @@ def test_unsorted_ego_and_path_escaping_the_log(good_log):
 
 
 def test_non_positive_focal_and_size(good_log):
-    _edit(good_log, lambda d: d.update(fl_x=0.0, w=-5))
+    edit_log(good_log, lambda d: d.update(fl_x=0.0, w=-5))
     problems = _problems(good_log)
     assert any("fl_x: expected a positive number, got 0.0" in p for p in problems)
     assert any("w: expected a positive number, got -5" in p for p in problems)
@@ -246,7 +242,7 @@ def test_non_positive_focal_and_size(good_log):
 
 
 def test_load_log_raises_with_every_problem(good_log):
-    _edit(good_log, lambda d: [d["frames"][0].pop("file_path"), d.__setitem__("simrecon_version", 7)])
+    edit_log(good_log, lambda d: [d["frames"][0].pop("file_path"), d.__setitem__("simrecon_version", 7)])
     with pytest.raises(LogError) as info:
         load_log(good_log)
     assert len(info.value.problems) == 2

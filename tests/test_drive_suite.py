@@ -118,6 +118,10 @@ def test_a_case_that_cannot_run_is_an_error_and_the_others_go_on(suite_dir, tmp_
     ({"scenarios": [{"scenario": "missing.yaml"}]}, "no such scenario file"),
     ({"set": {"world.dtt": 0.1}}, "no such setting 'world.dtt'"),
     ({"colour": 1}, "colour: unknown key"),
+    # case names become folders (runs/WHO/NAME, frames/NAME): one plain path component only
+    ({"scenarios": [{"scenario": "free.yaml", "name": "../escape"}]}, "scenarios[0].name"),
+    ({"scenarios": [{"scenario": "free.yaml", "name": "/abs"}]}, "scenarios[0].name"),
+    ({"perception": [{"scenario": "free.yaml", "name": "../escape"}]}, "perception[0].name"),
 ])
 def test_a_bad_suite_exits_2_with_one_line_and_writes_nothing(capsys, suite_dir, tmp_path, doc, message):
     path = write_suite(suite_dir, "bad.yaml", **doc)

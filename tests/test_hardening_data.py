@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import edit_log
 from simrecon.cli.main import main
 from simrecon.data import LogError, load_log, parse_log, validate_log
 from simrecon.data import lidar_io
@@ -34,11 +35,6 @@ def log_dir(synth_small, tmp_path) -> Path:
     return out
 
 
-def _edit(root: Path, fn) -> None:
-    path = root / "transforms.json"
-    data = json.loads(path.read_text())
-    fn(data)
-    path.write_text(json.dumps(data))
 
 
 def _problems(root: Path, **kwargs) -> list[str]:
@@ -82,18 +78,18 @@ BAD_NAMES = ["../../../X", "/etc", "a/b", "a\\b", ".", "..", "", "a\x00b", "cam\
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_camera_name_that_is_not_a_plain_name_is_refused(log_dir, name):
-    _edit(log_dir, lambda d: d["frames"][0].__setitem__("camera", name))
+    edit_log(log_dir, lambda d: d["frames"][0].__setitem__("camera", name))
     _only(_problems(log_dir), "transforms.json: frames[0].camera:")
 
 
 @pytest.mark.parametrize("section, key", [("actors", "id"), ("lidar", "sensor")])
 def test_actor_id_and_lidar_sensor_must_be_plain_names(log_dir, section, key):
-    _edit(log_dir, lambda d: d[section][0].__setitem__(key, "../../escape"))
+    edit_log(log_dir, lambda d: d[section][0].__setitem__(key, "../../escape"))
     _only(_problems(log_dir), f"transforms.json: {section}[0].{key}:", "'../../escape'")
 
 
 def test_cli_validate_and_info_refuse_a_camera_name_with_a_path(log_dir, capsys):
-    _edit(log_dir, lambda d: d["frames"][0].__setitem__("camera", "../../../X"))
+    edit_log(log_dir, lambda d: d["frames"][0].__setitem__("camera", "../../../X"))
     for cmd in ("validate", "info"):
         rc, err = _cli(capsys, cmd, log_dir)
         assert rc == 2
@@ -129,7 +125,7 @@ def test_safe_join_stays_inside_root(tmp_path):
     ("depth_file_path", "../../../../etc/passwd"),
 ])
 def test_convert_nerfstudio_refuses_path_strings_that_leave_the_source(log_dir, tmp_path, capsys, key, value):
-    _edit(log_dir, lambda d: d["frames"][0].__setitem__(key, value))
+    edit_log(log_dir, lambda d: d["frames"][0].__setitem__(key, value))
     out = tmp_path / "out"
     rc, err = _cli(capsys, "convert", "nerfstudio", log_dir, out)
     assert rc == 2
@@ -147,7 +143,7 @@ def test_masks_are_validated_like_images(log_dir):
         d["frames"][0]["mask_path"] = "masks/ok.png"
         d["frames"][1]["mask_path"] = "masks/small.png"
         d["frames"][2]["mask_path"] = "masks/junk.png"
-    _edit(log_dir, edit)
+    edit_log(log_dir, edit)
     problems = _problems(log_dir)
     assert len(problems) == 2, problems
     assert "frames[1].mask_path: mask 'masks/small.png' is 10x10, expected 160x96" in problems[0]
@@ -159,7 +155,7 @@ def test_truncated_mask_cannot_be_decoded(log_dir):
     arr = np.random.default_rng(0).integers(0, 255, (96, 160), np.uint8)
     Image.fromarray(arr).save(log_dir / "masks/m.png")
     _truncate(log_dir / "masks/m.png", (log_dir / "masks/m.png").stat().st_size // 3)
-    _edit(log_dir, lambda d: d["frames"][0].__setitem__("mask_path", "masks/m.png"))
+    edit_log(log_dir, lambda d: d["frames"][0].__setitem__("mask_path", "masks/m.png"))
     _only(_problems(log_dir), f"{log_dir / 'masks/m.png'}: cannot decode:")
 
 
@@ -199,7 +195,7 @@ def test_non_finite_intrinsics_are_one_problem(log_dir, literal):
     ("ego[0].timestamp", lambda d: d["ego"][0].__setitem__("timestamp", 10**400)),
 ])
 def test_bad_numbers_in_any_numeric_field_name_the_field(log_dir, where, edit):
-    _edit(log_dir, edit)
+    edit_log(log_dir, edit)
     _only(_problems(log_dir), f"transforms.json: {where}:")
 
 
@@ -223,7 +219,7 @@ def test_deeply_nested_json_is_one_problem_naming_the_file(log_dir, capsys):
 
 def test_nesting_below_the_parsers_limit_is_refused_too(log_dir, tmp_path, capsys):
     """500 levels parse, but break every recursive consumer (deepcopy in the reader, json.dumps on write)."""
-    _edit(log_dir, lambda d: d.__setitem__("notes", json.loads("[" * 500 + "]" * 500)))
+    edit_log(log_dir, lambda d: d.__setitem__("notes", json.loads("[" * 500 + "]" * 500)))
     _only(_problems(log_dir), "nested")
     rc, err = _cli(capsys, "convert", "nerfstudio", log_dir, tmp_path / "out")
     assert rc == 2
@@ -233,9 +229,9 @@ def test_nesting_below_the_parsers_limit_is_refused_too(log_dir, tmp_path, capsy
 # -- R3: sizes read from files are bounded -----------------------------------------------------------------
 
 def test_huge_image_size_is_refused_with_the_bound(log_dir):
-    _edit(log_dir, lambda d: d.update(w=10**9))
+    edit_log(log_dir, lambda d: d.update(w=10**9))
     _only(_problems(log_dir), "transforms.json: w:", "16384")
-    _edit(log_dir, lambda d: d.update(w=10**9, h=10**9))
+    edit_log(log_dir, lambda d: d.update(w=10**9, h=10**9))
     problems = _problems(log_dir)
     assert [p.split(": ")[1] for p in problems] == ["w", "h"], problems
 
@@ -267,7 +263,7 @@ def test_lidar_ply_claiming_too_many_points_is_refused_from_its_header(log_dir):
     header = b"ply\nformat binary_little_endian 1.0\nelement vertex 1000000000000\nproperty float x\n" \
              b"property float y\nproperty float z\nend_header\n"
     (log_dir / "lidar/a.ply").write_bytes(header + struct.pack("<3f", 1, 2, 3))
-    _edit(log_dir, lambda d: d["lidar"][0].__setitem__("file_path", "lidar/a.ply"))
+    edit_log(log_dir, lambda d: d["lidar"][0].__setitem__("file_path", "lidar/a.ply"))
     _only(_problems(log_dir), "lidar[0].file_path", f"at most {MAX_POINTS} points")
 
 
@@ -291,7 +287,7 @@ def test_truncated_jpeg_is_refused(log_dir):
     Image.fromarray(big).save(log_dir / "big.jpg", quality=95)
     assert (log_dir / "big.jpg").stat().st_size > 40_000
     _truncate(log_dir / "big.jpg", 20_000)
-    _edit(log_dir, lambda d: d["frames"][0].update(file_path="big.jpg", w=640, h=384))
+    edit_log(log_dir, lambda d: d["frames"][0].update(file_path="big.jpg", w=640, h=384))
     _only(_problems(log_dir), f"{log_dir / 'big.jpg'}: cannot decode:")
 
 
@@ -328,18 +324,18 @@ def test_symlinked_image_and_lidar_folders_are_followed(log_dir, tmp_path):
 
 def test_dotdot_path_strings_are_refused_even_when_they_land_inside(log_dir):
     rel = f"../{log_dir.name}/images/front/000000.png"
-    _edit(log_dir, lambda d: d["frames"][0].__setitem__("file_path", rel))
+    edit_log(log_dir, lambda d: d["frames"][0].__setitem__("file_path", rel))
     _only(_problems(log_dir), "frames[0].file_path", "'..'")
 
 
 def test_reader_read_refuses_a_dotdot_mask_that_exists(log_dir):
     Image.new("L", (160, 96), 255).save(log_dir.parent / "outside.png")
-    _edit(log_dir, lambda d: d["frames"][0].__setitem__("mask_path", "../outside.png"))
+    edit_log(log_dir, lambda d: d["frames"][0].__setitem__("mask_path", "../outside.png"))
     with pytest.raises(ReaderError, match=r"frames\[0\]\.mask_path: .*'\.\.'"):
         read("nerfstudio", log_dir)
 
 
 def test_load_log_raises_log_error_for_bad_names(log_dir):
-    _edit(log_dir, lambda d: d["actors"][0].__setitem__("id", "a/b"))
+    edit_log(log_dir, lambda d: d["actors"][0].__setitem__("id", "a/b"))
     with pytest.raises(LogError):
         load_log(log_dir)

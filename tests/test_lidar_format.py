@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import edit_log
 from simrecon.data import load_log, validate_log, write_log
 from simrecon.data.lidar_io import read_sidecar, write_sidecar
 from simrecon.data.lidar_model import LidarSensor, uniform_sensor
@@ -20,11 +21,6 @@ def _copy(xs_log: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def _edit(root: Path, fn) -> None:
-    path = root / "transforms.json"
-    data = json.loads(path.read_text())
-    fn(data)
-    path.write_text(json.dumps(data))
 
 
 def _problems(root: Path) -> list[str]:
@@ -87,7 +83,7 @@ def test_per_point_time_sidecar(xs_log, tmp_path):
     layout = sweep.load_layout(root)
     times = log.lidar_sensors["lidar"].column_times(layout.column)
     write_sidecar(root / "lidar/t0.npy", "time_path", times)
-    _edit(root, lambda d: d["lidar"][0].update(time_path="lidar/t0.npy"))
+    edit_log(root, lambda d: d["lidar"][0].update(time_path="lidar/t0.npy"))
     got = load_log(root).lidar[0].load_layout(root)
     np.testing.assert_allclose(got.time, times, rtol=1e-6)
     assert got.time.max() < 0.1  # one turn at 10 Hz
@@ -101,7 +97,7 @@ def test_v1_logs_still_load(xs_log, tmp_path):
         d.pop("lidar_sensors")
         for s in d["lidar"]:
             s.pop("index_path")
-    _edit(root, to_v1)
+    edit_log(root, to_v1)
     log = load_log(root)
     assert log.lidar_sensors == {} and log.lidar[0].load_layout(root) is None
     assert len(log.lidar[0].load(root)) > 1000
@@ -123,7 +119,7 @@ def test_v1_logs_still_load(xs_log, tmp_path):
 ])
 def test_bad_sensor_spec_is_one_clear_problem(xs_log, tmp_path, field, value, message):
     root = _copy(xs_log, tmp_path)
-    _edit(root, lambda d: d["lidar_sensors"]["lidar"].update({field: value}))
+    edit_log(root, lambda d: d["lidar_sensors"]["lidar"].update({field: value}))
     problems = _problems(root)
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{root / 'transforms.json'}: lidar_sensors.lidar.{field}: "), problems
@@ -132,19 +128,19 @@ def test_bad_sensor_spec_is_one_clear_problem(xs_log, tmp_path, field, value, me
 
 def test_bad_sensor_section_and_sidecars(xs_log, tmp_path):
     root = _copy(xs_log, tmp_path)
-    _edit(root, lambda d: d["lidar_sensors"]["lidar"].pop("max_range_m"))
+    edit_log(root, lambda d: d["lidar_sensors"]["lidar"].pop("max_range_m"))
     assert _problems(root) == [f"{root / 'transforms.json'}: lidar_sensors.lidar.max_range_m: missing required key"]
     root = _copy(xs_log, tmp_path / "b")
-    _edit(root, lambda d: d.__setitem__("lidar_sensors", {}))
+    edit_log(root, lambda d: d.__setitem__("lidar_sensors", {}))
     assert all("lidar[" in p and "no entry in lidar_sensors" in p for p in _problems(root))
     root = _copy(xs_log, tmp_path / "c")
     write_sidecar(root / "lidar/short.npy", "index_path", np.zeros((5, 2)))
-    _edit(root, lambda d: d["lidar"][1].update(index_path="lidar/short.npy"))
+    edit_log(root, lambda d: d["lidar"][1].update(index_path="lidar/short.npy"))
     (problem,) = _problems(root)
     assert "lidar[1].index_path: file 'lidar/short.npy': has 5 rows but the sweep has" in problem
     root = _copy(xs_log, tmp_path / "d")
     np.save(root / "lidar/float.npy", np.zeros((5, 2), np.float64))
-    _edit(root, lambda d: d["lidar"][0].update(index_path="lidar/float.npy"))
+    edit_log(root, lambda d: d["lidar"][0].update(index_path="lidar/float.npy"))
     (problem,) = _problems(root)
     assert "expected int32 of shape (N, 2), got float64" in problem
     with pytest.raises(ValueError, match="int32"):
