@@ -1,7 +1,7 @@
 """Many drive logs through the whole pipeline (docs/fleet.md): a fleet spec names the logs and the stages
-(convert, validate, reconstruct, eval, compose, export, regress, drive); the runner takes every log through
-them on Ray (embedded, or a cluster by address) or in this process, with retries, a manifest, resume and a
-summary."""
+(convert, validate, reconstruct, eval, mesh, lidar, compose, export, regress, drive, drive-suite); the runner
+takes every log through them on Ray (embedded, or a cluster by address) or in this process, with retries, a
+manifest, resume and a summary."""
 
 from .executors import LocalExecutor, RayConfig, RayExecutor, ray_available
 from .runner import FleetEvent, RunOptions, run_fleet

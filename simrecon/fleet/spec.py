@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from ..data.readers import known_formats
 from ..data.safe_load import InputFileError, loads_yaml
@@ -97,12 +97,63 @@ class DriveSuiteOptions(StageOptions):
     renderer: Literal["fast", "reference"] = "fast"
 
 
+class MeshOptions(StageOptions):
+    """As ``simrecon mesh`` (docs/meshes.md), on the log's reconstruction."""
+
+    actors: Optional[list[str]] = None  # actor ids to mesh; None: every actor with a field; []: none
+    background: bool = Field(False, validate_default=True)  # also mesh the background inside ``region``
+    region: Optional[str] = Field(None, validate_default=True)  # xmin,ymin,zmin,xmax,ymax,zmax, world metres
+    resolution: int = Field(128, ge=8, le=1024)  # marching-cubes cells along an actor box's longest side
+    background_resolution: Optional[int] = Field(None, ge=8, le=1024)  # cells for the background (default
+    # max(resolution, 256))
+    format: Literal["glb", "ply", "obj"] = "glb"
+    opacity: float = Field(0.5, gt=0, lt=1)  # 0..1: the surface is where one sample step is this opaque
+    faces: int = Field(20000, ge=100)  # decimate each mesh to about this many faces
+    clip: Literal["box", "ground", "none"] = "box"  # where actor density counts (simrecon mesh --clip)
+    symmetric: Optional[bool] = None  # mirror actors left/right; None: vehicles only
+    prior: Literal["auto", "off"] = "auto"  # barely seen actors borrow the shape of their class's best-seen one
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("background")
+    @classmethod
+    def _something(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value and info.data.get("actors") == []:
+            raise ValueError("expected true when actors is empty (else there is nothing to mesh)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        background = info.data.get("background", False)
+        if value is None:
+            if background:
+                raise ValueError("expected xmin,ymin,zmin,xmax,ymax,zmax (world metres) with background: true")
+            return value
+        if not background:
+            raise ValueError("the region bounds the background mesh: add background: true")
+        from ..mesh.scene_mesh import parse_region
+
+        try:
+            parse_region(value)
+        except ValueError as exc:  # its message names the CLI's --region and repeats the input
+            raise ValueError(str(exc).removeprefix("--region: ").rpartition(", got ")[0] or str(exc)) from None
+        return value
+
+
+class LidarOptions(StageOptions):
+    """Render the log's sweeps at their logged poses and times; compare them with the recorded ones."""
+
+    sweeps: Optional[int] = Field(None, ge=1)  # render at most this many sweeps, evenly spread (None: all)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    renderer: Literal["fast", "reference"] = "fast"
+
+
 OPTIONS: dict[str, type[StageOptions]] = {
     "convert": ConvertOptions, "validate": ValidateOptions, "reconstruct": ReconstructOptions,
     "eval": EvalOptions, "compose": ComposeOptions, "export": ExportOptions, "regress": RegressOptions,
-    "drive": DriveOptions, "drive-suite": DriveSuiteOptions,
+    "drive": DriveOptions, "drive-suite": DriveSuiteOptions, "mesh": MeshOptions, "lidar": LidarOptions,
 }
-NEEDS_SCENE = ("eval",)  # stages that need a reconstruction earlier in the list
+NEEDS_SCENE = ("eval", "mesh")  # stages that need a reconstruction earlier in the list
 _PATH_LISTS = ("scenarios",)
 _PATHS = ("suite", "golden", "holdout")
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..data.io import atomic_write_text
+from .lidar_stage import run_lidar
+from .mesh_stage import run_mesh
 from .spec import StageSpec
 from .state import StageFigures
 
@@ -275,5 +277,5 @@ def _scene_suite_copy(task: StageTask, suite: Path, lists: tuple[str, ...], upda
 RUNNERS: dict[str, Callable[[StageTask], StageFigures]] = {
     "convert": run_convert, "validate": run_validate, "reconstruct": run_reconstruct, "eval": run_eval,
     "compose": run_compose, "export": run_compose, "regress": run_regress, "drive": run_drive,
-    "drive-suite": run_drive_suite,
+    "drive-suite": run_drive_suite, "mesh": run_mesh, "lidar": run_lidar,
 }

@@ -41,6 +41,14 @@ class StageFigures:
     regress_failed: Optional[int] = None  # scenarios that failed or could not render (regress)
     drive_score: Optional[float] = None  # 0..1, mean score of the drives (drive)
     collisions: Optional[int] = None  # drives that ended in a collision (drive)
+    meshes: Optional[int] = None  # mesh files written (mesh)
+    mesh_faces: Optional[int] = None  # faces of those meshes together (mesh)
+    mesh_mb: Optional[float] = None  # MB (10^6 bytes) of mesh files and sidecars (mesh)
+    lidar_sweeps: Optional[int] = None  # sweeps rendered at their logged poses (lidar)
+    lidar_range_m: Optional[float] = None  # m, median |rendered - recorded| range where both returned (lidar)
+    lidar_drop_accuracy: Optional[float] = None  # 0..1, rays returned in both or dropped in both (lidar)
+    lidar_chamfer_m: Optional[float] = None  # m, symmetric mean nearest-neighbour distance of the points (lidar)
+    skipped: Optional[str] = None  # why the stage had nothing to do (a log without lidar); it counts as done
     thumbnail: Optional[str] = None  # an image of the result, relative to OUT
 
     @classmethod

@@ -16,6 +16,8 @@ FIGURE_COLUMNS = (  # (header, StageFigures field, format)
     ("steps", "steps", "{}"), ("frames", "frames", "{}"), ("rendered", "rendered", "{}"),
     ("regress pass/fail", None, ""),
     ("drive score", "drive_score", "{:.3f}"), ("collisions", "collisions", "{}"),
+    ("lidar range m", "lidar_range_m", "{:.3f}"), ("drop acc", "lidar_drop_accuracy", "{:.3f}"),
+    ("meshes", "meshes", "{}"), ("mesh faces", "mesh_faces", "{}"),
 )
 
 
@@ -44,7 +46,8 @@ def _stage_cell(log: LogRecord) -> str:
         mark = {"done": "", "failed": " FAILED", "blocked": " blocked", "running": " running",
                 "pending": " pending"}[s.status]
         timing = f" {s.seconds:.1f}s" if s.status in ("done", "failed") else ""
-        parts.append(f"{s.name}{timing}{mark}{' (reused)' if s.reused else ''}")
+        skipped = f" skipped: {s.figures.skipped}" if s.status == "done" and s.figures.skipped else ""
+        parts.append(f"{s.name}{timing}{mark}{skipped}{' (reused)' if s.reused else ''}")
     return ", ".join(parts)
 
 
