@@ -238,6 +238,12 @@ def pb_double(num: int, v: float) -> bytes:
     return pb_varint(num << 3 | 1) + np.float64(v).tobytes()
 
 
+def pb_float(num: int, v: float) -> bytes:
+    import struct
+
+    return pb_varint(num << 3 | 5) + struct.pack("<f", v)
+
+
 def pb_doubles(num: int, vals, packed: bool = True) -> bytes:
     arr = np.asarray(vals, "<f8").reshape(-1)
     if packed:
@@ -284,9 +290,16 @@ def waymo_pose(i: int) -> np.ndarray:
     return make_pose(rot_z(1.0 + 0.01 * i), np.array([5000.0 + i, 300.0, 10.0]))
 
 
+# A rolling-shutter FRONT camera (write_waymo(rolling=True)): read left to right; trigger 30 ms before the image's
+# pose_timestamp, readout done 20 ms after, 4 ms exposure per column; the car drives at 10 m/s along global x,
+# turning at 0.1 rad/s about global z.
+WAYMO_RS = {"trigger": -0.03, "done": 0.02, "shutter": 0.004, "v": (10.0, 0.0, 0.0), "w": (0.0, 0.0, 0.1)}
+
+
 def write_waymo(path: Path, n: int = 2, w: int = 64, h: int = 40,
-                ri_hit: tuple[int, int, float] = (0, 3, 10.0)) -> Path:
-    """A segment of ``n`` Frame records: FRONT camera, TOP lidar (2x8 range image), one vehicle label."""
+                ri_hit: tuple[int, int, float] = (0, 3, 10.0), rolling: bool = False) -> Path:
+    """A segment of ``n`` Frame records: FRONT camera, TOP lidar (2x8 range image), one vehicle label
+    (``rolling``: the camera has a rolling shutter, ``WAYMO_RS``)."""
     import io
     import zlib
 
@@ -296,7 +309,7 @@ def write_waymo(path: Path, n: int = 2, w: int = 64, h: int = 40,
     Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, format="JPEG")
     jpeg = buf.getvalue()
     cam_cal = (pb_int(1, 1) + pb_doubles(2, [*WAYMO_K, 0.0, 0.0, 0.0, 0.0, 0.0])
-               + pb_transform(3, WAYMO_CAM_IN_VEHICLE) + pb_int(4, w) + pb_int(5, h))
+               + pb_transform(3, WAYMO_CAM_IN_VEHICLE) + pb_int(4, w) + pb_int(5, h) + pb_int(6, 2 if rolling else 5))
     las_cal = pb_int(1, 1) + pb_doubles(2, WAYMO_INCLINATIONS) + pb_transform(5, WAYMO_LIDAR_IN_VEHICLE)
     context = pb_len(1, b"segment-test") + pb_len(2, cam_cal) + pb_len(3, las_cal)
     ri = np.zeros((2, 8, 4), np.float32)
@@ -307,7 +320,14 @@ def write_waymo(path: Path, n: int = 2, w: int = 64, h: int = 40,
     records = []
     for i in range(n):
         pose = waymo_pose(i)
-        image = pb_int(1, 1) + pb_len(2, jpeg) + pb_transform(3, pose) + pb_double(5, 1.5e9 + 0.1 * i + 0.02)
+        stamp = 1.5e9 + 0.1 * i + 0.02
+        image = pb_int(1, 1) + pb_len(2, jpeg) + pb_transform(3, pose) + pb_double(5, stamp)
+        if rolling:
+            rs = WAYMO_RS
+            velocity = b"".join(pb_float(k + 1, x) for k, x in enumerate(rs["v"])) + \
+                b"".join(pb_double(k + 4, x) for k, x in enumerate(rs["w"]))
+            image += pb_len(4, velocity) + pb_double(6, rs["shutter"]) + pb_double(7, stamp + rs["trigger"]) + \
+                pb_double(8, stamp + rs["done"])
         laser = pb_int(1, 1) + pb_len(2, pb_len(2, zlib.compress(matrix)))
         box = (pb_double(1, WAYMO_BOX[0] - 0.5 * i) + pb_double(2, WAYMO_BOX[1]) + pb_double(3, WAYMO_BOX[2])
                + pb_double(4, 1.9) + pb_double(5, 4.6) + pb_double(6, 1.7) + pb_double(7, 0.2))

@@ -105,6 +105,11 @@ def synth(
     track_noise: str = typer.Option("", "--track-noise", metavar="POS_M,ROT_DEG",
                                     help="Move every actor track keyframe in the log by POS_M metres and a yaw of "
                                          "ROT_DEG degrees (e.g. 0.2,2); the exact tracks go to OUT/true_poses.json."),
+    rolling_shutter: float = typer.Option(0.0, "--rolling-shutter", metavar="READOUT_S",
+                                          help="Rolling-shutter cameras: lines read top to bottom over READOUT_S "
+                                               "seconds (e.g. 0.03), each rendered at its own exposure time; the "
+                                               "frames say so (drive-log v1.2). 0: global shutter."),
+    ego_speed: float = typer.Option(8.0, "--ego-speed", help="The ego's speed in m/s."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace OUT if it exists."),
 ) -> None:
     """Generate a synthetic street drive with exact ground truth.
@@ -122,7 +127,8 @@ def synth(
     track_m, track_deg = noise_pair("--track-noise", track_noise)
     cfg = SynthConfig(seconds=seconds, width=width, height=height, seed=seed, ground_truth=not no_gt,
                       antialias=antialias, exposure_drift=exposure_drift, pose_noise_m=pose_m,
-                      pose_noise_deg=pose_deg, track_noise_m=track_m, track_noise_deg=track_deg)
+                      pose_noise_deg=pose_deg, track_noise_m=track_m, track_noise_deg=track_deg,
+                      rolling_shutter_s=rolling_shutter, ego_speed=ego_speed)
     log_dir = run_synth(out_dir, cfg, force, err)
     out.print(f"wrote {log_dir} (drive log) and {out_dir / 'gt'} (ground truth)", highlight=False)
 
@@ -184,8 +190,9 @@ def reconstruct(
         help="Learn a gain and offset per colour channel for every training frame, for cameras whose exposure "
              "or white balance changes between frames (auto-exposure); held-out frames take the correction "
              "interpolated in time, other cameras none. +6.6 dB held out on a street whose exposure drifts "
-             "+-28 %; -0.3-0.5 dB where every frame is exposed alike, so off in every preset "
-             "(docs/reconstruction.md)."),
+             "+-28 %; -0.3-0.5 dB where every frame is exposed alike. Default (neither flag): auto, on when the "
+             "training frames' brightness jumps from frame to frame by more than a measured threshold; the "
+             "decision is printed (model.frame_exposure=auto|on|off; docs/reconstruction.md)."),
     settings: Optional[list[str]] = typer.Option(
         None, "--set", metavar="KEY=VALUE",
         help="Set any training setting by its dotted name, on top of the preset and the options above "

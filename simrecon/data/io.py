@@ -27,15 +27,18 @@ from .lidar_model import LidarSensor, parse_sensor
 from .model import CAMERA_MODELS, INTRINSIC_KEYS, Actor, DriveLog, Frame, Intrinsics, LidarSweep, Track
 from .safe_load import InputFileError, load_json
 from .safe_paths import name_problem, relative_problem
+from .shutter import DIRECTIONS, RollingShutter
 
 FORMAT_VERSION = 1
-FORMAT_VERSIONS = (1, 1.1)  # 1.1 adds lidar sensor models and per-point beam/column/time (read by all)
+# 1.1 adds lidar sensor models and per-point beam/column/time, 1.2 cameras' rolling shutter (all read by all)
+FORMAT_VERSIONS = (1, 1.1, 1.2)
 TRANSFORMS = "transforms.json"
 ORTHO_TOL = 1e-3  # spec: orthonormal within 1e-3
 _KNOWN_TOP = {"simrecon_version", "camera_model", "frames", "lidar", "lidar_sensors", "actors", "ego", "world_up",
-              "camera_angle_x", "camera_angle_y"} | set(INTRINSIC_KEYS)
+              "camera_angle_x", "camera_angle_y", "rolling_shutter"} | set(INTRINSIC_KEYS)
 _KNOWN_SWEEP = {"file_path", "transform_matrix", "timestamp", "sensor", "index_path", "time_path"}
-_KNOWN_FRAME = {"file_path", "transform_matrix", "camera", "timestamp", "mask_path", "camera_model"} | set(
+_KNOWN_FRAME = {"file_path", "transform_matrix", "camera", "timestamp", "mask_path", "camera_model",
+                "rolling_shutter"} | set(
     INTRINSIC_KEYS)
 
 
@@ -211,14 +214,36 @@ class _Parser:
             self.bad("frames", "expected a non-empty list of frames" if raw is not None else "missing required key")
             return []
         out = []
+        shutter = self.rolling_shutter(data, "")
         for i, fr in enumerate(raw):
             if not isinstance(fr, dict):
                 self.bad(f"frames[{i}]", "expected an object")
                 continue
             frame = self.frame(data, fr, i, plain)
             if frame is not None:
+                frame.rolling_shutter = self.rolling_shutter(fr, f"frames[{i}]") if "rolling_shutter" in fr \
+                    else shutter
                 out.append(frame)
         return out
+
+    def rolling_shutter(self, obj: dict, path: str) -> RollingShutter | None:
+        """``obj``'s ``rolling_shutter`` ({"readout_s": s, "direction": d}); None when absent or refused."""
+        where = f"{path}.rolling_shutter" if path else "rolling_shutter"
+        raw = obj.get("rolling_shutter")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.bad(where, f"expected an object with readout_s and direction, got {raw!r}")
+            return None
+        readout = self.number(raw, "readout_s", where)
+        if readout is not None and not 0 <= readout <= 1:
+            self.bad(f"{where}.readout_s", f"expected seconds in [0, 1], got {readout}")
+            return None
+        direction = raw.get("direction", "top_to_bottom")
+        if direction not in DIRECTIONS:
+            self.bad(f"{where}.direction", f"expected one of {', '.join(DIRECTIONS)}, got {direction!r}")
+            return None
+        return RollingShutter(readout, direction) if readout is not None else None
 
     def frame(self, data: dict, fr: dict, i: int, plain: bool) -> Frame | None:
         path = f"frames[{i}]"
@@ -426,7 +451,8 @@ def _parse(p: _Parser, data: Any) -> DriveLog | None:
     version = data.get("simrecon_version")
     plain = version is None
     if not plain and (isinstance(version, bool) or version not in FORMAT_VERSIONS):
-        p.bad("simrecon_version", f"expected {FORMAT_VERSION}, got {version!r} (1.1 is read too: lidar sensor models)")
+        p.bad("simrecon_version", f"expected {FORMAT_VERSION}, got {version!r} (1.1 and 1.2 are read too: lidar "
+                                 f"sensor models, rolling shutter)")
     frames = p.frames(data, plain)
     sensors = p.lidar_sensors(data)
     raw_sensors = data.get("lidar_sensors")
@@ -501,7 +527,8 @@ def _locate(path: Path) -> tuple[Path, Path | None]:
 def log_to_json(log: DriveLog) -> dict:
     """The transforms.json content for ``log`` (shared intrinsics at the top, per-frame overrides)."""
     v11 = bool(log.lidar_sensors) or any(s.index_path or s.time_path for s in log.lidar)
-    out: dict[str, Any] = {"simrecon_version": 1.1 if v11 else FORMAT_VERSION}
+    v12 = any(f.rolling_shutter is not None for f in log.frames)
+    out: dict[str, Any] = {"simrecon_version": 1.2 if v12 else 1.1 if v11 else FORMAT_VERSION}
     base = log.frames[0].intrinsics.to_json() if log.frames else {}
     out.update(base)
     out["world_up"] = [float(x) for x in log.world_up]
@@ -517,6 +544,8 @@ def log_to_json(log: DriveLog) -> dict:
         entry["transform_matrix"] = np.asarray(f.c2w).tolist()
         if f.mask_path:
             entry["mask_path"] = f.mask_path
+        if f.rolling_shutter is not None:
+            entry["rolling_shutter"] = f.rolling_shutter.to_json()
         entry.update(f.extra)
         frames.append(entry)
     out["frames"] = frames

@@ -13,6 +13,7 @@ import numpy as np
 
 from .geometry import matrix_to_quat, quat_to_matrix, slerp
 from .lidar_model import LidarSensor, SweepLayout
+from .shutter import RollingShutter
 
 CAMERA_MODELS = ("OPENCV", "PINHOLE", "OPENCV_FISHEYE")
 DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
@@ -117,6 +118,7 @@ class Frame:
     timestamp: float = 0.0
     mask_path: str | None = None
     extra: dict = field(default_factory=dict)  # unknown keys, kept on round trips
+    rolling_shutter: RollingShutter | None = None  # v1.2: None for a global shutter (or one the log does not give)
 
     def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points [N, 3] -> pixels [N, 2] and depth [N] (see Intrinsics.project)."""

@@ -25,12 +25,14 @@ from ..data.io import atomic_write_text, write_log
 from ..data.lidar_io import write_points, write_sidecar
 from ..data.lidar_model import LidarSensor, uniform_sensor
 from ..data.model import Actor, DriveLog, Frame, LidarSweep, Track
+from ..data.shutter import RollingShutter
 from ..data.outdir import check_target, naming_failures, swap_in, temp_beside
 from .lidar import sweep_points, trace_sweep
 from .noise import noisy_actors, rig_noise, write_true_poses
 from .render import View, render_camera, world_at
 from .rig import CAMERAS, LIDAR_TO_VEHICLE
 from .scene import SEMANTIC, Street, build_street
+from .shutter import render_rolling
 
 Progress = Callable[[str], None]  # called once per finished unit of work with a short label
 REMOVED_ACTOR = "car_0"
@@ -62,6 +64,10 @@ class SynthConfig:
     pose_noise_deg: float = 0.0
     track_noise_m: float = 0.0
     track_noise_deg: float = 0.0
+    # Rolling shutter (synth/shutter.py): every camera reads its lines top to bottom over this many seconds, each
+    # line rendered where the ego and the actors were at its exposure; frames say so (drive-log v1.2). The ground
+    # truth's novel views stay global-shutter. 0: global shutter.
+    rolling_shutter_s: float = 0.0
 
     def check(self) -> None:
         if not (0 < self.seconds <= 120):
@@ -80,6 +86,10 @@ class SynthConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= (5.0 if name.endswith("_m") else 45.0):
                 raise ValueError(f"{name}: must be in [0, {5 if name.endswith('_m') else 45}], got {v}")
+        if not 0.0 < self.ego_speed <= 40.0:
+            raise ValueError(f"--ego-speed must be in (0, 40] m/s, got {self.ego_speed}")
+        if not 0.0 <= self.rolling_shutter_s <= 0.1:
+            raise ValueError(f"--rolling-shutter must be in [0, 0.1] seconds, got {self.rolling_shutter_s}")
         if self.seconds * self.fps < 2:
             raise ValueError("the drive needs at least 2 timestamps: raise --seconds")
 
@@ -112,6 +122,14 @@ def _exposed(rgb: np.ndarray, drift: float, t: float, camera: int) -> np.ndarray
         return rgb
     gain = math.exp(drift * math.sin(2 * math.pi * t / 1.6 + 2.0 * camera))
     return np.clip(rgb.astype(np.float32) * gain, 0, 255).round().astype(np.uint8)
+
+
+def _log_view(street: Street, world, c2w: np.ndarray, mount: np.ndarray, intr, t: float,
+              shutter: RollingShutter | None, cfg: SynthConfig) -> View:
+    """A log camera's image at ``t``: at ``c2w`` in ``world``, or line by line with a rolling ``shutter``."""
+    if shutter is None:
+        return render_camera(world, c2w, intr, cfg.seed, cfg.antialias)
+    return render_rolling(street, mount, intr, t, shutter, cfg.seed, cfg.antialias)
 
 
 def _save_png(path: Path, arr: np.ndarray) -> None:
@@ -197,16 +215,18 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
     intr = {cam.name: cam.intrinsics(cfg.width, cfg.height) for cam in CAMERAS}
     noise = rig_noise(len(street.ego_times), cfg.pose_noise_m, cfg.pose_noise_deg, cfg.seed)
     true_frames, noisy_ego = [], []
+    shutter = RollingShutter(cfg.rolling_shutter_s) if cfg.rolling_shutter_s > 0 else None
     for k, (t, ego) in enumerate(zip(street.ego_times, street.ego_poses)):
         world = world_at(street, float(t))
         noisy_ego.append(ego @ noise[k])
         for ci, cam in enumerate(CAMERAS):
             c2w = ego @ cam.camera_to_vehicle()
-            view = render_camera(world, c2w, intr[cam.name], cfg.seed, cfg.antialias)
+            view = _log_view(street, world, c2w, cam.camera_to_vehicle(), intr[cam.name], float(t), shutter, cfg)
             rel = f"images/{cam.name}/{k:06d}.png"
             _save_png(log_dir / rel, _exposed(view.rgb, cfg.exposure_drift, float(t), ci))
-            true_frames.append(Frame(rel, c2w, intr[cam.name], cam.name, float(t)))
-            frames.append(Frame(rel, noisy_ego[-1] @ cam.camera_to_vehicle(), intr[cam.name], cam.name, float(t)))
+            true_frames.append(Frame(rel, c2w, intr[cam.name], cam.name, float(t), rolling_shutter=shutter))
+            frames.append(Frame(rel, noisy_ego[-1] @ cam.camera_to_vehicle(), intr[cam.name], cam.name, float(t),
+                                rolling_shutter=shutter))
             tick(f"camera {cam.name} t={t:.2f}s")
         sweeps.append(_write_sweep(log_dir, k, world, ego @ LIDAR_TO_VEHICLE, float(t), cfg))
         tick(f"lidar t={t:.2f}s")
@@ -231,7 +251,8 @@ def _generate_into(root: Path, cfg: SynthConfig, progress: Progress | None) -> D
     log = DriveLog(log_dir, frames, sweeps,
                    noisy_actors(actors, cfg.track_noise_m, cfg.track_noise_deg, cfg.seed),
                    Track(street.ego_times, np.stack(noisy_ego)), 1.1, np.array([0.0, 0.0, 1.0]),
-                   {"source": "simrecon synth", "synth_config": asdict(cfg), "poses_exact": exact},
+                   {"source": "simrecon synth", "synth_config": asdict(cfg), "poses_exact": exact,
+                    "tracks_exact": not (cfg.track_noise_m or cfg.track_noise_deg)},
                    {"lidar": lidar_sensor(cfg)})
     write_log(log)
     if not exact or cfg.track_noise_m or cfg.track_noise_deg:

@@ -53,11 +53,12 @@ def world_with(street: Street, placed: list[tuple[SynthActor, np.ndarray, int]])
     return World(boxes, torch.as_tensor(mats), f(cols), torch.as_tensor(inst), torch.as_tensor(sem))
 
 
-def world_at(street: Street, t: float, exclude: frozenset[str] = frozenset()) -> World:
-    """The street at time ``t`` as logged; instance k is ``street.actors[k - 1]``."""
+def world_at(street: Street, t: float, exclude: frozenset[str] = frozenset(), slack: float = 0.0) -> World:
+    """The street at time ``t`` as logged; instance k is ``street.actors[k - 1]`` (``slack``: see
+    ``SynthActor.pose_at``)."""
     placed = []
     for k, actor in enumerate(street.actors, start=1):
-        pose = actor.pose_at(t) if actor.id not in exclude else None
+        pose = actor.pose_at(t, slack) if actor.id not in exclude else None
         if pose is not None:
             placed.append((actor, pose, k))
     return world_with(street, placed)

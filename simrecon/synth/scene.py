@@ -46,12 +46,16 @@ class SynthActor:
     poses: np.ndarray  # [T, 4, 4] box-to-world
     static: bool = False
 
-    def pose_at(self, t: float) -> np.ndarray | None:
-        """Box-to-world at time t (motion is piecewise linear with constant heading: exact)."""
+    def pose_at(self, t: float, slack: float = 0.0) -> np.ndarray | None:
+        """Box-to-world at time t (motion is piecewise linear with constant heading: exact); up to ``slack``
+        seconds beyond the track's ends the end segments' motion continues (a rolling-shutter frame's first and
+        last lines)."""
         if self.static:
             return self.poses[0]
-        if t < self.times[0] - 1e-9 or t > self.times[-1] + 1e-9:
+        if t < self.times[0] - 1e-9 - slack or t > self.times[-1] + 1e-9 + slack:
             return None
+        if len(self.times) == 1:
+            return self.poses[0]
         i = int(np.clip(np.searchsorted(self.times, t, side="right"), 1, len(self.times) - 1))
         a = (t - self.times[i - 1]) / (self.times[i] - self.times[i - 1])
         pose = self.poses[i - 1].copy()

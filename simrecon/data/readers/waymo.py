@@ -8,9 +8,12 @@ with the field numbers of ``waymo_open_dataset/dataset.proto`` and ``label.proto
 Frame: context=1, timestamp_micros=2, pose=3 (Transform), images=4, lasers=5, laser_labels=6.
 Context: name=1, camera_calibrations=2, laser_calibrations=3.
 CameraCalibration: name=1, intrinsic=2 [f_u, f_v, c_u, c_v, k1, k2, p1, p2, k3], extrinsic=3 (camera to
-vehicle), width=4, height=5.  LaserCalibration: name=1, beam_inclinations=2, beam_inclination_min=3,
+vehicle), width=4, height=5, rolling_shutter_direction=6 (1 top to bottom, 2 left to right, 3 bottom to top, 4 right
+to left, 5 global).  LaserCalibration: name=1, beam_inclinations=2, beam_inclination_min=3,
 beam_inclination_max=4, extrinsic=5 (lidar to vehicle).  Transform: transform=1 (16 doubles, row-major).
-CameraImage: name=1, image=2 (JPEG), pose=3 (vehicle to world at pose_timestamp), pose_timestamp=5.
+CameraImage: name=1, image=2 (JPEG), pose=3 (vehicle to world at pose_timestamp), velocity=4 (v_x=1, v_y=2, v_z=3
+floats, m/s, and w_x=4, w_y=5, w_z=6 doubles, rad/s, both in the global frame), pose_timestamp=5, shutter=6 (exposure
+of a line, s), camera_trigger_time=7, camera_readout_done_time=8.
 Laser: name=1, ri_return1=2.  RangeImage: range_image_compressed=2 (zlib MatrixFloat [H, W, 4]:
 range, intensity, elongation, no-label-zone).  MatrixFloat: data=1 (packed floats), shape=2 (dims=1).
 Label: box=1, type=3, id=4; Box: center_x=1, center_y=2, center_z=3, width=4, length=5, height=6, heading=7.
@@ -18,6 +21,9 @@ Label: box=1, type=3, id=4; Box: center_x=1, center_y=2, center_z=3, width=4, le
 Cameras use Waymo's camera frame (x forward, y left, z up), turned here to OpenGL axes; intrinsics
 follow OpenCV (cx + 0.5). Range images become points in each lidar's own frame (the beam geometry of
 the Waymo devkit: per-row inclinations, reversed; column azimuths corrected by the extrinsic's yaw).
+Rolling-shutter cameras become drive-log v1.2 frames: readout = readout done - trigger - exposure (from the middle of
+the first line's exposure to the last's), the frame's time the middle of the readout ((trigger + readout done) / 2)
+and its pose the image's pose moved there with the image's velocity.
 The per-pixel ego-motion correction of the TOP lidar (range_image_pose) is not applied: points use the
 frame pose. Intensity is squashed into [0, 1] with tanh. Only the first return is converted.
 Boxes (vehicle frame at the frame pose) become actors by label id. The world is Waymo's global frame
@@ -37,6 +43,7 @@ import numpy as np
 
 from ..geometry import make_pose
 from ..model import Frame, Intrinsics, LidarSweep
+from ..shutter import RollingShutter, rotation_exp
 from ._common import (
     ActorBuilder,
     Conversion,
@@ -53,6 +60,7 @@ from ._common import (
 CAMERA_NAMES = {1: "FRONT", 2: "FRONT_LEFT", 3: "FRONT_RIGHT", 4: "SIDE_LEFT", 5: "SIDE_RIGHT", 6: "REAR_LEFT",
                 7: "REAR", 8: "REAR_RIGHT"}
 LASER_NAMES = {1: "TOP", 2: "FRONT", 3: "SIDE_LEFT", 4: "SIDE_RIGHT", 5: "REAR"}
+ROLLING_SHUTTER = {1: "top_to_bottom", 2: "left_to_right", 3: "bottom_to_top", 4: "right_to_left"}  # 5: global
 LABEL_TYPES = {0: "unknown", 1: "vehicle", 2: "pedestrian", 3: "sign", 4: "cyclist"}
 # Waymo camera axes (x forward, y left, z up) -> OpenGL camera axes (x right, y up, looking along -z)
 WAYMO_CAM_TO_GL = make_pose(np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), np.zeros(3))
@@ -311,6 +319,7 @@ def _find(src: Path) -> Path:
 class _Camera:
     extrinsic: np.ndarray  # camera to vehicle (Waymo camera axes)
     intrinsics: Intrinsics
+    readout_direction: str | None = None  # a ROLLING_SHUTTER value; None for a global (or unknown) shutter
 
 
 @dataclass
@@ -400,7 +409,8 @@ def _camera_calibrations(ctx: Message, path: Path) -> dict[str, _Camera]:
         if not w or not h:
             raise ReaderError(path, f"{where}.width", "expected positive width and height")
         intr = opencv_intrinsics(k[0], k[1], k[2], k[3], w, h, k1=k[4], k2=k[5], p1=k[6], p2=k[7], k3=k[8])
-        cams[name] = _Camera(transform(cc.message(3, "extrinsic"), f"{where}.extrinsic", path), intr)
+        cams[name] = _Camera(transform(cc.message(3, "extrinsic"), f"{where}.extrinsic", path), intr,
+                             ROLLING_SHUTTER.get(cc.int_(6, 0) or 0))
     return cams
 
 
@@ -449,9 +459,31 @@ def _add_images(seg: _Segment, rec: _Record, keep: set[str], skip_missing: bool,
         cam = seg.cameras[name]
         im_pose = transform(im.message(3, "pose"), f"{where}.images[{ii}].pose", path) if im.has(3) else rec.pose
         ts = im.double(5, rec.time)
+        im_pose, ts, shutter = _mid_readout(im, cam, im_pose, ts)
         rel = f"images/{name}/{rec.index:06d}.jpg"
         got.images[rel] = _image_loader(path, rec.offset, rec.length, ii)
-        got.frames.append(Frame(rel, im_pose @ cam.extrinsic @ WAYMO_CAM_TO_GL, cam.intrinsics, name, ts))
+        got.frames.append(Frame(rel, im_pose @ cam.extrinsic @ WAYMO_CAM_TO_GL, cam.intrinsics, name, ts,
+                                rolling_shutter=shutter))
+
+
+def _mid_readout(im: Message, cam: _Camera, pose: np.ndarray,
+                 ts: float) -> tuple[np.ndarray, float, RollingShutter | None]:
+    """(vehicle pose, time, rolling shutter) of an image of a rolling-shutter camera, at the middle of its readout
+    (drive-log v1.2); the pose and time as given for a global shutter or an image without its readout times."""
+    trigger, done, exposure = im.double(7), im.double(8), im.double(6, 0.0)
+    if cam.readout_direction is None or not trigger or not done:
+        return pose, ts, None
+    readout = done - trigger - exposure
+    if not 0 < readout < 1:
+        return pose, ts, None
+    mid = (trigger + done) / 2
+    vel = im.message(4, "velocity")
+    v = np.array([float(vel.floats(k)[-1]) if len(vel.floats(k)) else 0.0 for k in (1, 2, 3)]) if vel else np.zeros(3)
+    w = np.array([vel.double(k, 0.0) for k in (4, 5, 6)]) if vel else np.zeros(3)
+    moved = pose.copy()
+    moved[:3, 3] += v * (mid - ts)
+    moved[:3, :3] = rotation_exp(w * (mid - ts)) @ pose[:3, :3]
+    return moved, mid, RollingShutter(readout, cam.readout_direction)
 
 
 def _add_sweeps(seg: _Segment, rec: _Record, got: _Collected) -> None:
