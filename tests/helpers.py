@@ -22,6 +22,23 @@ def tiny_files(steps: int = 2) -> TrainConfig:
     return cfg
 
 
+def fit_steps(model, data, gen, n: int, optim, batch: int = 1024, correct=None) -> None:
+    """``n`` optimiser steps of ``model`` on ``batch`` random training pixels of ``data`` (a TrainData): colour MSE
+    plus the proposal's interlevel loss; ``correct(rays, pixels)`` may move the rays first (pose corrections)."""
+    from simrecon.render import TrainingInputs
+
+    for _ in range(n):
+        pixels = data.draw_pixels(batch, gen)
+        rays, target = data.pixel_rays(pixels)
+        if correct is not None:
+            rays = correct(rays, pixels)
+        out = model(rays, train=TrainingInputs(stratified=True))
+        loss = ((out.rgb - target) ** 2).mean() + out.proposal.interlevel
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+
+
 def edit_log(root: Path, fn) -> None:
     """Apply ``fn`` to the parsed ``root/transforms.json`` of a drive log and write it back."""
     path = root / "transforms.json"

@@ -120,11 +120,11 @@ def test_cli_flag_turns_it_off_or_on_and_cannot_change_on_resume(synth_small, tm
     off = tmp_path / "off"
     args = ["reconstruct", str(synth_small / "log"), "--preset", "tiny", "--steps", "2"]
     assert main(args + ["-o", str(off), "--no-frame-exposure"]) == 0
-    assert read_scene_info(off).config["model"]["frame_exposure"] is False
+    assert read_scene_info(off).config["model"]["frame_exposure"] == "off"
     assert load_scene(off).model.exposure is None and load_scene(off).exposure_for("front", 0.0) is None
     out = tmp_path / "s"
     assert main(args + ["-o", str(out), "--frame-exposure"]) == 0
-    assert read_scene_info(out).config["model"]["frame_exposure"] is True
+    assert read_scene_info(out).config["model"]["frame_exposure"] == "on"
     assert load_scene(out).model.exposure is not None
     capsys.readouterr()
     assert main(["reconstruct", "-o", str(out), "--resume", "--steps", "3", "--no-frame-exposure"]) == 2

@@ -142,7 +142,9 @@ def test_neural_sweep_ranges_come_from_the_scene_geometry(xs_log, tmp_path):
     from simrecon.scene import load_scene
     from simrecon.train import reconstruct
 
-    reconstruct(xs_log, tmp_path / "scene", tiny_files(2))
+    cfg = tiny_files(2)
+    cfg.model.lidar_heads.intensity = cfg.model.lidar_heads.drop = "off"  # geometry alone (heads: test_lidar_heads)
+    reconstruct(xs_log, tmp_path / "scene", cfg)
     scene = load_scene(tmp_path / "scene", device="cpu", renderer="reference")
     assert isinstance(scene, LidarScene)
     log = scene.log
@@ -151,7 +153,7 @@ def test_neural_sweep_ranges_come_from_the_scene_geometry(xs_log, tmp_path):
     plate = float(sweep.s2w[2, 3]) - 1.5
     _plate(scene.model, plate)
     out = scene.render_lidar(sensor, sweep.s2w, sweep.timestamp, {})
-    assert out.intensity is None, "no intensity model yet: said, not faked"
+    assert out.intensity is None, "no intensity head: said, not faked"
     elev = np.radians(np.repeat(np.asarray(sensor.beam_elevations_deg), sensor.columns))
     truth = np.where(elev < 0, 1.5 / np.sin(-np.minimum(elev, -1e-9)), np.inf)
     want = truth <= sensor.max_range_m

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import XS, tiny_files
+from helpers import XS, fit_steps, tiny_files
 
 from simrecon.data.io import load_log
-from simrecon.render import SceneModel, TrainingInputs
+from simrecon.render import SceneModel
 from simrecon.render.pose_refine import PoseCorrections, PoseRefineConfig, rig_times, so3_exp
 from simrecon.scene.neural import load_scene
 from simrecon.synth import generate
@@ -123,15 +123,8 @@ def test_refinement_recovers_a_planted_offset(synth_small):
     gen = torch.Generator().manual_seed(0)
 
     def steps(n: int, optim: torch.optim.Optimizer) -> None:
-        for _ in range(n):
-            pixels = data.draw_pixels(1024, gen)
-            rays, target = data.pixel_rays(pixels)
-            rays = model.poses.correct_rays(rays, frame_rig[data.frame_of(pixels)])
-            out = model(rays, train=TrainingInputs(stratified=True))
-            loss = torch.mean((out.rgb - target) ** 2) + out.proposal.interlevel
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
+        fit_steps(model, data, gen, n, optim,
+                  correct=lambda rays, pixels: model.poses.correct_rays(rays, frame_rig[data.frame_of(pixels)]))
 
     steps(150, make_optimizer(model, 1e-2, pose_lr_scale=1e-9, rotation_lr_scale=1e-9))  # the scene, exact poses
     k = 2

@@ -229,7 +229,8 @@ def test_cli_eval_and_render(tiny_scene, tmp_path, capsys):
     sweeps = result["lidar_sweeps"]  # whole held-out sweeps of the v1.1 sensor rendered and compared
     assert sweeps["held_out_sweeps"] is True and sweeps["sweeps"] >= 1 and 0 <= sweeps["drop_accuracy"] <= 1
     sensor = load_scene(tiny_scene).log.lidar_sensors["lidar"]
-    assert sweeps["rays"] == sweeps["sweeps"] * sensor.rays and sweeps["intensity_rmse"] is None  # no intensity yet
+    assert sweeps["rays"] == sweeps["sweeps"] * sensor.rays
+    assert sweeps["drop_model"] == "learned"  # the learned lidar heads (intensity_rmse: test_lidar_heads.py)
     assert "lidar sweeps (" in capsys.readouterr().out
     assert main(["render", str(tiny_scene), "-o", str(tmp_path / "traj"), "--trajectory", "--shift-left",
                  "2", "--outputs", "rgb,depth,instance"]) == 0

@@ -8,12 +8,36 @@ keeps the average exposure and the corrections only say how a frame differs from
 
 A frame that was not trained on (held out, or a new pose at a logged time) takes the correction interpolated in
 time between the nearest training frames of its camera; a camera the log never had takes none.
+
+Whether a scene has it is ``SceneModelConfig.frame_exposure``: ``auto`` (training measures the log and decides,
+train/exposure_auto.py), ``on`` or ``off``. Scenes written when it was a switch say ``true`` / ``false``
+(``exposure_mode`` reads them as on / off).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+MODES = ("auto", "on", "off")
+
+
+def exposure_mode(value: object, where: str = "model.frame_exposure") -> str:
+    """``auto``, ``on`` or ``off`` from a ``frame_exposure`` setting; ``True`` / ``False`` (scenes written when it
+    was a switch, or Python callers) are on / off. ValueError naming ``where`` otherwise."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value not in MODES:
+        raise ValueError(f"{where}: expected auto, on or off, got {value!r}"[:200])
+    return str(value)
+
+
+def legacy_exposure(model: object) -> object:
+    """A ``model`` section of a recorded configuration with a switch-valued ``frame_exposure`` (true / false)
+    turned into on / off; anything else is returned as it is (``from_dict`` names what is wrong)."""
+    if isinstance(model, dict) and isinstance(model.get("frame_exposure"), bool):
+        return {**model, "frame_exposure": exposure_mode(model["frame_exposure"])}
+    return model
 
 
 class FrameExposure(nn.Module):

@@ -10,7 +10,7 @@ import torch
 
 from ..data.model import Intrinsics
 from .model import Layout, RenderResult, SceneModel
-from .rays import Rays, camera_directions, camera_rays
+from .rays import Rays, ShutterMotion, camera_directions, camera_rays, shutter_rays
 
 # What renders a batch of rays: the model itself (the reference) or a fast.FastRenderer over it.
 RayRenderer = Callable[[Rays, Layout | None], RenderResult]
@@ -29,13 +29,14 @@ def render_image(model: SceneModel, c2w: np.ndarray, intr: Intrinsics, time: flo
                  near: float, placements: list[tuple[int, np.ndarray]] | None = None,
                  chunk: int = 8192, sky_acc: float = 0.5,
                  exposure: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 renderer: RayRenderer | None = None) -> ImageOutput:
+                 renderer: RayRenderer | None = None, shutter: ShutterMotion | None = None) -> ImageOutput:
     """Render camera ``c2w`` [4, 4] (OpenGL axes) at ``time``; ``exposure`` (gain [3], offset [3]) corrects
     the colour as the camera's exposure at that time (``FrameExposure.at``).
 
     ``placements`` (field index, box-to-world pose) overrides the logged actor layout; None uses
     the actors' tracks at ``time``. Peak memory is set by ``chunk`` rays, whatever the image size.
-    ``renderer`` renders the rays (default: the model, the reference renderer).
+    ``renderer`` renders the rays (default: the model, the reference renderer). ``shutter``: a rolling-shutter
+    frame, each pixel rendered from where the camera was at its own exposure (``c2w`` is the pose at ``time``).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -50,8 +51,13 @@ def render_image(model: SceneModel, c2w: np.ndarray, intr: Intrinsics, time: flo
     for s in range(0, n, chunk):
         d = dirs[s:s + chunk]
         m = d.shape[0]
-        rays = camera_rays(c2w_t, d, torch.full((m,), time, dtype=torch.float64),
-                           torch.full((m,), appearance, dtype=torch.long), near).to(device)
+        times = torch.full((m,), time, dtype=torch.float64)
+        app = torch.full((m,), appearance, dtype=torch.long)
+        if shutter is None:
+            rays = camera_rays(c2w_t, d, times, app, near).to(device)
+        else:
+            rays = shutter_rays(c2w_t, d, times, app, near, shutter.motion.float()[None].expand(m, 6),
+                                shutter.offsets[s:s + m]).to(device)
         layout: Layout | None = None
         if placements is not None:
             layout = model.fixed_layout(placements, m, device)

@@ -22,9 +22,11 @@ from ..config_io import doc, from_dict
 from ..data.model import Actor
 from ..fields import (ActorField, ActorFieldConfig, BackgroundField, BackgroundFieldConfig, ProposalField,
                       ProposalFieldConfig, SceneBox, SkyField, evaluate_actor_fields)
+from ..fields.lidar_heads import LidarHeadInputs, LidarHeadOutput, LidarHeads, LidarHeadsConfig, sample_feature_dim
 from .composite import alpha_weights, interlevel_loss
-from .exposure import FrameExposure
+from .exposure import FrameExposure, exposure_mode, legacy_exposure
 from .pose_refine import PoseCorrections, PoseRefineConfig
+from .track_refine import TrackCorrections, TrackRefineConfig
 from .poses import TrackBank, TrackTensor, pose_tensor
 from .query import BoxOwners, PointQuery, boxes_holding
 from .rays import Rays
@@ -53,18 +55,28 @@ class SceneModelConfig:
                               "presets use 32)", unit="rows")
     far: float = doc(1000.0, "far plane: effectively infinity after contraction", unit="normalised")
     actors: bool = doc(True, "model tracked actors with their own fields", unit="-")
-    # Real cameras change exposure between frames. False here so that scenes written before it load as they were
-    # trained.
-    frame_exposure: bool = doc(False, "a gain and offset per channel and training frame on the composited colour "
-                                      "(render/exposure.py)", unit="-")
+    # Real cameras change exposure between frames. A scene loads with what its weights hold, whatever this says.
+    frame_exposure: str = doc("auto", "a gain and offset per channel and training frame on the composited colour "
+                                      "(render/exposure.py): auto (on when the frames' brightness jumps, "
+                                      "train/exposure_auto.py), on or off", unit="-")
     poses: PoseRefineConfig = field(
         default_factory=PoseRefineConfig, metadata={"help": "camera pose refinement: an SE(3) correction per rig time "
                                                              "learnt with the scene (render/pose_refine.py)"})
+    tracks: TrackRefineConfig = field(
+        default_factory=TrackRefineConfig, metadata={"help": "actor track refinement: a box-frame translation and yaw "
+                                                              "per track keyframe learnt with the scene "
+                                                              "(render/track_refine.py)"})
+    # Scenes written before the heads lack the key: "auto" builds no head when a scene is opened (only the trainer
+    # turns auto into on), so they load as they were trained.
+    lidar_heads: LidarHeadsConfig = field(
+        default_factory=LidarHeadsConfig, metadata={"help": "learned lidar intensity and ray drop from the fields' "
+                                                             "features (fields/lidar_heads.py, docs/lidar.md)"})
 
     @classmethod
     def from_json(cls, data: dict) -> "SceneModelConfig":
-        """The ``model`` section of a scene's recorded configuration (``config_io.from_dict``)."""
-        return from_dict(cls, data, "config.model")
+        """The ``model`` section of a scene's recorded configuration (``config_io.from_dict``; a switch-valued
+        ``frame_exposure`` of older scenes read as on / off)."""
+        return from_dict(cls, legacy_exposure(data), "config.model")
 
 
 @dataclass
@@ -189,10 +201,11 @@ class _ActorPass:
 class SceneModel(nn.Module):
     def __init__(self, cfg: SceneModelConfig, box: SceneBox, actors: list[Actor], num_appearance: int,
                  frames: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 rig: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 rig: tuple[torch.Tensor, torch.Tensor] | None = None, refine_tracks: bool = False):
         """``frames``: the training frames' appearance (camera) indices [K] and times [K], for ``frame_exposure``
         (without them there is no exposure model). ``rig``: rig times [T] and pivots [T, 3] of camera pose
-        corrections (render/pose_refine.py; None: the logged poses are used as they are)."""
+        corrections (render/pose_refine.py; None: the logged poses are used as they are). ``refine_tracks``: learn
+        corrections of the actors' tracks (render/track_refine.py)."""
         super().__init__()
         self.cfg = cfg
         self.box = box
@@ -205,8 +218,12 @@ class SceneModel(nn.Module):
         self.actor_ids = [a.id for a in actors]
         self.actor_fields = nn.ModuleList([ActorField(cfg.actor, a.size) for a in actors])
         self.tracks = nn.ModuleList([TrackTensor(a.track, a.static) for a in actors])
-        self.exposure = FrameExposure(*frames) if cfg.frame_exposure and frames is not None else None
+        on = exposure_mode(cfg.frame_exposure) == "on"  # auto: training decides before it builds the model
+        self.exposure = FrameExposure(*frames) if on and frames is not None else None
         self.poses = PoseCorrections(*rig) if rig is not None else None
+        self.track_fix = TrackCorrections(list(self.tracks)) if refine_tracks and len(self.tracks) else None
+        self.lidar_heads = LidarHeads(cfg.lidar_heads, sample_feature_dim(cfg.background.geo_features)) \
+            if cfg.lidar_heads.any_on else None
 
     # -- actor layouts ----------------------------------------------------------------------------------
     def logged_layout(self, times: torch.Tensor) -> Layout:
@@ -217,6 +234,8 @@ class SceneModel(nn.Module):
         bank = self._track_bank(times.device)
         uniq, inv = torch.unique(times, return_inverse=True)  # [U], [R]
         rot, trans, present = bank.at(uniq)  # [A, U, 3, 3], [A, U, 3], [A, U]
+        if self.track_fix is not None:
+            rot, trans = self.track_fix.apply(rot, trans, uniq)
         keep = present.any(1).nonzero()[:, 0]  # actors present at some time of this batch
         return Layout(keep.tolist(), rot[keep][:, inv], trans[keep][:, inv], present[keep][:, inv])
 
@@ -307,6 +326,50 @@ class SceneModel(nn.Module):
     def background_view(self, appearance: int) -> "BackgroundView":
         """The background in world coordinates (actors removed), coloured with one appearance code."""
         return BackgroundView(self, appearance)
+
+    # -- learned lidar heads -------------------------------------------------------------------------------
+    def lidar_head_outputs(self, rays: Rays, out: RenderResult, layout: Layout | None = None) -> LidarHeadOutput | None:
+        """Intensity and drop logits of rendered lidar ``rays`` (``out``: their render, by this model or the fast
+        renderer) from the heads (fields/lidar_heads.py); None when the model has none."""
+        if self.lidar_heads is None:
+            return None
+        return self.lidar_heads(self.lidar_head_inputs(rays, out, layout))
+
+    @torch.no_grad()
+    def lidar_head_inputs(self, rays: Rays, out: RenderResult, layout: Layout | None = None) -> LidarHeadInputs:
+        """What the lidar heads read of rendered ``rays``, taken without gradient: the features of each ray's
+        ``lidar_heads.samples`` heaviest samples. Actors as in ``owners``: logged at each ray's time (``layout``
+        None) or placed by a layout shared by all rays."""
+        r = len(rays)
+        k = min(self.cfg.lidar_heads.samples, out.samples.weights.shape[1])
+        w, idx = out.samples.weights.detach().topk(k, dim=1)  # [R, K]
+        t = out.samples.mids.detach().gather(1, idx)  # [R, K] world distance
+        x = (rays.origins[:, None] + rays.dirs[:, None] * t[..., None]).reshape(-1, 3)
+        feats = self._head_features(x, rays, torch.arange(r, device=x.device).repeat_interleave(k), layout)
+        return LidarHeadInputs(feats.view(r, k, -1), w, t / self.scale, rays.dirs, out.acc.detach(),
+                               out.depth.detach() / self.scale)
+
+    def _head_features(self, x: torch.Tensor, rays: Rays, ray_of: torch.Tensor, layout: Layout | None) -> torch.Tensor:
+        """Per point x [N, 3] on rays ``ray_of`` [N]: RGB seen along the ray, the background's geometry features
+        (zeros where an actor owns the point) and the actor flag; [N, ``sample_feature_dim``]."""
+        dirs = rays.dirs[ray_of]
+        own, field_index = self.owners(x, rays.times[ray_of] if layout is None else None, layout, dirs)
+        g = self.cfg.background.geo_features
+        feats = x.new_zeros(x.shape[0], sample_feature_dim(g))
+        bg = (own.slot < 0).nonzero()[:, 0]
+        if len(bg):
+            _, geo = self.background.density(x[bg])
+            feats[bg, 3:3 + g] = geo.float()
+            feats[bg, :3] = self.background.color(geo, dirs[bg], rays.appearance[ray_of[bg]]).float()
+        act = (own.slot >= 0).nonzero()[:, 0]
+        if len(act):
+            act = act[own.slot[act].argsort(stable=True)]  # grouped by placement: one pass over their fields
+            counts = torch.bincount(own.slot[act], minlength=len(field_index)).tolist()
+            _, rgb = evaluate_actor_fields([self.actor_fields[i] for i in field_index], own.local[act],
+                                           own.local_dirs[act], counts)
+            feats[act, :3] = rgb.float()
+            feats[act, -1] = 1.0
+        return feats
 
     # -- rendering ----------------------------------------------------------------------------------------
     def _color(self, rays: Rays, rows: torch.Tensor, w: torch.Tensor, order: torch.Tensor, geo: torch.Tensor,

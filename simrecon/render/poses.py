@@ -9,6 +9,10 @@ from torch import nn
 from ..data.geometry import matrix_to_quat
 from ..data.model import Track
 
+# A track is present this many seconds beyond its first and last timestamps (held at its end poses): the first and
+# last lines of a rolling-shutter frame are exposed up to half a readout (~15-30 ms) before and after the frame's
+# timestamp, which is where tracks keyed on frames begin and end.
+PRESENCE_SLACK_S = 0.05
 
 def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
     """Unit (w, x, y, z) quaternions [..., 4] -> rotation matrices [..., 3, 3]."""
@@ -50,9 +54,9 @@ class TrackTensor(nn.Module):
         n = t.shape[0]
         if self.times.shape[0] == 1:
             present = torch.ones(n, dtype=torch.bool, device=t.device) if self.static else \
-                (t - self.times[0]).abs() < 1e-6
+                (t - self.times[0]).abs() <= PRESENCE_SLACK_S
             return (quat_to_rotmat(self.quats[:1]).expand(n, 3, 3), self.trans[:1].expand(n, 3), present)
-        eps = 1e-6
+        eps = PRESENCE_SLACK_S
         present = (t >= self.times[0] - eps) & (t <= self.times[-1] + eps)
         if self.static:
             present = torch.ones_like(present)
@@ -90,10 +94,10 @@ class TrackBank:
         a_n, u_n = self.times.shape[0], t.shape[0]
         first = self.times[:, :1]  # [A, 1]
         last = self.times.gather(1, (self.length - 1)[:, None])  # [A, 1]
-        eps = 1e-6
+        eps = PRESENCE_SLACK_S
         single = (self.length == 1)[:, None]  # [A, 1]
         tq = t[None].expand(a_n, u_n)
-        present = torch.where(single, (tq - first).abs() < eps, (tq >= first - eps) & (tq <= last + eps))
+        present = torch.where(single, (tq - first).abs() <= eps, (tq >= first - eps) & (tq <= last + eps))
         present = present | self.static[:, None]
         tq = torch.minimum(torch.maximum(tq, first), last).contiguous()
         i1 = torch.searchsorted(self.times, tq, right=True)

@@ -81,6 +81,36 @@ def camera_rays(c2w: torch.Tensor, dirs_cam: torch.Tensor, times: torch.Tensor, 
                 -dirs_cam[:, 2])
 
 
+@dataclass
+class ShutterMotion:
+    """How a rolling-shutter frame was exposed: each pixel's time after the frame's pose, and the camera's motion."""
+
+    offsets: torch.Tensor  # [H * W] float64 seconds from the frame's timestamp to each pixel's exposure (row major)
+    motion: torch.Tensor  # [6] linear (m/s) then angular (rad/s) velocity in the camera's axes
+
+
+def rotate_axis_angle(v: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """Vectors v [R, 3] rotated by axis-angle vectors omega [R, 3] (Rodrigues)."""
+    angle = omega.norm(dim=-1, keepdim=True)
+    k = omega / angle.clamp(min=1e-12)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    return v * cos + torch.cross(k, v, dim=-1) * sin + k * (k * v).sum(-1, keepdim=True) * (1 - cos)
+
+
+def shutter_rays(c2w: torch.Tensor, dirs_cam: torch.Tensor, times: torch.Tensor, appearance: torch.Tensor,
+                 near: float, motion: torch.Tensor, dt: torch.Tensor) -> Rays:
+    """``camera_rays`` of a rolling-shutter camera: each ray leaves the camera where it was ``dt`` [R] seconds
+    (float64) after its frame's pose c2w [R, 4, 4] (or [1, 4, 4]), moving with ``motion`` [R, 6] (camera axes:
+    m/s, then rad/s; ``data.shutter.camera_motion``), and carries the time of its own exposure."""
+    step = dt.to(dirs_cam.dtype)[:, None]
+    local_dirs = rotate_axis_angle(dirs_cam, motion[:, 3:] * step)
+    rays = camera_rays(c2w, local_dirs, times + dt, appearance, near)
+    rays.origins = rays.origins + torch.einsum("rij,rj->ri", c2w[:, :3, :3].expand(len(dt), 3, 3),
+                                               motion[:, :3] * step)
+    rays.view_cos = -dirs_cam[:, 2]  # the ray's depth is along its own row's view axis, rotated with it
+    return rays
+
+
 def lidar_rays(origins: torch.Tensor, points: torch.Tensor, times: torch.Tensor, appearance: torch.Tensor,
                near: float) -> tuple[Rays, torch.Tensor]:
     """Rays from sensor origins [R, 3] to world points [R, 3]; returns the rays and the ranges [R]."""

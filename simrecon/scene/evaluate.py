@@ -43,7 +43,7 @@ def evaluate(scene: NeuralScene, frames: list | None = None, on_frame=None, lida
     per_frame = []
     actor_err, actor_px = 0.0, 0
     for i, f in enumerate(frames):
-        out = scene.render_image(f.c2w, f.intrinsics, f.timestamp, camera=f.camera)
+        out = scene.render_image(f.c2w, f.intrinsics, f.timestamp, camera=f.camera, shutter=scene.shutter_for(f))
         with Image.open(scene.log.root / f.file_path) as im:
             gt = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
         pred = torch.from_numpy(out.rgb)

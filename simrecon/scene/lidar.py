@@ -1,10 +1,12 @@
 """Lidar sweeps of a reconstructed scene: the sensor's rays through the scene's renderer (docs/lidar.md).
 
 Each ray of the sweep is rendered like a camera ray (``SceneModel.forward``, or the fast renderer over it:
-whichever the scene renders with); its expected distance is the range, its opacity says whether anything is
-there. A ray returns when its opacity reaches ``min_opacity`` and its range lies in the sensor's
-[min_range_m, max_range_m]; the rest are dropped. Intensity is not modelled yet (no learned intensity head):
-the output's ``intensity`` is None, never a guess.
+whichever the scene renders with); its median distance is the range (``ray_range``), its opacity says whether
+anything is there. A ray returns when its opacity reaches ``min_opacity`` and its range lies in the sensor's
+[min_range_m, max_range_m]; the rest are dropped. A scene trained with the learned lidar heads
+(fields/lidar_heads.py, docs/lidar.md) also drops the rays its drop head gives a probability above
+``drop_probability`` (absorbing or grazing surfaces), and its intensity head gives each return's intensity (in
+the log's units; 0 on dropped rays). Without an intensity head ``intensity`` is None, never a guess.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from ..data.lidar_model import LidarSensor
 from ..data.scene_api import ActorPlacement, LidarOutput
+from ..render.model import RenderResult
 from ..render.rays import Rays
 
 
@@ -26,6 +29,13 @@ class NeuralLidarConfig:
 
     min_opacity: float = 0.5  # opacity (0..1) a ray needs to return a point; below it the ray is dropped
     chunk: int = 0  # rays per batch; 0: the renderer's own batch size
+    drop_probability: float = 0.5  # a ray whose learned drop probability (0..1) is above this is dropped
+    # "median": the distance at which the ray's accumulated weight reaches half its opacity; "expected": the
+    # weighted mean distance, which the few per cent of weight some rays leak to the far plane pull hundreds of
+    # metres out (beyond max_range_m: dropped). Street, 1.5 CPU minutes (docs/lidar.md): drop accuracy 90.2 % ->
+    # 95.9 %, median range error 8.0 -> 4.2 cm, mean 3.06 m -> 0.18 m.
+    range: str = "median"
+    heads: bool = True  # use the scene's learned lidar heads where it has them (False: geometry only, no intensity)
 
 
 def sensor_rays(sensor: LidarSensor, s2w: np.ndarray, time: float, near: float) -> Rays:
@@ -43,6 +53,17 @@ def sensor_rays(sensor: LidarSensor, s2w: np.ndarray, time: float, near: float) 
                 torch.full((r,), float(near)), torch.ones(r))
 
 
+def ray_range(out: RenderResult, how: str) -> torch.Tensor:
+    """Each rendered ray's range [R] (world units): its median distance (``how`` "median": the first sample at
+    which the accumulated weight reaches half the ray's opacity) or its expected distance ("expected")."""
+    if how == "expected":
+        return out.depth
+    if how != "median":
+        raise ValueError(f"NeuralLidarConfig.range: expected median or expected, got {how!r}")
+    reached = out.samples.weights.cumsum(1) >= 0.5 * out.acc[:, None]
+    return out.samples.mids.gather(1, reached.float().argmax(1, keepdim=True))[:, 0]
+
+
 @torch.no_grad()
 def render_sweep(scene, sensor: LidarSensor, s2w: np.ndarray, time: float,
                  placements: Mapping[str, ActorPlacement], cfg: NeuralLidarConfig = NeuralLidarConfig()) -> LidarOutput:
@@ -51,23 +72,38 @@ def render_sweep(scene, sensor: LidarSensor, s2w: np.ndarray, time: float,
     model = scene.model
     renderer, default_chunk = scene.ray_renderer()
     chunk = cfg.chunk or default_chunk
-    placed = [(scene.field_index(p.source), np.asarray(p.pose, dtype=float)) for p in placements.values()]
+    placed = scene.placed(placements, time)  # track corrections applied, as camera renders do
     rays = sensor_rays(sensor, s2w, time, scene.info.near)
     device = scene.device
     n = len(rays)
     rng = np.zeros(n, np.float32)
     acc = np.zeros(n, np.float32)
     inst = np.zeros(n, np.int32)
+    heads = model.lidar_heads if cfg.heads else None
+    intensity = np.zeros(n, np.float32) if heads is not None and heads.intensity_net is not None else None
+    p_drop = np.zeros(n, np.float32) if heads is not None and heads.drop_net is not None else None
     was_training = model.training
     model.eval()
     for s in range(0, n, chunk):
         batch = rays[s:s + chunk].to(device)
-        out = renderer(batch, model.fixed_layout(placed, len(batch), device))
-        rng[s:s + len(batch)] = out.depth.cpu().numpy()
+        layout = model.fixed_layout(placed, len(batch), device)
+        out = renderer(batch, layout)
+        rng[s:s + len(batch)] = ray_range(out, cfg.range).cpu().numpy()
         acc[s:s + len(batch)] = out.acc.cpu().numpy()
         inst[s:s + len(batch)] = out.instance.cpu().numpy()
+        if heads is not None:
+            learned = model.lidar_head_outputs(batch, out, layout)
+            if intensity is not None:
+                intensity[s:s + len(batch)] = (learned.intensity * heads.intensity_scale).cpu().numpy()
+            if p_drop is not None:
+                p_drop[s:s + len(batch)] = learned.drop_probability().cpu().numpy()
     model.train(was_training)
     hit = acc >= cfg.min_opacity
     returned = hit & (rng >= sensor.min_range_m) & (rng <= sensor.max_range_m)
+    if p_drop is not None:
+        returned &= p_drop <= cfg.drop_probability
+    if intensity is not None:
+        intensity = np.where(returned, intensity, 0.0).astype(np.float32)
     range_m = np.where(hit, rng, np.inf).astype(np.float32)
-    return LidarOutput(sensor, range_m, returned, None, np.where(hit, inst, 0).astype(np.int32), list(placements))
+    return LidarOutput(sensor, range_m, returned, intensity, np.where(hit, inst, 0).astype(np.int32),
+                       list(placements))

@@ -86,6 +86,9 @@ class SweepMetrics:
     drop_accuracy: float | None  # share of rays returned in both or dropped in both
     drop_f1: float | None  # F1 of the "dropped" class
     intensity_rmse: float | None  # None: the rendered or the recorded sweeps carry no intensity
+    # how the rendered sweeps decide drops: "learned" (the scene's drop head, docs/lidar.md), "geometric" (opacity
+    # and range only) or None (not a neural scene: the exact synthetic street)
+    drop_model: str | None = None
 
     def to_json(self) -> dict:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -125,4 +128,10 @@ def score_sweeps(scene, sweeps: list, max_sweeps: int = 4) -> SweepMetrics | Non
             continue
         got = scene.render_lidar(sensor, s.s2w, s.timestamp, logged_placements(log, s.timestamp))
         cmp.add(got, *want)
-    return cmp.summary() if cmp.sweeps else None
+    if not cmp.sweeps:
+        return None
+    out = cmp.summary()
+    heads = getattr(getattr(scene, "model", None), "lidar_heads", False)
+    if heads is not False:
+        out.drop_model = "learned" if heads is not None and heads.drop_net is not None else "geometric"
+    return out

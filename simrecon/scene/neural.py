@@ -9,12 +9,14 @@ import numpy as np
 import torch
 
 from ..data.io import load_log
-from ..data.model import DriveLog, Intrinsics
+from ..data.model import DriveLog, Frame, Intrinsics
+from ..data.shutter import frame_motions
 from ..data.lidar_model import LidarSensor
 from ..data.scene_api import OUTPUTS, ActorPlacement, LidarOutput, RenderOutput
 from ..render import SceneModel
 from ..render.fast import FastRenderer
 from ..render.image import ImageOutput, RayRenderer, render_image
+from ..render.rays import ShutterMotion
 from .checkpoint import load_model_state, load_weights
 from .folder import MODEL_FILE, SceneInfo, find_log, model_config, read_scene_info, resolve_device
 from .occupancy_file import occupancy_for
@@ -32,6 +34,7 @@ class NeuralScene:
         self._log = log
         self.renderer = check_renderer(renderer)
         self._fast: FastRenderer | None = None
+        self._motions: dict[str, np.ndarray] | None = None
 
     def ray_renderer(self) -> tuple[RayRenderer, int]:
         """What renders this scene's rays, and how many per batch: the fast renderer over the scene's occupancy
@@ -64,19 +67,46 @@ class NeuralScene:
 
     def render_image(self, c2w: np.ndarray, intr: Intrinsics, time: float, camera: str = "",
                      placements: Mapping[str, ActorPlacement] | None = None, chunk: int | None = None,
-                     refine: bool = True) -> ImageOutput:
+                     refine: bool = True, shutter: ShutterMotion | None = None) -> ImageOutput:
         """Render one camera; ``placements`` None draws the actors as logged at ``time``. ``chunk``: rays per
         batch (default: the renderer's). ``c2w`` is a pose in the log's frame, corrected as training refined the
         log's cameras at ``time`` (``refined``); ``refine=False`` renders it as given (a pose already in the
-        scene's frame, such as a synthetic street's exact ground truth)."""
-        placed = None
-        if placements is not None:
-            placed = [(self.field_index(p.source), np.asarray(p.pose, dtype=float)) for p in placements.values()]
+        scene's frame, such as a synthetic street's exact ground truth). ``shutter``: render as a rolling-shutter
+        frame (``shutter_for``); None: every pixel at ``time`` (a global shutter)."""
+        placed = self.placed(placements, time) if placements is not None else None
         renderer, default_chunk = self.ray_renderer()
         pose = self.refined(c2w, time) if refine else np.asarray(c2w)
         return render_image(self.model, pose, intr, time, self.appearance_for(camera), self.info.near,
                             placed, chunk=chunk or default_chunk, exposure=self.exposure_for(camera, time),
-                            renderer=renderer)
+                            renderer=renderer, shutter=shutter)
+
+    def placed(self, placements: Mapping[str, ActorPlacement], time: float) -> list[tuple[int, np.ndarray]]:
+        """(actor field index, box-to-world pose) of each placement, the pose corrected as training refined its
+        source actor's track at ``time`` (render/track_refine.py; as given when the scene has no track
+        corrections)."""
+        out = []
+        for p in placements.values():
+            k = self.field_index(p.source)
+            pose = np.asarray(p.pose, dtype=float)
+            if self.model.track_fix is not None:
+                pose = pose @ self.model.track_fix.matrix_at(k, time)
+            out.append((k, pose))
+        return out
+
+    def shutter_for(self, frame: Frame) -> ShutterMotion | None:
+        """How a logged frame was exposed, when its camera has a rolling shutter (drive-log v1.2) and the scene was
+        trained with ``sampling.rolling_shutter``: each pixel's time and the camera's motion (estimated from its
+        neighbouring frames, as training did); None for a global shutter."""
+        rs = frame.rolling_shutter
+        if rs is None or rs.readout_s <= 0 or not self.info.config.get("sampling", {}).get("rolling_shutter", True):
+            return None
+        if self._motions is None:
+            self._motions = frame_motions(self.log.cameras)
+        motion = self._motions.get(frame.file_path)
+        if motion is None:
+            return None
+        offsets = rs.offsets(frame.intrinsics.w, frame.intrinsics.h).reshape(-1)
+        return ShutterMotion(torch.as_tensor(offsets, dtype=torch.float64), torch.as_tensor(motion))
 
     def refined(self, c2w: np.ndarray, time: float) -> np.ndarray:
         """A camera-to-world pose [4, 4] given in the log's frame at ``time``, corrected as training refined the
@@ -146,7 +176,8 @@ def load_scene(scene_dir: str | Path, device: str = "auto", log: str | Path | No
     rig = (state["poses.times"], state["poses.pivots"]) if "poses.times" in state and "poses.pivots" in state \
         else None
     try:
-        model = SceneModel(cfg, info.box, log.actors, len(info.camera_names), frames=frames, rig=rig)
+        model = SceneModel(cfg, info.box, log.actors, len(info.camera_names), frames=frames, rig=rig,
+                           refine_tracks="track_fix.trans" in state)
     except (ValueError, TypeError, RuntimeError, IndexError) as exc:
         raise ValueError(f"{weights}: does not fit the model its scene.json describes "
                          f"({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]})") from None

@@ -42,7 +42,8 @@ def training_curve(metrics_file: Path, size: tuple[int, int] = (640, 240)) -> Im
 
 def side_by_side(scene: NeuralScene, frame) -> Image.Image:
     """Recorded image | render | 4x absolute difference, for one frame."""
-    out = scene.render_image(frame.c2w, frame.intrinsics, frame.timestamp, camera=frame.camera)
+    out = scene.render_image(frame.c2w, frame.intrinsics, frame.timestamp, camera=frame.camera,
+                             shutter=scene.shutter_for(frame))
     with Image.open(scene.log.root / frame.file_path) as im:
         gt = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     diff = np.clip(np.abs(out.rgb - gt) * 4, 0, 1)

@@ -22,7 +22,9 @@ from ..config_io import FieldDoc, check_finite, describe, doc, from_dict, sectio
 from ..fields import ActorFieldConfig, BackgroundFieldConfig, ProposalFieldConfig
 from ..logs import get_logger
 from ..render import SceneModelConfig
+from ..render.exposure import exposure_mode, legacy_exposure
 from ..scene.folder import SCENE_FILE, SceneInfo
+from .camera_only import CameraOnlyConfig
 from .free_columns import FreeColumnsConfig
 from .lidar_prior import LidarPriorConfig
 
@@ -43,6 +45,9 @@ class BudgetConfig:
 class SamplingConfig:
     batch_rays: int = doc(4096, "camera rays per step (over all ranks)", unit="rays")
     lidar_rays: int = doc(1024, "lidar rays per step when the log has lidar (0: none)", unit="rays")
+    lidar_head_rays: int = doc(256, "rays per step of the training sweeps, returned or dropped, that the learned lidar "
+                                    "heads (model.lidar_heads) learn from; rendered without gradient (0: heads not "
+                                    "trained)", unit="rays")
     error_sampling: float = doc(0.5, "share of the camera rays drawn by the running error map (train/error_map.py), "
                                      "the rest uniformly", unit="fraction")
     error_tiles: int = doc(32, "error-map tiles across an image's width (square tiles)", unit="tiles")
@@ -53,6 +58,9 @@ class SamplingConfig:
     # On a 15 s drive (box 153 m long) 12 instead of 23: +0.8 dB at +2 m, lidar error -29 % (benchmarks/RESULTS.md)
     box_aspect_cap: float = doc(12.0, "logs with lidar: the box's short axes grow to 0.3 of the longest, to at most "
                                       "this half extent", unit="m")
+    rolling_shutter: bool = doc(True, "pose each camera ray at its own line's exposure time where the log gives the "
+                                      "camera's readout (drive-log v1.2 rolling_shutter); eval renders held-out "
+                                      "frames the same way", unit="-")
 
 
 @dataclass
@@ -70,6 +78,11 @@ class LossesConfig:
                                 unit="factor")
     interlevel_weight: float = doc(1.0, "the proposal's weights must cover the background's (interlevel loss)",
                                    unit="factor")
+    # The heads' inputs are detached from the fields: these scale only the heads' own gradients (0 turns one off).
+    intensity_weight: float = doc(1.0, "learned lidar intensity: squared error on returned rays (intensity in 0..1)",
+                                  unit="factor")
+    drop_weight: float = doc(1.0, "learned ray drop: binary cross-entropy of returned vs dropped rays (logs with a "
+                                  "beam/column layout)", unit="factor")
 
 
 @dataclass
@@ -92,6 +105,8 @@ class PriorsConfig:
                                                           "before the first step (train/lidar_prior.py)")
     free_columns: FreeColumnsConfig = doc(FreeColumnsConfig, "open air above the lidar's free space near the "
                                                              "ground, up to the box's top (train/free_columns.py)")
+    camera_only: CameraOnlyConfig = doc(CameraOnlyConfig, "the recipe for logs without lidar: a distortion loss "
+                                                          "on the camera rays (train/camera_only.py)")
 
 
 @dataclass
@@ -102,7 +117,8 @@ class TrainConfig:
     sampling: SamplingConfig = doc(SamplingConfig, "the rays of a training step, the near plane and the scene box")
     losses: LossesConfig = doc(LossesConfig, "weights of the losses beside the photometric one")
     schedule: ScheduleConfig = doc(ScheduleConfig, "learning rates and their decay over the budget")
-    priors: PriorsConfig = doc(PriorsConfig, "priors from the lidar, besides its ray losses")
+    priors: PriorsConfig = doc(PriorsConfig, "priors from the lidar besides its ray losses, and the camera-only "
+                                             "recipe for logs without it")
     holdout: str = doc("every:8", "frames kept out of training for eval: every:N (the middle frame of each N), "
                                   "none, or a file listing image paths", unit="-")
     seed: int = doc(0, "seed of the initial weights and the rays drawn (rank r: seed + r)", unit="-")
@@ -119,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"config.{bad}: must be >= 1 (got {counts[bad]})")
         if s.lidar_rays < 0:
             raise ValueError(f"config.sampling.lidar_rays: must be >= 0 (got {s.lidar_rays})")
+        if s.lidar_head_rays < 0:
+            raise ValueError(f"config.sampling.lidar_head_rays: must be >= 0 (got {s.lidar_head_rays})")
         for key, value in (("budget.minutes", b.minutes), ("sampling.near_frac", s.near_frac),
                            ("sampling.box_lidar_range", s.box_lidar_range)):
             if not value > 0:
@@ -137,7 +155,11 @@ class TrainConfig:
             raise ValueError(f"config.sampling.box_aspect_cap: must be > 0 (metres), got {s.box_aspect_cap}")
         self.priors.lidar_prior.check("config.priors.lidar_prior")
         self.priors.free_columns.check("config.priors.free_columns")
+        self.priors.camera_only.check("config.priors.camera_only")
+        exposure_mode(self.model.frame_exposure, "config.model.frame_exposure")
         self.model.poses.check("config.model.poses")
+        self.model.tracks.check("config.model.tracks")
+        self.model.lidar_heads.check("config.model.lidar_heads")
         check_finite(self, "config")  # last: the checks above name their fields in their own words
 
     def lidar_loss_weights(self) -> tuple[float, float]:
@@ -156,8 +178,12 @@ class TrainConfig:
     def from_json(cls, data: dict) -> "TrainConfig":
         """Inverse of ``to_json`` (``config_io.from_dict``: unknown keys warned and dropped, missing keys at their
         defaults, wrong types a ValueError naming the field); the flat keys of scenes written before the groups
-        are moved into them first (``regroup``)."""
-        return from_dict(cls, regroup(data), "config")
+        are moved into them first (``regroup``), and a switch-valued ``model.frame_exposure`` (true / false) is read
+        as on / off."""
+        data = regroup(data)
+        if isinstance(data, dict) and "model" in data:
+            data = {**data, "model": legacy_exposure(data["model"])}
+        return from_dict(cls, data, "config")
 
 
 # The settings before the groups, flat at the top of scene.json's config, and where each is now.
@@ -271,7 +297,7 @@ def preset(name: str) -> TrainConfig:
             proposal_samples=16, samples=8, actor_samples=4, sky_texture=8)
         # 10 minutes, as fast: no automatic lidar prior (tests that want it ask for it)
         return TrainConfig(model=model, budget=BudgetConfig(steps=20, minutes=10.0, log_every=1, checkpoint_every=5),
-                           sampling=SamplingConfig(batch_rays=256, lidar_rays=128))
+                           sampling=SamplingConfig(batch_rays=256, lidar_rays=128, lidar_head_rays=128))
     if name == "default":
         return TrainConfig(model=SceneModelConfig(sky_texture=32), budget=BudgetConfig(minutes=60.0, steps=30000))
     if name == "quality":

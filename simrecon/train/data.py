@@ -15,7 +15,8 @@ import torch
 from ..data.images import decode_image
 from ..data.model import DriveLog, Frame
 from ..fields import SceneBox
-from ..render.rays import Rays, camera_directions, camera_rays, lidar_rays
+from ..data.shutter import DIRECTIONS, frame_motions
+from ..render.rays import Rays, camera_directions, camera_rays, lidar_rays, shutter_rays
 from ..scene.folder import training_sweeps
 from .error_map import ErrorMap
 
@@ -85,9 +86,12 @@ class _Camera:
 
 
 class TrainData:
-    """Frames (images, poses, times) and lidar returns of a log, split into train / held-out."""
+    """Frames (images, poses, times) and lidar returns of a log, split into train / held-out. With
+    ``rolling_shutter``, the frames of rolling-shutter cameras (drive-log v1.2) give each pixel's ray its own
+    line's pose and time (``render.rays.shutter_rays``)."""
 
-    def __init__(self, log: DriveLog, holdout: set[str], near: float, device: torch.device):
+    def __init__(self, log: DriveLog, holdout: set[str], near: float, device: torch.device,
+                 rolling_shutter: bool = True):
         self.log = log
         self.device = device
         self.near = near
@@ -113,7 +117,32 @@ class TrainData:
         self.app = torch.tensor(app)
         self.cam_of_frame = torch.tensor(cam_idx)
         self.cam_list = list(self._cams.values())
+        self._load_shutters(rolling_shutter)
         self._load_lidar()
+
+    def _load_shutters(self, enabled: bool) -> None:
+        """Per training frame: readout [F] seconds (0: global shutter), readout direction [F] (index into
+        ``DIRECTIONS``) and camera motion [F, 6]; ``self.shutter`` False when no frame needs them."""
+        shutters = [f.rolling_shutter if enabled else None for f in self.train_frames]
+        self.readout = torch.tensor([rs.readout_s if rs else 0.0 for rs in shutters], dtype=torch.float64)
+        self.readout_dir = torch.tensor([DIRECTIONS.index(rs.direction) if rs else 0 for rs in shutters])
+        self.shutter = bool((self.readout > 0).any())
+        cams = [self.cam_list[int(c)] for c in self.cam_of_frame]
+        self.frame_w, self.frame_h = torch.tensor([c.w for c in cams]), torch.tensor([c.h for c in cams])
+        motions = frame_motions(self.log.cameras) if self.shutter else {}
+        self.motion = torch.as_tensor(np.stack([motions.get(f.file_path, np.zeros(6)) for f in self.train_frames]),
+                                      dtype=torch.float32)
+
+    def readout_offsets(self, frame: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """Seconds [n] (float64) from the timestamps of training frames ``frame`` [n] to the exposure of their
+        pixels ``local`` [n] (row-major index in the image): ``data.shutter.RollingShutter.offsets``."""
+        w, h = self.frame_w[frame], self.frame_h[frame]
+        row, col = local // w, local % w
+        code = self.readout_dir[frame]
+        vertical = code < 2
+        share = torch.where(vertical, (row + 0.5) / h, (col + 0.5) / w).double()
+        share = torch.where((code == 1) | (code == 3), 1.0 - share, share)
+        return (share - 0.5) * self.readout[frame]
 
     def _cam_key(self, f: Frame) -> tuple:
         key = (f.camera, f.intrinsics)
@@ -178,7 +207,11 @@ class TrainData:
         for ci, cam in enumerate(self.cam_list):
             sel = cams == ci
             dirs[sel] = cam.dirs[local[sel]]
-        rays = camera_rays(self.c2w[frame], dirs, self.times[frame], self.app[frame], self.near)
+        if self.shutter:
+            rays = shutter_rays(self.c2w[frame], dirs, self.times[frame], self.app[frame], self.near,
+                                self.motion[frame], self.readout_offsets(frame, local))
+        else:
+            rays = camera_rays(self.c2w[frame], dirs, self.times[frame], self.app[frame], self.near)
         rgb = self.images[flat].float() / 255.0
         return rays.to(self.device), rgb.to(self.device)
 
@@ -198,12 +231,3 @@ def load_image(path: Path, frame: Frame) -> np.ndarray:
         raise ValueError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, expected {w}x{h}")
     return arr
 
-
-def frame_rays(frame: Frame, appearance: int, near: float, device: torch.device) -> Rays:
-    """All pixel rays [H*W] of ``frame`` in row-major order."""
-    dirs = camera_directions(frame.intrinsics).reshape(-1, 3)
-    n = dirs.shape[0]
-    rays = camera_rays(torch.as_tensor(frame.c2w, dtype=torch.float32)[None], dirs,
-                       torch.full((n,), frame.timestamp, dtype=torch.float64),
-                       torch.full((n,), appearance, dtype=torch.long), near)
-    return rays.to(device)

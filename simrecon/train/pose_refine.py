@@ -12,6 +12,7 @@ import torch
 
 from ..data.model import DriveLog
 from ..render.pose_refine import PoseRefineConfig, rig_times
+from ..render.track_refine import TrackRefineConfig
 
 
 def poses_exact(log: DriveLog) -> bool:
@@ -29,6 +30,29 @@ def refine_decision(cfg: PoseRefineConfig, log: DriveLog) -> tuple[bool, str]:
     if poses_exact(log):
         return False, "auto: the log says its poses are exact"
     return True, "auto: a log without exact poses"
+
+
+def tracks_exact(log: DriveLog) -> bool:
+    """True when the log declares its actor tracks exact (``tracks_exact``), or is a synthetic log without
+    ``--track-noise`` (from before the key too)."""
+    flag = log.extra.get("tracks_exact")
+    if isinstance(flag, bool):
+        return flag
+    synth = log.extra.get("synth_config")
+    if log.extra.get("source") == "simrecon synth" and isinstance(synth, dict):
+        return not synth.get("track_noise_m") and not synth.get("track_noise_deg")
+    return False
+
+
+def track_refine_decision(cfg: TrackRefineConfig, log: DriveLog, actors: bool) -> tuple[bool, str]:
+    """(refine the actors' tracks or not, why) for a fresh run; ``actors``: the model has actor fields."""
+    if cfg.refine != "auto":
+        return cfg.refine == "on" and actors and bool(log.actors), f"model.tracks.refine={cfg.refine}"
+    if not actors or not log.actors:
+        return False, "auto: no tracked actors"
+    if tracks_exact(log):
+        return False, "auto: the log says its tracks are exact"
+    return True, "auto: a log without exact tracks"
 
 
 def training_rig(times: torch.Tensor, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

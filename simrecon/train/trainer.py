@@ -32,13 +32,16 @@ from ..scene.checkpoint import (CHECKPOINT, load_checkpoint, load_model_state, r
 from ..scene.folder import (MODEL_FILE, SCENE_FILE, SceneInfo, find_log, log_reference, read_scene_info,
                             resolve_device, write_scene_info)
 from ..scene.occupancy_file import occupancy_config, save_occupancy
+from .camera_only import ray_distortion
 from .config import TrainConfig, apply_setting, scene_config
 from .data import TrainData, parse_holdout, scene_box
+from .decisions import decide
 from .error_map import ErrorMap
 from .free_columns import FreeColumns, free_columns_of
+from .lidar_heads import HeadRays, head_losses, setup_lidar_heads
 from .lidar_prior import train_lidar_prior
 from .optim import adam
-from .pose_refine import refine_decision, training_rig
+from .pose_refine import refine_decision, track_refine_decision, training_rig
 
 log = get_logger(__name__)
 METRICS = "metrics.jsonl"
@@ -68,23 +71,29 @@ def _dist_info() -> tuple[int, int, int]:
 
 def make_optimizer(model: torch.nn.Module, lr: float, table_lr_scale: float = 1.0,
                    exposure_lr_scale: float = 1.0, pose_lr_scale: float = 0.2,
-                   rotation_lr_scale: float = 0.02) -> torch.optim.Optimizer:
+                   rotation_lr_scale: float = 0.02, track_lr_scale: float = 0.2,
+                   yaw_lr_scale: float = 0.2) -> torch.optim.Optimizer:
     """Adam (:func:`simrecon.train.optim.adam`) in groups: the hash tables (learning rate times
     ``table_lr_scale``), the per-frame exposure (times ``exposure_lr_scale``), the camera pose corrections'
-    translations (times ``pose_lr_scale``) and rotations (times ``rotation_lr_scale``; both groups marked
-    "poses") and the rest; each group's "scale" is kept so the schedule can set ``lr * scale``."""
+    translations (times ``pose_lr_scale``) and rotations (times ``rotation_lr_scale``), the actor track corrections'
+    translations (times ``track_lr_scale``) and yaws (times ``yaw_lr_scale``; these four groups marked "poses")
+    and the rest; each group's "scale" is kept so the schedule can set ``lr * scale``."""
     named = list(model.named_parameters())
     tables = [p for n, p in named if n.endswith("grid.table")]
     exposure = [p for n, p in named if n.startswith("exposure.")]
     trans = [p for n, p in named if n == "poses.trans"]
     rot = [p for n, p in named if n == "poses.rot"]
-    ids = {id(p) for p in tables + exposure + trans + rot}
+    track = [p for n, p in named if n == "track_fix.trans"]
+    yaw = [p for n, p in named if n == "track_fix.yaw"]
+    ids = {id(p) for p in tables + exposure + trans + rot + track + yaw}
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": tables, "lr": lr * table_lr_scale, "scale": table_lr_scale},
               {"params": rest, "lr": lr, "scale": 1.0},
               {"params": exposure, "lr": lr * exposure_lr_scale, "scale": exposure_lr_scale},
               {"params": trans, "lr": lr * pose_lr_scale, "scale": pose_lr_scale, "poses": True},
-              {"params": rot, "lr": lr * rotation_lr_scale, "scale": rotation_lr_scale, "poses": True}]
+              {"params": rot, "lr": lr * rotation_lr_scale, "scale": rotation_lr_scale, "poses": True},
+              {"params": track, "lr": lr * track_lr_scale, "scale": track_lr_scale, "poses": True},
+              {"params": yaw, "lr": lr * yaw_lr_scale, "scale": yaw_lr_scale, "poses": True}]
     return adam([g for g in groups if g["params"]], lr)
 
 
@@ -145,6 +154,10 @@ def compute_losses(model: SceneModel, out: RenderResult, target: torch.Tensor, n
         losses["opacity"] = cfg.losses.opacity_weight * torch.mean((1 - acc) ** 2)
     if out.proposal is not None:
         losses["interlevel"] = cfg.losses.interlevel_weight * out.proposal.interlevel
+    recipe = cfg.priors.camera_only
+    if recipe.mode == "on" and recipe.distortion_weight > 0:  # the camera-only recipe (train/camera_only.py)
+        losses["distortion"] = recipe.distortion_weight * ray_distortion(out.samples.mids[:n_cam] / model.scale,
+                                                                         out.samples.weights[:n_cam])
     return losses
 
 
@@ -290,6 +303,7 @@ class TrainState:
     net: torch.nn.Module | None = None  # the model, or its DDP wrapper
     metrics: _Metrics | None = None  # rank 0's
     frame_rig: torch.Tensor | None = None  # [F] rig time of each training frame (pose refinement on), else None
+    heads: HeadRays | None = None  # the sweeps' rays the learned lidar heads train on (None: no heads)
     poses_learn: bool = True  # False before model.poses.start of the budget: the pose groups' learning rate is 0
 
     def elapsed(self) -> float:
@@ -331,17 +345,23 @@ def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | 
                     "held-out figures; use every:2 or a file of image paths", cfg.holdout, log_path, longest)
     sampling = cfg.sampling
     box = scene_box(drive, sampling.box_lidar_range, aspect_cap=sampling.box_aspect_cap) if not resume else info.box
-    data = TrainData(drive, holdout, near=sampling.near_frac * float(np.mean(box.half)), device=device)
+    data = TrainData(drive, holdout, near=sampling.near_frac * float(np.mean(box.half)), device=device,
+                     rolling_shutter=sampling.rolling_shutter)
+    if rank == 0 and data.shutter:
+        _log_shutter(data)
+    decide(cfg, data, state, rank)  # model.frame_exposure and priors.camera_only.mode: auto resolved, printed
     rig, frame_rig = _pose_rig(cfg, drive, data, state, rank)
+    heads = setup_lidar_heads(cfg.model.lidar_heads, drive, holdout, resume, world)  # before the model: auto -> on/off
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance, frames=(data.app, data.times),
-                       rig=rig).to(device)
+                       rig=rig, refine_tracks=_track_refine(cfg, drive, state, rank)).to(device)
     optim = make_optimizer(model, cfg.schedule.lr, cfg.schedule.table_lr_scale, cfg.schedule.exposure_lr_scale,
-                           cfg.model.poses.lr / cfg.schedule.lr, cfg.model.poses.rotation_lr / cfg.schedule.lr)
+                           cfg.model.poses.lr / cfg.schedule.lr, cfg.model.poses.rotation_lr / cfg.schedule.lr,
+                           cfg.model.tracks.lr / cfg.schedule.lr, cfg.model.tracks.yaw_lr / cfg.schedule.lr)
     source_log, source_log_absolute = log_reference(scene_dir, log_path)  # a resume records where the log is now
     info_out = SceneInfo(source_log=source_log, source_log_absolute=source_log_absolute, box=box, near=data.near,
                          camera_names=data.camera_names, actors=[a.id for a in drive.actors],
                          holdout=sorted(holdout), config=cfg.to_json(), status="training")
-    run = TrainState(cfg, scene_dir, rank, world, device, data, model, optim, info_out, resume)
+    run = TrainState(cfg, scene_dir, rank, world, device, data, model, optim, info_out, resume, heads=heads)
     run.error_map = data.error_map(sampling.error_tiles) if sampling.error_sampling > 0 else None
     run.frame_rig = frame_rig.to(device) if frame_rig is not None else None
     if resume:
@@ -350,6 +370,24 @@ def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | 
     if rank == 0:
         _first_write(scene_dir, run.info)
     return run
+
+
+def _log_shutter(data: TrainData) -> None:
+    ms = sorted({round(float(r) * 1000, 1) for r in data.readout if r > 0})
+    log.info("rolling shutter: each pixel posed at its own line's exposure (readouts %s ms; "
+             "sampling.rolling_shutter=false turns it off)", ", ".join(f"{m:g}" for m in ms[:4]))
+
+
+def _track_refine(cfg: TrainConfig, drive, state: dict | None, rank: int) -> bool:
+    """Actor track refinement (render/track_refine.py) on or off: a fresh run decides by ``cfg.model.tracks`` and the
+    log, a resumed one keeps what its checkpoint has; the decision is logged."""
+    if state is not None:
+        on, why = "track_fix.trans" in state.get("model", {}), "resumed: as the checkpoint has it"
+    else:
+        on, why = track_refine_decision(cfg.model.tracks, drive, cfg.model.actors)
+    if rank == 0:
+        log.info("actor track refinement %s (%s)", "on" if on else "off", why)
+    return on
 
 
 def _pose_rig(cfg: TrainConfig, drive, data: TrainData, state: dict | None,
@@ -439,8 +477,13 @@ def _step(run: TrainState, gen: torch.Generator, batch: int, lidar_batch: int, n
         lrays, ranges = data.sample_lidar(lidar_batch, gen)
         rays = type(rays).cat([rays, lrays])
     out, losses = step_losses(run.net, run.model, rays, target, batch, ranges, cfg, run.columns, gen, frames)
+    if run.heads is not None:  # the learned lidar heads, on their own rays (train/lidar_heads.py)
+        losses.update(head_losses(run.model, run.heads, cfg, gen))
     if run.model.poses is not None:
         losses["pose_reg"] = cfg.model.poses.reg_weight * run.model.poses.regulariser()
+    if run.model.track_fix is not None:
+        losses["track_reg"] = run.model.track_fix.regulariser(cfg.model.tracks.reg_weight,
+                                                              cfg.model.tracks.smooth_weight)
     loss = sum(losses.values())
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss.item()} at step {run.step}")
