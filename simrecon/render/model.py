@@ -304,18 +304,27 @@ class SceneModel(nn.Module):
         if proposal_rows is not None:
             pb = bg[proposal_rows[bg]]
             out.sigma_proposal = points.new_zeros(n).index_put((pb,), self.proposal(points[pb]))
-        act = (own.slot >= 0).nonzero()[:, 0]
+        act, sig_a, rgb_a = self._owned_by_actors(own, field_index)
         if len(act):
-            act = act[own.slot[act].argsort(stable=True)]  # grouped by placement: one pass over their fields
-            counts = torch.bincount(own.slot[act], minlength=len(field_index)).tolist()
-            sig_a, rgb_a = evaluate_actor_fields([self.actor_fields[i] for i in field_index], own.local[act],
-                                                 own.local_dirs[act], counts)
             out.sigma = out.sigma.index_put((act,), sig_a)
             out.owner[act] = torch.tensor(field_index, dtype=torch.long, device=points.device)[own.slot[act]]
             if out.rgb is not None:
                 ca = color_rows[act]
                 out.rgb = out.rgb.index_put((act[ca],), rgb_a[ca])
         return out
+
+    def _owned_by_actors(self, own: BoxOwners, field_index: list[int]) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                                 torch.Tensor | None]:
+        """The points an actor box holds (indices [M], grouped by placement) and their density [M] and colour
+        [M, 3] from the placed actors' fields, in one pass over those fields; (empty, None, None) when none."""
+        act = (own.slot >= 0).nonzero()[:, 0]
+        if not len(act):
+            return act, None, None
+        act = act[own.slot[act].argsort(stable=True)]
+        counts = torch.bincount(own.slot[act], minlength=len(field_index)).tolist()
+        sig, rgb = evaluate_actor_fields([self.actor_fields[i] for i in field_index], own.local[act],
+                                         own.local_dirs[act], counts)
+        return act, sig, rgb
 
     def actor_view(self, k: int) -> "ActorView":
         """Actor field ``k`` in its box frame, as mesh extraction reads a field."""
@@ -361,12 +370,8 @@ class SceneModel(nn.Module):
             _, geo = self.background.density(x[bg])
             feats[bg, 3:3 + g] = geo.float()
             feats[bg, :3] = self.background.color(geo, dirs[bg], rays.appearance[ray_of[bg]]).float()
-        act = (own.slot >= 0).nonzero()[:, 0]
+        act, _, rgb = self._owned_by_actors(own, field_index)
         if len(act):
-            act = act[own.slot[act].argsort(stable=True)]  # grouped by placement: one pass over their fields
-            counts = torch.bincount(own.slot[act], minlength=len(field_index)).tolist()
-            _, rgb = evaluate_actor_fields([self.actor_fields[i] for i in field_index], own.local[act],
-                                           own.local_dirs[act], counts)
             feats[act, :3] = rgb.float()
             feats[act, -1] = 1.0
         return feats
