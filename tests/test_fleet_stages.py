@@ -191,3 +191,13 @@ def test_bad_mesh_and_lidar_options_are_one_line(logs, stages, field, says):
         load_spec(path)
     message = str(info.value)
     assert message.startswith(f"{path}: {field}: ") and says in message and "\n" not in message, message
+
+
+def test_mesh_file_names_from_actor_ids_stay_in_the_stage_folder(tmp_path):
+    from simrecon.fleet.mesh_stage import _file_stem
+
+    for actor_id in ("../../evil", "/abs/path", "..", "a\\b", "", "car 1"):
+        stem = _file_stem(actor_id)
+        assert "/" not in stem and "\\" not in stem and stem not in ("", ".", "..")
+        path = (tmp_path / f"{stem}.glb").resolve()
+        assert path.parent == tmp_path.resolve()

@@ -30,7 +30,9 @@ class MeshFile:
 
 
 def _file_stem(actor_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", actor_id) or "actor"
+    """A file stem for an actor id: letters, digits, '.', '_' and '-' only, no leading dot (no hidden file, no
+    '..'), so that the mesh lands in the stage's folder whatever the log calls its actors."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", actor_id).lstrip(".") or "actor"
 
 
 def _needs_mesh_extra() -> None:

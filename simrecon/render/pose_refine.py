@@ -28,6 +28,12 @@ RIG_TOLERANCE_S = 1e-3  # frames whose timestamps differ by less than this share
 MODES = ("auto", "on", "off")
 
 
+def check_mode(value: str, where: str) -> None:
+    """A refinement switch (``MODES``), refused in one line naming the setting."""
+    if value not in MODES:
+        raise ValueError(f"{where}.refine: expected auto, on or off, got {value!r}")
+
+
 @dataclass
 class PoseRefineConfig:
     refine: str = doc("auto", "camera pose corrections, one SE(3) per rig time: auto (on unless the log says its "
@@ -45,8 +51,7 @@ class PoseRefineConfig:
                                   "correction (rad^2 + world units^2)", unit="factor")
 
     def check(self, where: str) -> None:
-        if self.refine not in MODES:
-            raise ValueError(f"{where}.refine: expected auto, on or off, got {self.refine!r}")
+        check_mode(self.refine, where)
         if not (self.lr > 0 and self.rotation_lr > 0 and self.reg_weight >= 0 and 0 <= self.start < 1):
             raise ValueError(f"{where}: lr and rotation_lr must be > 0, reg_weight >= 0 and start in [0, 1), got "
                              f"{self.lr}, {self.rotation_lr}, {self.reg_weight} and {self.start}")

@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from ..config_io import doc
+from .pose_refine import check_mode
 from .poses import TrackTensor
-
-MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -42,8 +41,7 @@ class TrackRefineConfig:
                                      "second difference of the corrections", unit="factor")
 
     def check(self, where: str) -> None:
-        if self.refine not in MODES:
-            raise ValueError(f"{where}.refine: expected auto, on or off, got {self.refine!r}")
+        check_mode(self.refine, where)
         if not (self.lr > 0 and self.yaw_lr > 0 and self.reg_weight >= 0 and self.smooth_weight >= 0):
             raise ValueError(f"{where}: lr and yaw_lr must be > 0, reg_weight and smooth_weight >= 0, got {self.lr}, "
                              f"{self.yaw_lr}, {self.reg_weight} and {self.smooth_weight}")
