@@ -23,6 +23,7 @@ from ..data.model import DriveLog
 from ..data.scene_api import RenderableScene
 from .edits import ActorEdit, EditSession, local_edit
 from .gate import Gate, check_bind
+from .lidar_overlay import LidarOverlay, OverlayState
 from .render import (MODES, Frame, Preview, View, c2w_from_viser, instance_color, preview_intrinsics, vertical_fov,
                      viser_from_c2w)
 from .upstream import guard_viser
@@ -103,6 +104,7 @@ class SceneViewer:
         self._boxes: dict = {}
         self._selected: str | None = None
         self._lidar_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.lidar_sweep = LidarOverlay(self.plan, self._overlay_state)  # the rendered sweep (lidar_overlay.py)
         self.server = None
         self.gate: Gate | None = None
 
@@ -186,6 +188,10 @@ class SceneViewer:
         self._rebuild_overlays()
         return True
 
+    def _overlay_state(self) -> OverlayState:
+        with self._lock:
+            return OverlayState(self.version, self.time, self.plan, self.show_actors)
+
     def snap(self, camera: str) -> None:
         """Put every browser's camera where ``camera`` (a camera of the plan) is at the current time."""
         cams = {c.name: c for c in self.plan.cameras}
@@ -223,7 +229,9 @@ class SceneViewer:
             self.gui_actors = gui.add_checkbox("actors", True, hint="draw the actors in the render")
             self.gui_boxes = gui.add_checkbox("3D boxes", True)
             self.gui_traj = gui.add_checkbox("trajectories", False)
-            self.gui_lidar = gui.add_checkbox("lidar points", False, disabled=not self.log.lidar)
+            self.gui_lidar = gui.add_checkbox("lidar points", False, disabled=not self.log.lidar,
+                                              hint="the logged sweep nearest the current time")
+        self.lidar_sweep.build_gui(self.server)
         with gui.add_folder("Edit actors"):
             ids = self._editable_ids()
             self.gui_actor = gui.add_dropdown("actor", [NONE] + ids, initial_value=NONE,
@@ -589,6 +597,7 @@ class SceneViewer:
                 except Exception as exc:  # noqa: BLE001 - keep serving; show what went wrong
                     self.gui_status.content = f"render failed: {type(exc).__name__}: {exc}"
                     time.sleep(0.5)
+            did |= self.lidar_sweep.step()  # after the clients' frames: a new time shows its image first
             if not did:
                 self._stop.wait(0.01)
 
