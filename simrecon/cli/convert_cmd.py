@@ -83,6 +83,8 @@ def convert_command(format: str, src: Path, out: Path, cameras: list[str] | None
     else:  # logs and pipes: no progress bar, no stray blank lines
         log = write_conversion(conv, out, overwrite=force)
     console.print(f"wrote {out}: {log.summary()}", highlight=False, markup=False, soft_wrap=True)
+    for name, how in (log.extra.get("source", {}).get("lidar_models") or {}).items():
+        console.print(f"lidar {name}: sensor model {how}", highlight=False, markup=False, soft_wrap=True)
     return log
 
 

@@ -45,6 +45,7 @@ from ._common import (
     select_indices,
     source_file,
 )
+from ._lidar_layout import RawSweep, attach_layouts
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -119,7 +120,7 @@ def _intrinsics(calib: dict, idx: int, file: Path, w: int, h: int, warnings: lis
 
 
 def _load_points(path: Path, point_format: list[str]):
-    def load() -> np.ndarray:
+    def load() -> RawSweep:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if not hasattr(z, "files"):
@@ -142,7 +143,8 @@ def _load_points(path: Path, point_format: list[str]):
             if inten.size and np.nanmax(inten) > 1.0:
                 inten = inten / 255.0
             out[:, 3] = np.clip(inten, 0.0, 1.0)
-        return out
+        ring = data[:, fmt.index("RING")].astype(np.int64) if "RING" in fmt[: data.shape[1]] else None
+        return RawSweep(out, ring=ring)
 
     return load
 
@@ -382,7 +384,8 @@ def _assemble(file: Path, got: _Collected) -> Conversion:
     offset = (ego.poses[0, :3, 3] if ego is not None else got.frames[0][1].c2w[:3, 3]).copy()
     log = finish_log("dgp", file, [f for _, f in got.frames], [s for _, s in got.sweeps], build_actors(actors), ego,
                      offset=offset, extra={"time_offset": t0 / 1e6})
-    conv = Conversion(log, got.images, got.lidar_files)
+    conv = Conversion(log, got.images, {})
+    attach_layouts(conv, got.lidar_files)
     for w in got.warnings:
         conv.warn(w)
     return conv

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..geometry import make_pose
 from ._common import ReaderError, floats, opencv_intrinsics, read_float_records
+from ._lidar_layout import RawSweep
 
 # The size of each known calib entry (rows x cols); unknown keys are kept as flat arrays.
 CALIB_SHAPES = {
@@ -121,6 +123,11 @@ def read_poses(path: Path) -> np.ndarray:
     if not len(out):
         raise ReaderError(path, "", "expected one 3x4 pose per line, the file is empty")
     return out
+
+
+def velodyne_sweeps(files: dict[str, Path]) -> dict[str, Callable[[], RawSweep]]:
+    """Output path -> loader of each velodyne .bin (points stored beam after beam: KITTI's scan order)."""
+    return {rel: (lambda p=path: RawSweep(read_velodyne(p))) for rel, path in files.items()}
 
 
 def read_velodyne(path: Path) -> np.ndarray:

@@ -6,7 +6,8 @@ to the drive-log convention: world x = camera-0 z (forward at frame 0), world y 
 world z = -camera-0 y (up). The origin stays at camera 0 at frame 0 (about 1.65 m above the road).
 Image folders: ``image_0``/``image_l`` (P0), ``image_1``/``image_r`` (P1), ``image_2`` (P2),
 ``image_3`` (P3); the camera name is the folder name. ``velodyne/*.bin`` is converted when the calib
-has ``Tr`` (velodyne -> camera 0). Timestamps come from ``times.txt``, else 10 Hz from frame 0.
+has ``Tr`` (velodyne -> camera 0), with a v1.1 sensor model estimated from the files' scan order.
+Timestamps come from ``times.txt``, else 10 Hz from frame 0.
 The ego (vehicle) pose is camera 0 with its axes turned to x forward, y left, z up.
 """
 
@@ -27,15 +28,16 @@ from ._common import (
     image_size,
     select_indices,
 )
+from ._lidar_layout import attach_layouts
 from .kitti_common import (
     clean_pose,
     homogeneous,
     projection_camera,
     read_calib,
     read_poses,
-    read_velodyne,
     require,
     require_pose,
+    velodyne_sweeps,
 )
 
 # camera-0 axes (x right, y down, z forward) -> world (x forward, y left, z up)
@@ -128,14 +130,15 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
                     continue
                 rel = f"lidar/velodyne/{i:06d}.npy"
                 lidar.append(LidarSweep(rel, world_poses[i] @ cam0_from_velo, float(times[i]), "velodyne"))
-                lidar_files[rel] = (lambda p=b: read_velodyne(p))
+                lidar_files[rel] = b
 
     ego_poses = np.stack([world_poses[i] @ T_WORLD_FROM_CAM.T for i in indices])
     ego = Track(np.array([times[i] for i in indices]), ego_poses)
     t0 = float(times[indices[0]])
     log = finish_log("kitti-odometry", src, out_frames, lidar, [], ego, t0=t0 if t0 != 0 else None,
                      extra={"world": "camera 0 at frame 0, rotated to x forward, y left, z up"})
-    conv = Conversion(log, conv_images, lidar_files)
+    conv = Conversion(log, conv_images, {})
+    attach_layouts(conv, velodyne_sweeps(lidar_files), scan_order=True)
     for w in warnings:
         conv.warn(w)
     return conv

@@ -36,12 +36,13 @@ from ._common import (
     map_class,
     select_indices,
 )
+from ._lidar_layout import attach_layouts
 from .kitti_common import (
     projection_camera,
     read_calib,
-    read_velodyne,
     require,
     require_pose,
+    velodyne_sweeps,
 )
 
 CAMERAS = {"image_02": "P2", "image_03": "P3", "image_00": "P0", "image_01": "P1"}
@@ -189,7 +190,8 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
     log = finish_log("kitti-tracking", sq.split / sq.seq, out.frames, velodyne.sweeps, build_actors(actors), ego,
                      offset=offset, extra={"sequence": sq.seq, "world": "east-north-up (Mercator, pykitti), origin at "
                                                                        "the first converted frame's IMU"})
-    conv = Conversion(log, out.images, velodyne.files)
+    conv = Conversion(log, out.images, {})
+    attach_layouts(conv, velodyne_sweeps(velodyne.files), scan_order=True)
     for w in warnings:
         conv.warn(w)
     return conv
@@ -260,7 +262,7 @@ def _velodyne(sq: _Sequence, sel: _Selection) -> _Velodyne:
         if b.is_file():
             rel = f"lidar/velodyne/{i:06d}.npy"
             out.sweeps.append(LidarSweep(rel, sq.imu2w[i] @ sq.imu_from_velo, sel.times[i], "velodyne"))
-            out.files[rel] = (lambda p=b: read_velodyne(p))
+            out.files[rel] = b
     return out
 
 

@@ -8,7 +8,8 @@ camera_intrinsic 3x3), ``sensor`` (channel, modality), ``sample_annotation`` (sa
 instance_token, translation = global box centre, size = [width, length, height], rotation),
 ``instance`` (category_token) and ``category`` (name). Key frames only (2 Hz); ``--frames`` selects
 samples. Cameras are OpenCV (cx + 0.5); lidar ``.pcd.bin`` is float32 [N, 5] (x, y, z, intensity
-0..255, ring) in the LIDAR_TOP frame, intensity scaled to [0, 1]. Radar is not converted.
+0..255, ring) in the LIDAR_TOP frame, intensity scaled to [0, 1]; the ring labels give an estimated
+v1.1 sensor model and each point's beam and column (``_lidar_layout.py``). Radar is not converted.
 
 SRC is the dataroot (or its version folder). When it holds several scenes, name one as
 ``<dataroot>/<scene-name>`` (e.g. ``data/nuscenes/scene-0061``; that path need not exist) or
@@ -44,6 +45,7 @@ from ._common import (
     select_indices,
     source_file,
 )
+from ._lidar_layout import RawSweep, attach_layouts
 
 TABLES = ("scene", "sample", "sample_data", "ego_pose", "calibrated_sensor", "sensor", "sample_annotation",
           "instance", "category")
@@ -94,10 +96,11 @@ def _pose(rec: dict, path: Path, where: str) -> np.ndarray:
 
 
 def _load_pcd_bin(path: Path):
-    def load() -> np.ndarray:
-        pts = read_float_records(path, 5, "x, y, z, intensity, ring")[:, :4].copy()
+    def load() -> RawSweep:
+        rec = read_float_records(path, 5, "x, y, z, intensity, ring")
+        pts = rec[:, :4].copy()
         pts[:, 3] = np.clip(pts[:, 3] / 255.0, 0.0, 1.0)
-        return pts
+        return RawSweep(pts, ring=np.round(rec[:, 4]).astype(np.int64))
 
     return load
 
@@ -317,7 +320,8 @@ def _assemble(tables: _Tables, scene: dict, got: _SensorData, actors: dict[str, 
     offset = (ego_track.poses[0, :3, 3] if ego_track is not None else got.frames[0].c2w[:3, 3]).copy()
     log = finish_log("nuscenes", tables.ver, got.frames, got.sweeps, build_actors(actors), ego_track, offset=offset,
                      t0=t0, extra={"scene": scene.get("name")})
-    conv = Conversion(log, got.images, got.lidar_files)
+    conv = Conversion(log, got.images, {})
+    attach_layouts(conv, got.lidar_files)
     for w in got.warnings:
         conv.warn(w)
     return conv

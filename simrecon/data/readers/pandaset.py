@@ -52,6 +52,7 @@ from ._common import (
     read_json,
     select_indices,
 )
+from ._lidar_layout import RawSweep, attach_layouts
 
 CAMERA_ORDER = ("front_camera", "front_left_camera", "front_right_camera", "left_camera", "right_camera",
                 "back_camera")
@@ -145,21 +146,23 @@ def _column(df, name: str, path: Path, kind: str = "float") -> np.ndarray:
     return vals
 
 
-def _lidar_loader(path: Path, s2w: np.ndarray):
-    def load() -> np.ndarray:
+def _lidar_loader(path: Path, s2w: np.ndarray, time: float):
+    """Loader of a sweep's Pandar64 points in its pose's frame, with each point's time after ``time`` (s)."""
+    def load() -> RawSweep:
         from .safe_pickle import load_dataframe
 
         df = load_dataframe(path)
         xyz = np.stack([_column(df, c, path) for c in ("x", "y", "z")], axis=1)
         inten = _column(df, "i", path) / 255.0 if "i" in df.columns else np.zeros(len(xyz))
+        t = _column(df, "t", path) - time if "t" in df.columns else None
         if "d" in df.columns:  # 0: Pandar64 (the posed sensor); 1: PandarGT (no pose of its own)
             keep = _column(df, "d", path) == 0
-            xyz, inten = xyz[keep], inten[keep]
+            xyz, inten, t = xyz[keep], inten[keep], (t[keep] if t is not None else None)
         w2s = invert_pose(s2w)
         out = np.zeros((len(xyz), 4), np.float32)
         out[:, :3] = xyz @ w2s[:3, :3].T + w2s[:3, 3]
         out[:, 3] = np.clip(inten, 0.0, 1.0)
-        return out
+        return RawSweep(out, time=t)
 
     return load
 
@@ -317,7 +320,7 @@ def _lidar(seq: _Sequence, skip_missing: bool, warnings: list[str]) -> _Lidar:
             raise ReaderError(lidar_dir / f"{i:02d}.pkl.gz", "", "lidar sweep does not exist "
                                                                  "(use --skip-missing to skip it)")
         rel = f"lidar/{LIDAR_SENSOR}/{i:02d}.npy"
-        out.files[rel] = _lidar_loader(path, lposes[i])
+        out.files[rel] = _lidar_loader(path, lposes[i], out.times[i])
         out.sweeps.append(LidarSweep(rel, lposes[i], out.times[i], LIDAR_SENSOR))
     if out.files:  # pandas is needed for the sweeps: say so now, not after the images are written
         from .safe_pickle import PANDAS_HINT
@@ -378,7 +381,8 @@ def _assemble(seq: _Sequence, cams: CameraFrames, ego: Track, lidar: _Lidar, act
             extra["gps_first_frame"] = gps[indices[0]]
     log = finish_log("pandaset", root, cams.frames, lidar.sweeps, actors, ego, offset=ego.poses[0, :3, 3].copy(),
                      t0=min(times), extra=extra)
-    conv = Conversion(log, cams.images, lidar.files)
+    conv = Conversion(log, cams.images, {})
+    attach_layouts(conv, lidar.files)
     for w in warnings:
         conv.warn(w)
     return conv

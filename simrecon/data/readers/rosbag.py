@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import opencv_to_opengl
-from ..lidar_model import LidarSensor
+from ..lidar_estimate import BeamModel
 from ..model import Frame, LidarSweep, Track
 from ._common import ActorBuilder, Conversion, ReaderError, build_actors, check_cameras, finish_log, map_class
 from ._ros_collect import Collected, MessageStream, collect, open_recording
@@ -164,8 +164,8 @@ def _loaders(bag: Path, chosen: dict, load: str) -> dict:
     return {rel: (lambda key=key: getattr(stream, load)(key)) for rel, (_, key) in ordered}
 
 
-def _lidar_sensors(bag: Path, data: Collected, lidar: dict) -> dict[str, tuple[LidarSensor, np.ndarray]]:
-    """Per lidar with a ``ring`` field: its sensor model estimated from its first kept cloud, and its rings."""
+def _lidar_sensors(bag: Path, data: Collected, lidar: dict) -> dict[str, BeamModel]:
+    """Per lidar with a ``ring`` field: its sensor model estimated from its first kept cloud."""
     first: dict[str, tuple] = {}
     for rel, (seq, key) in sorted(lidar.items(), key=lambda kv: kv[1][0]):
         first.setdefault(rel.split("/")[1], key)
@@ -178,9 +178,9 @@ def _lidar_sensors(bag: Path, data: Collected, lidar: dict) -> dict[str, tuple[L
             cloud = stream.cloud(key)
         finally:
             stream.close()
-        sensor = estimate_sensor(cloud, period)
-        if sensor is not None:
-            out[name] = (sensor, np.unique(cloud.ring))
+        model = estimate_sensor(cloud, period)
+        if model is not None:
+            out[name] = model
     return out
 
 
@@ -192,7 +192,7 @@ def _sweep_loaders(bag: Path, lidar: dict, sensors: dict) -> dict:
     def load(key, name):
         cloud = stream.cloud(key)
         found = sensors.get(name)
-        return cloud.points, (cloud_layout(cloud, *found) if found is not None else None)
+        return cloud.points, (cloud_layout(cloud, found) if found is not None else None)
 
     return {rel: (lambda key=key, name=rel.split("/")[1]: load(key, name)) for rel, (_, key) in ordered}
 
@@ -233,7 +233,7 @@ def _assemble(data: Collected, sel: Selection, opts: RosOptions, cams: list[str]
     log = finish_log("rosbag", opts.bag, [f for _, f in cam_frames], [s for _, s in sweeps], actors, ego,
                      offset=offset, extra=extra)
     sensors = _lidar_sensors(opts.bag, data, lidar)
-    log.lidar_sensors.update({name: sensor for name, (sensor, _) in sensors.items()})
+    log.lidar_sensors.update({name: model.sensor for name, model in sensors.items()})
     conv = Conversion(log, _loaders(opts.bag, images, "image"), _sweep_loaders(opts.bag, lidar, sensors))
     conv.warn(f"{bag}: chose {sel.describe()}; ego from {ego_how}")
     if problems:

@@ -24,6 +24,9 @@ the Waymo devkit: per-row inclinations, reversed; column azimuths corrected by t
 Rolling-shutter cameras become drive-log v1.2 frames: readout = readout done - trigger - exposure (from the middle of
 the first line's exposure to the last's), the frame's time the middle of the readout ((trigger + readout done) / 2)
 and its pose the image's pose moved there with the image's velocity.
+Each laser's drive-log v1.1 sensor model is exact (not estimated): the calibrated inclinations, one column per
+range-image column (clockwise, from the devkit's first azimuth), and the cells with range <= 0 are the rays that
+returned nothing; every sweep carries its points' (beam, column) (row r is beam H - 1 - r).
 The per-pixel ego-motion correction of the TOP lidar (range_image_pose) is not applied: points use the
 frame pose. Intensity is squashed into [0, 1] with tanh. Only the first return is converted.
 Boxes (vehicle frame at the frame pose) become actors by label id. The world is Waymo's global frame
@@ -42,6 +45,7 @@ from typing import Callable
 import numpy as np
 
 from ..geometry import make_pose
+from ..lidar_model import MAX_BEAMS, MAX_COLUMNS, LidarSensor, SweepLayout
 from ..model import Frame, Intrinsics, LidarSweep
 from ..shutter import RollingShutter, rotation_exp
 from ._common import (
@@ -60,6 +64,9 @@ from ._common import (
 CAMERA_NAMES = {1: "FRONT", 2: "FRONT_LEFT", 3: "FRONT_RIGHT", 4: "SIDE_LEFT", 5: "SIDE_RIGHT", 6: "REAR_LEFT",
                 7: "REAR", 8: "REAR_RIGHT"}
 LASER_NAMES = {1: "TOP", 2: "FRONT", 3: "SIDE_LEFT", 4: "SIDE_RIGHT", 5: "REAR"}
+# metres: the mid-range TOP lidar's returns are truncated at 75 m, the short-range lidars' at 20 m (Waymo Open
+# Dataset paper, section 3.1)
+MAX_RANGE_M = {"TOP": 75.0, "FRONT": 20.0, "SIDE_LEFT": 20.0, "SIDE_RIGHT": 20.0, "REAR": 20.0}
 ROLLING_SHUTTER = {1: "top_to_bottom", 2: "left_to_right", 3: "bottom_to_top", 4: "right_to_left"}  # 5: global
 LABEL_TYPES = {0: "unknown", 1: "vehicle", 2: "pedestrian", 3: "sign", 4: "cyclist"}
 # Waymo camera axes (x forward, y left, z up) -> OpenGL camera axes (x right, y up, looking along -z)
@@ -265,30 +272,62 @@ def range_image_points(ri: np.ndarray, extrinsic: np.ndarray, inclinations: np.n
     return out
 
 
-def _laser_loader(path: Path, offset: int, length: int, laser_index: int, extrinsic: np.ndarray,
-                  inclinations: np.ndarray) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        frame = Message(read_record(path, offset, length), f"{path.name}:frame")
-        laser = frame.messages(5, "lasers")[laser_index]
-        ri_msg = laser.message(2, "ri_return1")
-        comp = ri_msg.bytes_(2) if ri_msg is not None else None
-        if not comp:
-            return np.zeros((0, 4), np.float32)
-        try:
-            mat = Message(zlib.decompress(comp), f"{laser.where}.range_image")
-        except zlib.error as exc:
-            raise ReaderError(path, f"{laser.where}.ri_return1.range_image_compressed",
-                              f"expected zlib data ({exc})") from None
-        data = mat.floats(1)
-        dims = mat.message(2, "shape").ints(1) if mat.has(2) else []
-        if len(dims) != 3 or int(np.prod(dims)) != data.size:
-            raise ReaderError(path, f"{laser.where}.range_image.shape", f"expected [H, W, 4] dims, got {dims}")
-        ri = data.reshape(dims)
-        incl = inclinations
-        if incl.size != dims[0]:
-            lo, hi = incl[0], incl[-1]  # (min, max) given instead of per-beam values
-            incl = (0.5 + np.arange(dims[0])) / dims[0] * (hi - lo) + lo
-        return range_image_points(ri, extrinsic, incl)
+def range_image_layout(ri: np.ndarray) -> SweepLayout:
+    """Beam and column of every return of a range image [H, W, >=1], in ``range_image_points`` order: row r is
+    beam H - 1 - r (beams ascend in elevation), column c is column c."""
+    rows, cols = np.nonzero(ri[..., 0] > 0)
+    return SweepLayout((ri.shape[0] - 1 - rows).astype(np.int32), cols.astype(np.int32))
+
+
+def laser_sensor(name: str, shape: tuple[int, int], extrinsic: np.ndarray, inclinations: np.ndarray) -> LidarSensor:
+    """The exact sensor model of a Waymo laser with range images of ``shape`` (H, W): the calibration's beam
+    inclinations, one column per range-image column, turning clockwise from the devkit's first azimuth."""
+    h, w = shape
+    incl = _row_inclinations(inclinations, h)
+    start = math.pi - math.pi / w - math.atan2(extrinsic[1, 0], extrinsic[0, 0])
+    start_deg = (math.degrees(start) + 180.0) % 360.0 - 180.0
+    return LidarSensor(tuple(float(math.degrees(e)) for e in incl), int(w), min_range_m=0.5,
+                       max_range_m=MAX_RANGE_M.get(name, 75.0), spin_rate_hz=10.0, rotation="cw",
+                       azimuth_start_deg=start_deg)
+
+
+def _row_inclinations(inclinations: np.ndarray, rows: int) -> np.ndarray:
+    """Per-beam inclinations (radians, ascending): as calibrated, or spread evenly over (min, max)."""
+    if inclinations.size == rows:
+        return inclinations
+    lo, hi = inclinations[0], inclinations[-1]
+    return (0.5 + np.arange(rows)) / rows * (hi - lo) + lo
+
+
+def _range_image(path: Path, offset: int, length: int, laser_index: int) -> np.ndarray | None:
+    """The first-return range image [H, W, C] of laser ``laser_index`` of a record (None: the laser is empty)."""
+    frame = Message(read_record(path, offset, length), f"{path.name}:frame")
+    laser = frame.messages(5, "lasers")[laser_index]
+    ri_msg = laser.message(2, "ri_return1")
+    comp = ri_msg.bytes_(2) if ri_msg is not None else None
+    if not comp:
+        return None
+    try:
+        mat = Message(zlib.decompress(comp), f"{laser.where}.range_image")
+    except zlib.error as exc:
+        raise ReaderError(path, f"{laser.where}.ri_return1.range_image_compressed",
+                          f"expected zlib data ({exc})") from None
+    data = mat.floats(1)
+    dims = mat.message(2, "shape").ints(1) if mat.has(2) else []
+    if len(dims) != 3 or int(np.prod(dims)) != data.size:
+        raise ReaderError(path, f"{laser.where}.range_image.shape", f"expected [H, W, 4] dims, got {dims}")
+    return data.reshape(dims)
+
+
+def _laser_loader(path: Path, offset: int, length: int, laser_index: int, laser: "_Laser",
+                  shape: tuple[int, int] | None) -> Callable[[], tuple]:
+    """Loader of (points, layout): the layout when the range image has the sensor model's ``shape``."""
+    def load() -> tuple:
+        ri = _range_image(path, offset, length, laser_index)
+        if ri is None:
+            return np.zeros((0, 4), np.float32), None
+        pts = range_image_points(ri, laser.extrinsic, _row_inclinations(laser.inclinations, ri.shape[0]))
+        return pts, (range_image_layout(ri) if tuple(ri.shape[:2]) == shape else None)
 
     return load
 
@@ -359,6 +398,7 @@ class _Collected:
     sweeps: list[LidarSweep] = field(default_factory=list)
     images: dict[str, object] = field(default_factory=dict)
     lidar_files: dict = field(default_factory=dict)
+    sensors: dict[str, LidarSensor | None] = field(default_factory=dict)  # laser name -> exact model (None: none)
     ego_t: list[float] = field(default_factory=list)
     ego_p: list[np.ndarray] = field(default_factory=list)
     actors: dict[str, ActorBuilder] = field(default_factory=dict)
@@ -493,7 +533,14 @@ def _add_sweeps(seg: _Segment, rec: _Record, got: _Collected) -> None:
             continue
         las = seg.lasers[lid]
         rel = f"lidar/{las.name}/{rec.index:06d}.npy"
-        got.lidar_files[rel] = _laser_loader(seg.path, rec.offset, rec.length, li, las.extrinsic, las.inclinations)
+        if las.name not in got.sensors:  # the model from the laser's first range image (its size)
+            ri = _range_image(seg.path, rec.offset, rec.length, li)
+            got.sensors[las.name] = (laser_sensor(las.name, ri.shape[:2], las.extrinsic, las.inclinations)
+                                     if ri is not None and ri.shape[0] <= MAX_BEAMS and ri.shape[1] <= MAX_COLUMNS
+                                     else None)
+        sensor = got.sensors[las.name]
+        shape = (sensor.beams, sensor.columns) if sensor is not None else None
+        got.lidar_files[rel] = _laser_loader(seg.path, rec.offset, rec.length, li, las, shape)
         got.sweeps.append(LidarSweep(rel, rec.pose @ las.extrinsic, rec.time, las.name))
 
 
@@ -521,6 +568,7 @@ def _assemble(seg: _Segment, got: _Collected) -> Conversion:
     log = finish_log("waymo", seg.path, got.frames, got.sweeps, build_actors(got.actors), ego,
                      offset=ego.poses[0, :3, 3].copy(), t0=t0,
                      extra={"segment": seg.context.string(1) or seg.path.stem})
+    log.lidar_sensors.update({name: sensor for name, sensor in got.sensors.items() if sensor is not None})
     conv = Conversion(log, got.images, got.lidar_files)
     for w in got.warnings:
         conv.warn(w)
