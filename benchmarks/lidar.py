@@ -10,7 +10,9 @@ exact renderer (``GroundTruthScene.render_lidar``: the generator's own sweeps) a
 
 Figures per set: median and mean range error (metres, on rays both return), Chamfer distance (metres, mean of
 both directions' nearest-neighbour distances between the two point clouds, per sweep), ray-drop accuracy (share of
-rays both call returned or dropped) and F1 of "dropped", and the rays/s of the neural lidar render. Last, the
+rays both call returned or dropped) and F1 of "dropped", intensity RMSE (0..1 scale, on rays both return; "-" for
+a scene without the intensity head), how the scene decides drops (learned head or geometry), and the rays/s of the
+neural lidar render. Last, the
 time of one 32-beam x 1024-column sweep from the neural scene (target: 1 s on 2 CPU cores) and from the exact
 scene. Intensity is not reported for neural scenes: they have no intensity model yet (docs/lidar.md).
 
@@ -42,7 +44,7 @@ from simrecon.data.geometry import make_pose  # noqa: E402
 from simrecon.data.lidar_model import uniform_sensor  # noqa: E402
 from simrecon.data.scene_api import logged_placements  # noqa: E402
 from simrecon.scene import load_scene  # noqa: E402
-from simrecon.scene.lidar_eval import SweepComparison  # noqa: E402
+from simrecon.scene.lidar_eval import SweepComparison, drop_model_of  # noqa: E402
 from simrecon.synth import GroundTruthScene, SynthConfig, generate  # noqa: E402
 from simrecon.train import preset, reconstruct  # noqa: E402
 
@@ -78,6 +80,7 @@ def score_set(scene, gt, kind: str, max_sweeps: int) -> dict:
         secs += time.perf_counter() - t0
         cmp.add(got, want.range_m, want.returned, want.intensity, want.points())
     m = cmp.summary()
+    m.drop_model = drop_model_of(scene)
     return {"set": kind, **m.to_json(), "rays_per_s": m.rays / secs}
 
 
@@ -135,10 +138,12 @@ def main() -> None:
         return
     print(f"scene {scene_dir} ({args.renderer} renderer, {timing['device']}, {timing['threads']} threads)")
     print(f"{'set':<11}{'sweeps':>7}{'median m':>10}{'mean m':>9}{'chamfer m':>11}{'drop acc':>10}{'drop F1':>9}"
-          f"{'rays/s':>10}")
+          f"{'int. RMSE':>10}{'drops':>11}{'rays/s':>10}")
     for r in rows:
+        inten = "-" if r["intensity_rmse"] is None else f"{r['intensity_rmse']:.3f}"
         print(f"{r['set']:<11}{r['sweeps']:>7}{r['median_range_error_m']:>10.3f}{r['mean_range_error_m']:>9.3f}"
-              f"{r['chamfer_m']:>11.3f}{r['drop_accuracy']:>10.3f}{r['drop_f1']:>9.3f}{r['rays_per_s']:>10.0f}")
+              f"{r['chamfer_m']:>11.3f}{r['drop_accuracy']:>10.3f}{r['drop_f1']:>9.3f}{inten:>10}"
+              f"{r['drop_model'] or '-':>11}{r['rays_per_s']:>10.0f}")
     print(f"32x1024 sweep: neural {timing['neural_sweep_32x1024_s']:.2f} s (target {SWEEP_TARGET_S:.0f} s), "
           f"exact {timing['exact_sweep_32x1024_s']:.2f} s")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from simrecon.data import load_log
 from simrecon.data.lidar_io import write_points, write_sidecar
 from simrecon.fields.lidar_heads import LidarHeadsConfig
 from simrecon.scene import load_scene
+from simrecon.scene.evaluate import lidar_depth_error
 from simrecon.scene.lidar import NeuralLidarConfig, render_sweep
 from simrecon.scene.lidar_eval import SweepComparison, recorded_range_image, score_sweeps
 from simrecon.train import TrainConfig, reconstruct
@@ -119,6 +122,9 @@ def test_heads_learn_a_planted_intensity_and_drop_pattern(planted):
     assert learned.drop_accuracy > 0.9 and learned.drop_f1 > geometric.drop_f1
     evaluated = score_sweeps(scene, scene.log.lidar)  # what simrecon eval reports
     assert evaluated.drop_model == "learned" and evaluated.intensity_rmse == pytest.approx(learned.intensity_rmse)
+    # the per-return check that needs no sensor model (real logs without one): the same heads, sampled returns
+    per_return = lidar_depth_error(scene, 4000)
+    assert per_return["intensity_rmse"] < 0.4 * recorded.std(), per_return
 
 
 def test_a_scene_without_heads_loads_and_renders_sweeps_as_before(planted, tmp_path):
@@ -167,7 +173,35 @@ def test_sweep_range_is_the_median_distance_not_pulled_out_by_weight_leaked_to_t
     weights = torch.tensor([[0.01, 0.6, 0.25, 0.05, 0.05]])  # a surface at ~10 m, 5 % of the weight at the far plane
     acc = weights.sum(1)
     out = RenderResult(depth=(weights * mids).sum(1) / acc, acc=acc, samples=RaySamples(mids=mids, weights=weights))
-    assert ray_range(out, "median").item() == 10.0
+    assert ray_range(out, "median_sample").item() == 10.0
+    assert 7.5 < ray_range(out, "median").item() < 10.25  # inside the 10 m sample's interval
     assert ray_range(out, "expected").item() > 55, "the far plane's 5 % alone adds 50 m"
     with pytest.raises(ValueError, match="NeuralLidarConfig.range"):
         ray_range(out, "mean")
+
+
+def test_sweep_median_inside_an_interval_is_exact_for_piecewise_constant_density():
+    from simrecon.render.composite import alpha_weights
+    from simrecon.render.model import RaySamples, RenderResult
+    from simrecon.scene.lidar import ray_range
+
+    edges = torch.arange(0.0, 20.01, 0.5, dtype=torch.float64)
+    mids = ((edges[1:] + edges[:-1]) / 2)[None]
+    sigma = torch.where(mids > 10.1, 0.8, 0.0)  # empty, then a medium of density 0.8 /m from the 10 m edge on
+    w = alpha_weights(sigma, torch.full_like(mids, 0.5))
+    out = RenderResult(depth=(w * mids).sum(1), acc=w.sum(1), samples=RaySamples(mids=mids, weights=w))
+    # half the ray's opacity reached -ln(1 - acc / 2) / sigma into the medium (ln 2 / sigma for an opaque ray)
+    exact = 10.0 - math.log(1 - out.acc.item() / 2) / 0.8
+    # up to the 1e-10 that alpha_weights adds to each transmittance factor
+    assert ray_range(out, "median").item() == pytest.approx(exact, abs=1e-6)
+    assert abs(ray_range(out, "median_sample").item() - exact) > 0.1  # the crossing sample's middle, 10.75 m
+
+
+def test_eval_sweep_line_names_how_drops_were_decided():
+    from simrecon.cli.scene_cmds import sweep_line
+
+    m = {"sweeps": 2, "held_out_sweeps": True, "median_range_error_m": 0.07, "mean_range_error_m": 0.3,
+         "chamfer_m": 0.14, "drop_accuracy": 0.978, "drop_f1": 0.776, "intensity_rmse": None, "drop_model": "learned"}
+    line = sweep_line(m)
+    assert "97.8%" in line and "(learned drops)" in line and "intensity RMSE -" in line
+    assert "drops)" not in sweep_line({**m, "drop_model": None})

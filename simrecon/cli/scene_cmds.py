@@ -121,7 +121,8 @@ def eval_command(scene_dir: Path, device: str, out: Console, err: Console, log: 
     if "lidar_depth" in result:
         d = result["lidar_depth"]
         out.print(f"lidar depth error: mean {d['mean_abs_m']:.3f} m, median {d['median_abs_m']:.3f} m, "
-                  f"{100 * d['within_10cm']:.1f}% within 10 cm ({d['points']} returns"
+                  f"{100 * d['within_10cm']:.1f}% within 10 cm; median distance's median error "
+                  f"{d['median_range_median_abs_m']:.3f} m{_intensity(d['intensity_rmse'])} ({d['points']} returns"
                   f"{', held-out sweeps' if d['held_out_sweeps'] else ', training sweeps'})", highlight=False)
     if "lidar_sweeps" in result:
         out.print(sweep_line(result["lidar_sweeps"]), highlight=False)
@@ -163,4 +164,13 @@ def sweep_line(m: dict) -> str:
     return (f"lidar sweeps ({m['sweeps']}, {'held out' if m['held_out_sweeps'] else 'training'}): range error "
             f"median {fmt(m['median_range_error_m'], '.3f', ' m')}, mean {fmt(m['mean_range_error_m'], '.3f', ' m')}; "
             f"Chamfer {fmt(m['chamfer_m'], '.3f', ' m')}; ray drop accuracy {fmt(m['drop_accuracy'], '.1%')}, F1 "
-            f"{fmt(m['drop_f1'], '.3f')}; intensity RMSE {fmt(m['intensity_rmse'], '.3f')}")
+            f"{fmt(m['drop_f1'], '.3f')}{_drop_model(m.get('drop_model'))}; intensity RMSE "
+            f"{fmt(m['intensity_rmse'], '.3f')}")
+
+
+def _intensity(rmse: float | None) -> str:
+    return "" if rmse is None else f"; intensity RMSE {rmse:.3f}"
+
+
+def _drop_model(how: str | None) -> str:
+    return f" ({how} drops)" if how else ""

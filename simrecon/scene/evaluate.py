@@ -11,6 +11,7 @@ from ..render import TrainingInputs
 from ..render.rays import lidar_rays
 from .metrics import psnr, ssim
 from .folder import training_sweeps
+from .lidar import ray_range
 from .lidar_eval import score_sweeps
 from .neural import NeuralScene
 
@@ -78,29 +79,48 @@ def held_out_sweeps(scene: NeuralScene) -> list:
 
 @torch.no_grad()
 def lidar_depth_error(scene: NeuralScene, max_points: int, chunk: int = 8192) -> dict:
-    """Rendered expected range vs measured range over up to ``max_points`` lidar returns (all sweeps)."""
-    rng = np.random.default_rng(0)
+    """Rendered vs measured range over up to ``max_points`` lidar returns (all sweeps, any log: no sensor model
+    needed): the expected distance's error, the median distance's (``lidar.ray_range``, what rendered sweeps
+    return) and, when the scene has the intensity head and the returns carry intensity, the intensity RMSE."""
     held = held_out_sweeps(scene)
     sweeps = held or scene.log.lidar  # sweeps never trained on when the holdout leaves some
-    per = max(1, max_points // len(sweeps))
-    origins, points, times = [], [], []
-    for s in sweeps:
-        p = s.load_world(scene.log.root)
-        p = p[rng.choice(len(p), size=min(per, len(p)), replace=False)]
-        origins.append(np.broadcast_to(s.s2w[:3, 3], p.shape))
-        points.append(p)
-        times.append(np.full(len(p), s.timestamp))
-    o = torch.as_tensor(np.concatenate(origins), dtype=torch.float32)
-    p = torch.as_tensor(np.concatenate(points), dtype=torch.float32)
-    t = torch.as_tensor(np.concatenate(times), dtype=torch.float64)
-    errs = []
+    o, p, t, inten = _sampled_returns(scene, sweeps, max_points)
+    errs, med_errs, inten_err = [], [], []
     model = scene.model
     for i in range(0, len(o), chunk):
         rays, ranges = lidar_rays(o[i:i + chunk], p[i:i + chunk], t[i:i + chunk],
                                   torch.zeros(len(o[i:i + chunk]), dtype=torch.long), scene.info.near)
+        rays = rays.to(scene.device)
         no_colour = torch.zeros(len(rays), dtype=torch.bool, device=scene.device)
-        out = model(rays.to(scene.device), train=TrainingInputs(stratified=False, rgb_rows=no_colour))
+        out = model(rays, train=TrainingInputs(stratified=False, rgb_rows=no_colour))
         errs.append((out.depth.cpu() - ranges).abs().numpy())
-    e = np.concatenate(errs)
-    return {"held_out_sweeps": bool(held), "sweeps": len(sweeps), "points": int(len(e)), "mean_abs_m": round(float(e.mean()), 4), "median_abs_m": round(float(np.median(e)), 4),
-            "within_10cm": round(float((e < 0.1).mean()), 4)}
+        med_errs.append((ray_range(out, "median").cpu() - ranges).abs().numpy())
+        heads = model.lidar_head_outputs(rays, out)
+        if heads is not None and heads.intensity is not None and inten is not None:
+            inten_err.append((heads.intensity.cpu().numpy() - inten[i:i + chunk]))
+    e, m = np.concatenate(errs), np.concatenate(med_errs)
+    ie = np.concatenate(inten_err) if inten_err else None
+    return {"held_out_sweeps": bool(held), "sweeps": len(sweeps), "points": int(len(e)),
+            "mean_abs_m": round(float(e.mean()), 4), "median_abs_m": round(float(np.median(e)), 4),
+            "within_10cm": round(float((e < 0.1).mean()), 4), "median_range_median_abs_m": round(float(np.median(m)), 4),
+            "intensity_rmse": None if ie is None else round(float(np.sqrt(np.mean(ie ** 2))), 4)}
+
+
+def _sampled_returns(scene: NeuralScene, sweeps: list, max_points: int):
+    """(origins [N, 3], world points [N, 3], times [N], intensities [N] or None) of up to ``max_points`` returns
+    spread over ``sweeps`` (fixed seed); intensities only when some return carries one."""
+    rng = np.random.default_rng(0)
+    per = max(1, max_points // len(sweeps))
+    origins, points, times, inten = [], [], [], []
+    for s in sweeps:
+        raw = s.load(scene.log.root)
+        pick = rng.choice(len(raw), size=min(per, len(raw)), replace=False)
+        p = raw[pick, :3].astype(np.float64) @ s.s2w[:3, :3].T + s.s2w[:3, 3]
+        origins.append(np.broadcast_to(s.s2w[:3, 3], p.shape))
+        points.append(p)
+        times.append(np.full(len(p), s.timestamp))
+        inten.append(raw[pick, 3])
+    i = np.concatenate(inten).astype(np.float32)
+    return (torch.as_tensor(np.concatenate(origins), dtype=torch.float32),
+            torch.as_tensor(np.concatenate(points), dtype=torch.float32),
+            torch.as_tensor(np.concatenate(times), dtype=torch.float64), i if np.any(i != 0) else None)

@@ -30,7 +30,8 @@ class NeuralLidarConfig:
     min_opacity: float = 0.5  # opacity (0..1) a ray needs to return a point; below it the ray is dropped
     chunk: int = 0  # rays per batch; 0: the renderer's own batch size
     drop_probability: float = 0.5  # a ray whose learned drop probability (0..1) is above this is dropped
-    # "median": the distance at which the ray's accumulated weight reaches half its opacity; "expected": the
+    # "median": the distance at which the ray's accumulated weight reaches half its opacity (inside the crossing
+    # sample's interval; "median_sample": that sample's middle); "expected": the
     # weighted mean distance, which the few per cent of weight some rays leak to the far plane pull hundreds of
     # metres out (beyond max_range_m: dropped). Street, 1.5 CPU minutes (docs/lidar.md): drop accuracy 90.2 % ->
     # 95.9 %, median range error 8.0 -> 4.2 cm, mean 3.06 m -> 0.18 m.
@@ -54,14 +55,36 @@ def sensor_rays(sensor: LidarSensor, s2w: np.ndarray, time: float, near: float) 
 
 
 def ray_range(out: RenderResult, how: str) -> torch.Tensor:
-    """Each rendered ray's range [R] (world units): its median distance (``how`` "median": the first sample at
-    which the accumulated weight reaches half the ray's opacity) or its expected distance ("expected")."""
+    """Each rendered ray's range [R] (world units): its median distance, or its expected distance ("expected").
+
+    "median": where the accumulated weight reaches half the ray's opacity, inside the interval of the sample that
+    crosses it. Compositing treats an interval as holding one density, so the light it stops falls off
+    exponentially from its near edge: with the sample's opacity alpha (its weight over the light reaching it) and
+    the share f of its weight needed to reach the half, the median lies ``ln(1 - f alpha) / ln(1 - alpha)`` of
+    the way across (near the near edge for an opaque interval). Interval edges are taken halfway between
+    neighbouring sample middles. "median_sample": the crossing sample's middle (quantised to the sample spacing)."""
     if how == "expected":
         return out.depth
-    if how != "median":
-        raise ValueError(f"NeuralLidarConfig.range: expected median or expected, got {how!r}")
-    reached = out.samples.weights.cumsum(1) >= 0.5 * out.acc[:, None]
-    return out.samples.mids.gather(1, reached.float().argmax(1, keepdim=True))[:, 0]
+    if how not in ("median", "median_sample"):
+        raise ValueError(f"NeuralLidarConfig.range: expected median, median_sample or expected, got {how!r}")
+    w, mids = out.samples.weights, out.samples.mids
+    cum = w.cumsum(1)
+    half = 0.5 * out.acc[:, None]
+    k = (cum >= half).float().argmax(1, keepdim=True)
+    mid = mids.gather(1, k)[:, 0]
+    if how == "median_sample" or mids.shape[1] < 2:
+        return mid
+    wk = w.gather(1, k)[:, 0]
+    before = cum.gather(1, k)[:, 0] - wk
+    alpha = (wk / (1 - before).clamp(min=1e-6)).clamp(1e-6, 1 - 1e-6)
+    f = ((half[:, 0] - before) / wk.clamp(min=1e-12)).clamp(0, 1)
+    across = torch.log1p(-f * alpha) / torch.log1p(-alpha)
+    last = mids.shape[1] - 1
+    prev = mids.gather(1, (k - 1).clamp(min=0))[:, 0]
+    nxt = mids.gather(1, (k + 1).clamp(max=last))[:, 0]
+    lo = torch.where(k[:, 0] > 0, (prev + mid) / 2, mid - (nxt - mid) / 2)
+    hi = torch.where(k[:, 0] < last, (mid + nxt) / 2, mid + (mid - prev) / 2)
+    return lo + across * (hi - lo)
 
 
 @torch.no_grad()

@@ -131,7 +131,13 @@ def score_sweeps(scene, sweeps: list, max_sweeps: int = 4) -> SweepMetrics | Non
     if not cmp.sweeps:
         return None
     out = cmp.summary()
-    heads = getattr(getattr(scene, "model", None), "lidar_heads", False)
-    if heads is not False:
-        out.drop_model = "learned" if heads is not None and heads.drop_net is not None else "geometric"
+    out.drop_model = drop_model_of(scene)
     return out
+
+
+def drop_model_of(scene) -> str | None:
+    """How ``scene``'s sweeps decide drops: "learned", "geometric", or None for a scene without a neural model."""
+    heads = getattr(getattr(scene, "model", None), "lidar_heads", False)
+    if heads is False:
+        return None
+    return "learned" if heads is not None and heads.drop_net is not None else "geometric"
