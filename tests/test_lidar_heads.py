@@ -158,11 +158,10 @@ def test_head_settings_round_trip_and_switch_on_from_the_log():
     cfg.model.lidar_heads.intensity = "maybe"
     with pytest.raises(ValueError, match="config.model.lidar_heads.intensity: expected auto, on or off"):
         cfg.check()
-    assert _decide("auto", True, 1, "drop", "") == "on" and _decide("auto", False, 1, "drop", "") == "off"
-    assert _decide("auto", True, 2, "drop", "") == "off", "torchrun: no heads yet"
-    assert _decide("off", True, 1, "drop", "") == "off"
+    assert _decide("auto", True, "drop", "") == "on" and _decide("auto", False, "drop", "") == "off"
+    assert _decide("off", True, "drop", "") == "off"
     with pytest.raises(ValueError, match="config.model.lidar_heads.intensity: on, but no sweep"):
-        _decide("on", False, 1, "intensity", "no sweep")
+        _decide("on", False, "intensity", "no sweep")
 
 
 def test_sweep_range_is_the_median_distance_not_pulled_out_by_weight_leaked_to_the_far_plane():
@@ -205,3 +204,37 @@ def test_eval_sweep_line_names_how_drops_were_decided():
     line = sweep_line(m)
     assert "97.8%" in line and "(learned drops)" in line and "intensity RMSE -" in line
     assert "drops)" not in sweep_line({**m, "drop_model": None})
+
+
+def _ddp_heads_rank(rank: int, port: int, result) -> None:
+    import torch.distributed as dist
+
+    from simrecon.fields.lidar_heads import LidarHeads
+    from simrecon.train.lidar_heads import average_head_grads, share_heads
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(rank)  # each rank starts from other weights
+        model = torch.nn.Module()
+        model.lidar_heads = LidarHeads(LidarHeadsConfig(intensity="on", drop="on"), 8)
+        share_heads(model)
+        params = list(model.lidar_heads.parameters())
+        for i, p in enumerate(params):
+            p.grad = torch.full_like(p, float(rank * 10 + i))
+        average_head_grads(model)
+        result[rank] = ([p.detach().clone() for p in params], [p.grad.clone() for p in params])
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_share_the_heads_and_average_their_gradients():
+    import torch.multiprocessing as mp
+
+    port = 29600 + int(np.random.default_rng().integers(0, 300))
+    with mp.Manager() as manager:
+        result = manager.dict()
+        mp.spawn(_ddp_heads_rank, args=(port, result), nprocs=2, join=True)
+        (w0, g0), (w1, g1) = result[0], result[1]
+    assert all(torch.equal(a, b) for a, b in zip(w0, w1)), "rank 1 takes rank 0's initial weights"
+    assert all(torch.allclose(g, torch.full_like(g, 5.0 + i)) for i, g in enumerate(g0))  # (0 + 10) / 2 + i
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1))

@@ -275,7 +275,8 @@ def test_cli_errors_are_one_line(args, message, synth_small, tiny_scene, tmp_pat
 def test_ddp_two_cpu_processes(synth_small, tmp_path):
     """torchrun with 2 gloo processes: both train, rank 0 writes the scene, rays are split between ranks; a warning
     about the log (here: a holdout that holds out nothing) is said once, not once per rank. Per-frame exposure is
-    on: its parameters are used inside the model's forward, as DDP requires."""
+    on: its parameters are used inside the model's forward, as DDP requires. The learned lidar heads (auto: on, the
+    log's sweeps carry intensity and a layout) train too, outside DDP, with their gradients averaged."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m",
@@ -287,8 +288,10 @@ def test_ddp_two_cpu_processes(synth_small, tmp_path):
     info = read_scene_info(out)
     assert info.step == 3 and info.status == "complete"
     rec = _metrics(out)[-1]
-    assert rec["step"] == 3
-    assert load_scene(out).model.exposure is not None
+    assert rec["step"] == 3 and rec["intensity"] > 0 and rec["drop"] > 0
+    model = load_scene(out).model
+    assert model.exposure is not None
+    assert model.lidar_heads is not None and model.lidar_heads.drop_net is not None
 
 
 def test_demo_end_to_end_with_a_tiny_reconstruction(tmp_path, capsys):

@@ -12,7 +12,8 @@ scene renders a sweep) and fits the heads on the render's features, those of the
 
 Rays carry their sweep's pose and timestamp, as the other lidar losses do (a sweep's per-column times are not used).
 ``auto`` settings become ``on`` when the training sweeps carry what a head learns from (any nonzero intensity; a
-layout), ``off`` otherwise; distributed runs (torchrun) train no heads yet.
+layout), ``off`` otherwise. Under torchrun every rank draws its own head rays and the heads' gradients are averaged
+over the ranks (``share_heads``, ``average_head_grads``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ..data.model import DriveLog
 from ..fields.lidar_heads import LidarHeadInputs, LidarHeadsConfig
@@ -140,26 +142,47 @@ def head_rays(drive: DriveLog, holdout: set[str]) -> HeadRays | None:
                     torch.as_tensor(np.concatenate(intensity) / scale).half(), scale)
 
 
-def _decide(mode: str, available: bool, world: int, name: str, needs: str) -> str:
+def _decide(mode: str, available: bool, name: str, needs: str) -> str:
     """``on`` or ``off`` for one head's setting ``mode`` (auto, on or off)."""
     if mode == "on" and not available:
         raise ValueError(f"config.model.lidar_heads.{name}: on, but {needs}")
-    if mode == "on" and world > 1:
-        raise ValueError(f"config.model.lidar_heads.{name}: on, but distributed runs (torchrun) train no lidar "
-                         "heads yet; set it to off or auto")
-    return "on" if mode == "on" or (mode == "auto" and available and world == 1) else "off"
+    return "on" if mode == "on" or (mode == "auto" and available) else "off"
 
 
-def setup_lidar_heads(heads: LidarHeadsConfig, drive: DriveLog, holdout: set[str], resume: bool,
-                      world: int) -> HeadRays | None:
+def share_heads(model) -> None:
+    """Under torchrun: give every rank rank 0's heads and keep DDP off them. The head losses run outside the
+    wrapped model's forward (on their own rays), which DDP cannot follow; ``average_head_grads`` averages their
+    gradients instead."""
+    if model.lidar_heads is None:
+        return
+    names = [f"lidar_heads.{n}" for n, _ in model.lidar_heads.named_parameters()]
+    names += [f"lidar_heads.{n}" for n, _ in model.lidar_heads.named_buffers()]
+    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
+    for t in list(model.lidar_heads.parameters()) + list(model.lidar_heads.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def average_head_grads(model) -> None:
+    """Under torchrun, after backward: each head parameter's gradient averaged over the ranks (their own rays)."""
+    if model.lidar_heads is None:
+        return
+    world = dist.get_world_size()
+    for p in model.lidar_heads.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad /= world
+
+
+def setup_lidar_heads(heads: LidarHeadsConfig, drive: DriveLog, holdout: set[str], resume: bool) -> HeadRays | None:
     """A fresh run turns ``heads``' auto settings into on or off (in place: scene.json records them) from what
     ``drive``'s training sweeps carry; a resumed run keeps its scene's. Returns the rays to train the heads on,
     or None when no head is on."""
     data = head_rays(drive, holdout) if heads.any_on or not resume else None
     if not resume:
-        heads.intensity = _decide(heads.intensity, data is not None and data.has_intensity, world, "intensity",
+        heads.intensity = _decide(heads.intensity, data is not None and data.has_intensity, "intensity",
                                   "no training sweep of the log carries intensity")
-        heads.drop = _decide(heads.drop, data is not None and data.has_drops, world, "drop",
+        heads.drop = _decide(heads.drop, data is not None and data.has_drops, "drop",
                              "no training sweep has a beam/column layout of a described sensor (drive-log v1.1)")
     if not heads.any_on:
         return None

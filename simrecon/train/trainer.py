@@ -38,7 +38,7 @@ from .data import TrainData, parse_holdout, scene_box
 from .decisions import decide
 from .error_map import ErrorMap
 from .free_columns import FreeColumns, free_columns_of
-from .lidar_heads import HeadRays, head_losses, setup_lidar_heads
+from .lidar_heads import HeadRays, average_head_grads, head_losses, setup_lidar_heads, share_heads
 from .lidar_prior import train_lidar_prior
 from .optim import adam
 from .pose_refine import refine_decision, track_refine_decision, training_rig
@@ -351,7 +351,7 @@ def _setup(scene_dir: Path, log_path: Path, cfg: TrainConfig, info: SceneInfo | 
         _log_shutter(data)
     decide(cfg, data, state, rank)  # model.frame_exposure and priors.camera_only.mode: auto resolved, printed
     rig, frame_rig = _pose_rig(cfg, drive, data, state, rank)
-    heads = setup_lidar_heads(cfg.model.lidar_heads, drive, holdout, resume, world)  # before the model: auto -> on/off
+    heads = setup_lidar_heads(cfg.model.lidar_heads, drive, holdout, resume)  # before the model: auto -> on/off
     model = SceneModel(cfg.model, box, drive.actors, data.num_appearance, frames=(data.app, data.times),
                        rig=rig, refine_tracks=_track_refine(cfg, drive, state, rank)).to(device)
     optim = make_optimizer(model, cfg.schedule.lr, cfg.schedule.table_lr_scale, cfg.schedule.exposure_lr_scale,
@@ -447,6 +447,7 @@ def _priors(run: TrainState, on_log: Callable[[dict], None] | None) -> None:
         log.info("free columns: %d of %.2f m in %.1f s", len(run.columns), run.columns.cell, time.time() - t0)
     run.net = run.model
     if run.world > 1:
+        share_heads(run.model)  # before wrapping: DDP leaves them to us
         run.net = torch.nn.parallel.DistributedDataParallel(
             run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
             find_unused_parameters=True)
@@ -489,6 +490,8 @@ def _step(run: TrainState, gen: torch.Generator, batch: int, lidar_batch: int, n
         raise TrainingDiverged(f"loss became {loss.item()} at step {run.step}")
     run.optim.zero_grad(set_to_none=True)
     loss.backward()
+    if run.world > 1:
+        average_head_grads(run.model)
     if not _grads_finite(run.model):  # caught before the step: the weights are still good
         raise TrainingDiverged(f"gradients became non-finite at step {run.step}")
     run.optim.step()
