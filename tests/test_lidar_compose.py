@@ -150,3 +150,29 @@ def test_inserted_actor_returns_points_with_its_instance_id(tmp_path, xs_log):
         assert obj["points"] == mine.sum()
         box_sensor = np.linalg.inv(rec["sensor_to_world"]) @ plan.actor("car_new").pose_at(float(t))
         np.testing.assert_allclose(np.asarray(obj["box_sensor"]["pose"])[:3, 3], box_sensor[:3, 3])
+
+
+def test_a_mesh_asset_returns_points_in_the_composed_sweeps(tmp_path, xs_log):
+    import trimesh
+
+    from simrecon.mesh.assets import MeshData, save_mesh
+
+    box = trimesh.creation.box(extents=[4.0, 2.0, 2.0])
+    colors = np.full((len(box.vertices), 3), 200, np.uint8)
+    save_mesh(MeshData(np.asarray(box.vertices, np.float32), np.asarray(box.faces), colors,
+                       {"class": "truck", "size": [4, 2, 2]}), tmp_path / "van.ply")
+    traj = [{"t": 0.0, "position": [12.0, -1.75]}, {"t": 0.2, "position": [13.0, -1.75]}]
+    sc = _scenario(tmp_path, xs_log, actors=[{"id": "van_1", "source": "asset:van.ply", "trajectory": traj}],
+                   outputs=["lidar"])
+    out = tmp_path / "out"
+    compose(sc, out)
+    plan = load_scenario(sc)
+    van = plan.actor("van_1")
+    for k, t in enumerate(plan.times):
+        rec = json.loads((out / f"lidar/{k:06d}.json").read_text())
+        pts = _world(read_points(out / f"lidar/{k:06d}.npy"), rec["sensor_to_world"])
+        mine = np.load(out / f"lidar/{k:06d}.instance.npy") == van.instance_id
+        assert mine.sum() > 50
+        local = (pts[mine] - van.pose_at(float(t))[:3, 3]) @ van.pose_at(float(t))[:3, :3]
+        assert np.all(np.abs(local) <= np.asarray(van.size) / 2 + 0.01), "the van's points lie on the mesh"
+        assert next(o for o in rec["objects"] if o["id"] == "van_1")["points"] == mine.sum()

@@ -348,6 +348,39 @@ def test_inserted_mesh_is_occluded_by_depth(tmp_path, street, backend):
     assert np.array_equal(plain.instance, base.instance)
 
 
+def test_mesh_assets_return_lidar_points_and_occlude_what_is_behind(tmp_path, street):
+    log = street.log
+    sensor = next(iter(log.lidar_sensors.values()))
+    sweep = log.lidar[0]
+    logged = logged_placements(log, sweep.timestamp)
+    base = street.render_lidar(sensor, sweep.s2w, sweep.timestamp, logged)
+    grey = load_asset(_box_asset(tmp_path, "grey", [3.0, 2.0, 2.0], color=(128, 128, 128)))
+    scene = SceneWithAssets(street, {"grey": grey})
+    pose = sweep.s2w.copy()  # 8 m ahead of the sensor, on the sensor's axes, at its height
+    pose[:3, 3] = sweep.s2w[:3, 3] + 8.0 * sweep.s2w[:3, 0]
+    out = scene.render_lidar(sensor, sweep.s2w, sweep.timestamp, {**logged, "box": ActorPlacement("asset:grey", pose)})
+    k = len(logged) + 1
+    assert out.instance_names == list(logged) + ["box"]
+    mine = out.instance == k
+    assert mine.sum() > 50 and out.returned[mine].all()
+    # the points lie on the box's near face (x = -1.5 in its frame, 6.5 m ahead) or its sides, and nothing behind
+    # the box returns through it
+    pts = (out.points()[out.instance[out.returned] == k])
+    local = (pts - [8.0, 0.0, 0.0])
+    assert np.all(np.abs(local) <= [1.5 + 1e-4, 1.0 + 1e-4, 1.0 + 1e-4])
+    front = np.isclose(local[:, 0], -1.5, atol=1e-4)
+    assert front.mean() > 0.5
+    assert (out.range_m[mine] <= base.range_m[mine] + 1e-6).all()
+    # a face seen head-on returns the colour's mean (0.5) times cos(incidence), the exact scene models intensity
+    d = sensor.directions()[mine]
+    face_on = mine.nonzero()[0][np.isclose(out.range_m[mine] * d[:, 0], 6.5, atol=1e-3)]
+    assert np.allclose(out.intensity[face_on], (128 / 255) * sensor.directions()[face_on, 0], atol=1e-4)
+    rest = ~mine
+    assert np.array_equal(out.returned[rest], base.returned[rest]) and np.array_equal(out.instance[rest],
+                                                                                       base.instance[rest])
+    assert np.allclose(out.range_m[rest & base.returned], base.range_m[rest & base.returned])
+
+
 def test_composer_renders_an_asset_actor(tmp_path, synth_small, street):
     """What the composer does once a scenario accepts ``source: asset:...``: an inserted actor whose source is
     a mesh is drawn, labelled and occluded through SceneWithAssets."""

@@ -4,7 +4,8 @@ The sensor is the log's first lidar sensor: its model from ``lidar_sensors`` (fo
 ``DEFAULT_SENSOR``, marked estimated) and its mount on the vehicle from its first sweep (sensor-to-world times
 the inverse of the logged ego pose then). At each scenario time the sweep is rendered through the scene's
 ``render_lidar`` (``data.scene_api.LidarScene``) with the scenario's actors: removed actors return nothing (the
-background behind them does), inserted and moved ones return points where they now are. Each point carries the
+background behind them does), inserted and moved ones return points where they now are, mesh assets included
+(ray cast, ``mesh/render.py``). Each point carries the
 scenario-wide instance id (0: background) and its semantic id; intensity only where the scene models it.
 """
 
@@ -17,7 +18,6 @@ import numpy as np
 from ..data.geometry import invert_pose
 from ..data.lidar_model import LidarSensor, SweepLayout, uniform_sensor
 from ..data.scene_api import ActorPlacement, LidarScene
-from ..mesh.render import is_asset_source
 from .labels import semantic_id
 from .scenario import LIDAR_OUTPUT, Plan, ScenarioError
 
@@ -50,12 +50,9 @@ class ComposedSweep:
 def lidar_plan(plan: Plan) -> LidarPlan:
     """The sweeps' sensor; a ``ScenarioError`` naming ``outputs`` when the scenario cannot have lidar."""
     log = plan.log
-    if not isinstance(plan.scene, LidarScene):
+    base = getattr(plan.scene, "base", plan.scene)  # mesh assets ride on a base scene (mesh/render.py)
+    if not isinstance(plan.scene, LidarScene) or not isinstance(base, LidarScene):
         raise ScenarioError(plan.file, "outputs", f"{LIDAR_OUTPUT}: the scene {plan.scene_path} does not render lidar")
-    assets = [a.id for a in plan.actors if is_asset_source(a.source)]
-    if assets:
-        raise ScenarioError(plan.file, "outputs", f"{LIDAR_OUTPUT}: mesh assets do not return lidar points yet "
-                                                  f"(actor {assets[0]!r}); drop the asset or the lidar output")
     names = list(log.lidar_sensors) or [s.sensor for s in log.lidar]
     if not names or not any(s.sensor == names[0] for s in log.lidar):
         raise ScenarioError(plan.file, "outputs", f"{LIDAR_OUTPUT}: the log {log.root} has no lidar sweeps, so no "

@@ -22,7 +22,6 @@ from ..compose.scenario import Plan
 from ..data.geometry import invert_pose
 from ..data.lidar_model import LidarSensor
 from ..data.scene_api import ActorPlacement, LidarScene
-from ..mesh.render import is_asset_source
 from .render import colorize_depth, instance_color
 
 LIDAR_MODES = ("off", "intensity", "instance", "range")
@@ -63,8 +62,7 @@ class SweepInputs:
 
     time: float  # seconds, log time
     s2w: np.ndarray  # [4, 4] sensor-to-world
-    placements: dict[str, ActorPlacement]  # the actors drawn, keyed by the viewer's actor ids
-    skipped: list[str]  # actors present that return no lidar (mesh assets)
+    placements: dict[str, ActorPlacement]  # the actors drawn (mesh assets too), keyed by the viewer's actor ids
 
     def key(self, column_step: int) -> tuple:
         """Equal keys render equal sweeps (the time, the pose, every actor's source and pose, the reduction)."""
@@ -113,7 +111,7 @@ class OverlayState:
 def lidar_source(plan: Plan) -> OverlaySource:
     """The scene's lidar for the overlay; ``LidarUnavailable`` with a one-line reason when there is none."""
     log = plan.log
-    if not isinstance(plan.scene, LidarScene):
+    if not isinstance(plan.scene, LidarScene) or not isinstance(getattr(plan.scene, "base", plan.scene), LidarScene):
         raise LidarUnavailable("this scene does not render lidar")
     if not log.lidar_sensors:
         raise LidarUnavailable("the log has no lidar sensor model (drive-log v1.1 `lidar_sensors`)")
@@ -127,16 +125,12 @@ def lidar_source(plan: Plan) -> OverlaySource:
 
 def sweep_inputs(source: OverlaySource, plan: Plan, t: float, actors: bool = True) -> SweepInputs:
     """The sweep at time ``t``: the sensor on the plan's (edited) ego, the plan's actors (none if not ``actors``)."""
-    placements, skipped = {}, []
+    placements = {}
     for a in plan.actors if actors else []:
         pose = a.pose_at(t)
-        if pose is None:
-            continue
-        if is_asset_source(a.source):
-            skipped.append(a.id)
-            continue
-        placements[a.id] = ActorPlacement(a.source, pose)
-    return SweepInputs(float(t), plan.ego_fn(t) @ source.sensor_to_vehicle, placements, skipped)
+        if pose is not None:
+            placements[a.id] = ActorPlacement(a.source, pose)
+    return SweepInputs(float(t), plan.ego_fn(t) @ source.sensor_to_vehicle, placements)
 
 
 def reduced_sensor(sensor: LidarSensor, column_step: int) -> LidarSensor:
@@ -265,9 +259,8 @@ class LidarOverlay:
             self.handle = self._server.scene.add_point_cloud(NODE, cloud.points, cloud.colors,
                                                              point_size=cfg.point_size, precision="float32")
         s, sw = self.sweep.sensor, self.sweep
-        note = f" · no points from mesh assets: {', '.join(sw.inputs.skipped)}" if sw.inputs.skipped else ""
         self._info(f"{s.beams}×{s.columns} rays · {len(cloud.points):,} points · {sw.seconds:.2f} s · "
-                   f"t = {sw.inputs.time:.2f} s{note}")
+                   f"t = {sw.inputs.time:.2f} s")
 
     def _hide(self) -> bool:
         self._shown = None
