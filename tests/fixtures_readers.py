@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simrecon.data.geometry import make_pose, matrix_to_quat, rot_z
+from simrecon.data.geometry import make_pose, matrix_to_quat, rot_x, rot_z
 
 SHARED_ENV = "SIMRECON_SHARED_DATA"
 
@@ -419,8 +419,40 @@ def av2_ego(ns_index: int) -> np.ndarray:
     return make_pose(rot_z(-0.7 + 0.01 * ns_index), np.array([2500.0 + ns_index, -800.0, 20.0]))
 
 
-def write_argoverse2(log: Path, n: int = 2, w: int = 64, h: int = 40) -> Path:
-    """One AV2 sensor log: ring_front_center camera, lidar sweeps (ego frame), annotations, poses (feather)."""
+# the two VLP-32C lidars (write_argoverse2(lidars=True)): sensor-to-ego, the lower one upside down
+AV2_LIDARS = {"up_lidar": make_pose(np.eye(3), np.array([1.35, 0.0, 1.64])),
+              "down_lidar": make_pose(rot_x(math.pi), np.array([1.35, 0.0, 1.52]))}
+
+
+def av2_lidar_points(seed: int) -> dict:
+    """Feather columns of a sweep of both lidars (8 beams x 64 columns each, 90 % returns, laser_number 0-7 up
+    and 32-39 down), in the ego frame; also ``ego_xyz`` and per-lidar ``sensor_xyz`` for checks."""
+    from simrecon.data.lidar_model import uniform_sensor
+
+    rng = np.random.default_rng(seed)
+    sensor = uniform_sensor(8, 64, low_deg=-15.0, high_deg=10.0)
+    beam, column = sensor.grid()
+    cols = {"x": [], "y": [], "z": [], "intensity": [], "laser_number": [], "offset_ns": []}
+    for first, pose in zip((0, 32), AV2_LIDARS.values()):
+        keep = rng.random(len(beam)) < 0.9
+        xyz = sensor.directions()[keep] * rng.uniform(6.0, 40.0, (int(keep.sum()), 1))
+        ego = xyz @ pose[:3, :3].T + pose[:3, 3]
+        for k, v in zip("xyz", ego.T):
+            cols[k].append(v)
+        cols["intensity"].append(rng.integers(0, 255, len(ego)))
+        cols["laser_number"].append(first + beam[keep])
+        cols["offset_ns"].append(column[keep] * 1_000_000)
+    return {"x": np.concatenate(cols["x"]).astype(np.float32), "y": np.concatenate(cols["y"]).astype(np.float32),
+            "z": np.concatenate(cols["z"]).astype(np.float32),
+            "intensity": np.concatenate(cols["intensity"]).astype(np.uint8),
+            "laser_number": np.concatenate(cols["laser_number"]).astype(np.uint8),
+            "offset_ns": np.concatenate(cols["offset_ns"]).astype(np.int32)}
+
+
+def write_argoverse2(log: Path, n: int = 2, w: int = 64, h: int = 40, lidars: bool = False) -> Path:
+    """One AV2 sensor log: ring_front_center camera, lidar sweeps (ego frame), annotations, poses (feather);
+    ``lidars``: the calibration has both lidars and each sweep holds 8 beams x 64 columns of each
+    (``av2_lidar_points``)."""
     import pyarrow as pa
     import pyarrow.feather as feather
 
@@ -435,8 +467,10 @@ def write_argoverse2(log: Path, n: int = 2, w: int = 64, h: int = 40) -> Path:
                 "tz_m": t[:, 2]}
 
     base = 315967376859506000
-    save(log / "calibration" / "egovehicle_SE3_sensor.feather",
-         {"sensor_name": ["ring_front_center"], **pose_cols([AV2_CAM_IN_EGO])})
+    names, poses = ["ring_front_center"], [AV2_CAM_IN_EGO]
+    if lidars:
+        names, poses = names + list(AV2_LIDARS), poses + list(AV2_LIDARS.values())
+    save(log / "calibration" / "egovehicle_SE3_sensor.feather", {"sensor_name": names, **pose_cols(poses)})
     save(log / "calibration" / "intrinsics.feather",
          {"sensor_name": ["ring_front_center"], "fx_px": [AV2_K[0]], "fy_px": [AV2_K[1]], "cx_px": [AV2_K[2]],
           "cy_px": [AV2_K[3]], "k1": [0.0], "k2": [0.0], "k3": [0.0], "height_px": [h], "width_px": [w]})
@@ -450,10 +484,11 @@ def write_argoverse2(log: Path, n: int = 2, w: int = 64, h: int = 40) -> Path:
     boxes = []
     for i, (lns, cns) in enumerate(zip(lidar_ns, cam_ns)):
         write_image(log / "sensors" / "cameras" / "ring_front_center" / f"{cns}.jpg", w, h, seed=i)
-        save(log / "sensors" / "lidar" / f"{lns}.feather",
-             {"x": np.array([*AV2_BOX_EGO[:1], 4.0], np.float32), "y": np.array([AV2_BOX_EGO[1], 0.0], np.float32),
-              "z": np.array([AV2_BOX_EGO[2], -0.5], np.float32), "intensity": np.array([51, 255], np.uint8),
-              "laser_number": np.array([1, 2], np.uint8), "offset_ns": np.array([0, 10], np.int32)})
+        points = av2_lidar_points(i) if lidars else {
+            "x": np.array([*AV2_BOX_EGO[:1], 4.0], np.float32), "y": np.array([AV2_BOX_EGO[1], 0.0], np.float32),
+            "z": np.array([AV2_BOX_EGO[2], -0.5], np.float32), "intensity": np.array([51, 255], np.uint8),
+            "laser_number": np.array([1, 2], np.uint8), "offset_ns": np.array([0, 10], np.int32)}
+        save(log / "sensors" / "lidar" / f"{lns}.feather", points)
         for k, v in (("timestamp_ns", lns), ("track_uuid", "uuid-1"), ("category", "REGULAR_VEHICLE"),
                      ("length_m", 4.4), ("width_m", 1.8), ("height_m", 1.5), ("num_interior_pts", 30)):
             ann[k].append(v)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,6 +142,34 @@ def test_a_reader_whose_first_sweep_is_unreadable_says_which(tmp_path):
     with pytest.raises(Exception) as err:
         read("kitti-odometry", src)
     assert "000000" in str(err.value) and "truncated" in str(err.value)
+
+
+def test_argoverse2_sweeps_split_into_its_two_lidars_with_their_rings_and_times(tmp_path):
+    import pyarrow.feather as feather
+    from fixtures_readers import AV2_LIDARS, write_argoverse2
+
+    src = write_argoverse2(tmp_path / "val" / "0c6e62d7-bdfa-3061-8d3d-03b13aa21f68", n=2, lidars=True)
+    log = convert("argoverse2", src, tmp_path / "out")
+    assert set(log.lidar_sensors) == set(AV2_LIDARS) and len(log.lidar) == 4
+    for name, sensor in log.lidar_sensors.items():
+        assert sensor.estimated and sensor.beams == 8 and sensor.columns == 64
+        assert np.allclose(sensor.beam_elevations_deg, np.linspace(-15, 10, 8), atol=0.01)  # float32 points
+    for s in log.lidar:
+        pts, lay = s.load(log.root)[:, :3].astype(np.float64), s.load_layout(log.root)
+        sensor = log.lidar_sensors[s.sensor]
+        ray = sensor.directions()[lay.beam * sensor.columns + lay.column]
+        cos = np.clip((ray * pts).sum(1) / np.linalg.norm(pts, axis=1), -1, 1)
+        assert np.degrees(np.arccos(cos)).max() < 0.05  # every point on its cell's ray, in its own lidar's frame
+        # the lidar's points, back in the world, are the source's ego-frame points of its laser numbers
+        ns = int(Path(s.file_path).stem)
+        table = feather.read_table(src / "sensors" / "lidar" / f"{ns}.feather")
+        laser = table.column("laser_number").to_numpy()
+        mine = (laser < 32) if s.sensor == "up_lidar" else (laser >= 32)
+        ego = np.stack([table.column(k).to_numpy()[mine].astype(np.float64) for k in "xyz"], 1)
+        ego_pose = log.ego.pose_at(s.timestamp)
+        want = ego @ ego_pose[:3, :3].T + ego_pose[:3, 3]
+        assert np.allclose(s.load_world(log.root), want, atol=1e-4)
+        assert np.allclose(lay.time, table.column("offset_ns").to_numpy()[mine] * 1e-9)
 
 
 # -- real logs (skip without ../shared/data) ----------------------------------------------------------------

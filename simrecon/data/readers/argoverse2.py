@@ -8,7 +8,11 @@ intensity(uint8) laser_number offset_ns, points in the ego frame) and ``annotati
 (timestamp_ns, track_uuid, category, length_m width_m height_m, qw..tz_m: box-to-ego at the sweep time).
 
 Cameras are OpenCV (cx + 0.5), posed with the ego pose at the image timestamp (exact entry when the
-pose table has it, interpolated otherwise). Lidar sweeps are stored in the ego frame (sensor = ego).
+pose table has it, interpolated otherwise). A sweep merges the two VLP-32C lidars in the ego frame; when the
+calibration has ``up_lidar`` and ``down_lidar``, each sweep becomes one per lidar, in that lidar's own frame
+(``laser_number`` 0-31: up, 32-63: down), with an estimated v1.1 sensor model from the laser numbers and each
+point's time (``offset_ns`` after the sweep's timestamp). Without them, sweeps stay in the ego frame (sensor =
+ego) with no sensor model.
 ``--frames`` selects lidar sweeps (10 Hz); camera images within half a sweep period of the selected
 sweeps are kept. The world is the city frame (z up) shifted to the first ego position.
 """
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import make_pose, opencv_to_opengl
+from ..geometry import invert_pose, make_pose, opencv_to_opengl
 from ..model import Frame, LidarSweep, Track
 from ._common import (
     ActorBuilder,
@@ -36,6 +40,7 @@ from ._common import (
     quat_to_rotation,
     select_indices,
 )
+from ._lidar_layout import RawSweep, attach_layouts
 
 
 def _feather(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -62,6 +67,8 @@ def _poses(t: dict[str, np.ndarray], i: int, path: Path) -> np.ndarray:
 
 
 _POSE_COLS = ("qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
+# the two VLP-32C lidars of a sweep: their calibration names and laser_number ranges [lo, hi)
+LIDARS = {"up_lidar": (0, 32), "down_lidar": (32, 64)}
 
 
 def _lidar_loader(path: Path):
@@ -71,6 +78,22 @@ def _lidar_loader(path: Path):
         out[:, 0], out[:, 1], out[:, 2] = t["x"], t["y"], t["z"]
         out[:, 3] = np.clip(t["intensity"].astype(np.float32) / 255.0, 0.0, 1.0)
         return out
+
+    return load
+
+
+def _lidar_of(path: Path, sensor_to_ego: np.ndarray, lasers: tuple[int, int]):
+    """Loader of one lidar's points of a sweep (laser numbers in [lo, hi)), in that lidar's frame."""
+    def load() -> RawSweep:
+        t = _feather(path, ("x", "y", "z", "intensity", "laser_number", "offset_ns"))
+        laser = t["laser_number"].astype(np.int64)
+        keep = (laser >= lasers[0]) & (laser < lasers[1])
+        xyz = np.stack([t[k][keep].astype(np.float64) for k in "xyz"], axis=1)
+        e2s = invert_pose(sensor_to_ego)
+        out = np.zeros((len(xyz), 4), np.float32)
+        out[:, :3] = xyz @ e2s[:3, :3].T + e2s[:3, 3]
+        out[:, 3] = np.clip(t["intensity"][keep].astype(np.float32) / 255.0, 0.0, 1.0)
+        return RawSweep(out, ring=laser[keep], time=t["offset_ns"][keep].astype(np.float64) * 1e-9)
 
     return load
 
@@ -120,7 +143,8 @@ class _Lidar:
     """The lidar sweeps (ego frame) and the ego track: at the sweeps, or at the images without lidar."""
 
     sweeps: list[LidarSweep] = field(default_factory=list)
-    files: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)  # merged ego-frame sweeps (no per-lidar calibration)
+    raw: dict = field(default_factory=dict)  # per-lidar sweeps: output path -> RawSweep loader
     ego_t: list[float] = field(default_factory=list)
     ego_p: list[np.ndarray] = field(default_factory=list)
 
@@ -145,7 +169,10 @@ def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None
     result = finish_log("argoverse2", src, out.frames, lidar.sweeps, build_actors(actors), ego,
                         offset=ego.poses[0, :3, 3].copy(), t0=t0,
                         extra={"log_id": src.name, "time_origin_ns": log.ego.ns0})
-    return Conversion(result, out.images, lidar.files)
+    conv = Conversion(result, out.images, {} if lidar.raw else lidar.files)
+    if lidar.raw:
+        attach_layouts(conv, lidar.raw)
+    return conv
 
 
 def _open_log(src: Path) -> _Log:
@@ -207,13 +234,21 @@ def _add_camera(log: _Log, cam: str, sel: _Selection, frames: slice, out: Camera
 
 def _lidar(log: _Log, sweeps_ns: list[int]) -> _Lidar:
     out = _Lidar()
+    split = all(name in log.sensor_to_ego for name in LIDARS)
     for ns in sweeps_ns:
         path = log.src / "sensors" / "lidar" / f"{ns}.feather"
-        rel = f"lidar/lidar/{ns}.npy"
         pose = log.ego.at(ns, str(path))
-        out.files[rel] = _lidar_loader(path)
-        out.sweeps.append(LidarSweep(rel, pose, (ns - log.ego.ns0) / 1e9, "lidar"))
-        out.ego_t.append((ns - log.ego.ns0) / 1e9)
+        t = (ns - log.ego.ns0) / 1e9
+        if split:
+            for name, lasers in LIDARS.items():
+                rel = f"lidar/{name}/{ns}.npy"
+                out.raw[rel] = _lidar_of(path, log.sensor_to_ego[name], lasers)
+                out.sweeps.append(LidarSweep(rel, pose @ log.sensor_to_ego[name], t, name))
+        else:
+            rel = f"lidar/lidar/{ns}.npy"
+            out.files[rel] = _lidar_loader(path)
+            out.sweeps.append(LidarSweep(rel, pose, t, "lidar"))
+        out.ego_t.append(t)
         out.ego_p.append(pose)
     return out
 
