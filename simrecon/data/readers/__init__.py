@@ -26,7 +26,7 @@ from ..lidar_io import write_points, write_sidecar
 from ..model import DriveLog
 from ..outdir import check_target, naming_failures, swap_in, temp_beside
 from ..safe_paths import name_problem, relative_problem
-from ._common import Conversion, ReaderError, parse_frames
+from ._common import Conversion, ReaderError, load_sweep, parse_frames
 
 # format name -> module (imported only when used, so optional dependencies stay optional)
 FORMATS: dict[str, str] = {
@@ -127,16 +127,6 @@ def _place_image(source, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _load_sweep(loader: Callable[[], object], rel: str):
-    """Run a sweep loader; a failure that is not already a ReaderError becomes one line naming the sweep."""
-    try:
-        return loader()
-    except ReaderError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as exc:
-        raise ReaderError(rel, "", f"cannot read the source of this sweep ({type(exc).__name__}: {exc})") from None
-
-
 def _write_sweep(root: Path, rel: str, loaded, sweep) -> None:
     """Write a loaded sweep: points, or (points, SweepLayout or None) from readers that know each point's beam and
     column (v1.1 sidecars ``<name>.index.npy`` and, with times, ``<name>.time.npy``, named on ``sweep``)."""
@@ -174,7 +164,7 @@ def write_conversion(conv: Conversion, out: str | Path, overwrite: bool = False,
             for rel, loader in conv.lidar.items():
                 target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _write_sweep(tmp, rel, _load_sweep(loader, rel), sweeps.get(rel))
+                _write_sweep(tmp, rel, load_sweep(loader, rel), sweeps.get(rel))
                 done += 1
                 if progress:
                     progress(done, total, rel)

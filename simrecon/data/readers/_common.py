@@ -61,6 +61,16 @@ class Conversion:
         log.warning(message)
 
 
+def load_sweep(loader: Callable[[], object], rel: str):
+    """Run a sweep loader; a failure that is not already a ReaderError becomes one line naming the sweep."""
+    try:
+        return loader()
+    except ReaderError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as exc:
+        raise ReaderError(rel, "", f"cannot read the source of this sweep ({type(exc).__name__}: {exc})") from None
+
+
 # -- selections ---------------------------------------------------------------------------------------
 
 def parse_frames(frames: str | tuple[int | None, int | None] | slice | None) -> slice:

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ..lidar_estimate import BeamModel, estimate
-from ._common import Conversion, ReaderError
+from ._common import Conversion, load_sweep
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +28,6 @@ class RawSweep:
     points: np.ndarray  # [N, 4] float32 x, y, z, intensity in [0, 1], in the sensor frame
     ring: np.ndarray | None = None  # [N] the source's beam label of each point
     time: np.ndarray | None = None  # [N] seconds after the sweep's timestamp at which each point was measured
-
-
-def _first(load: Callable[[], RawSweep], rel: str) -> RawSweep:
-    """The first sweep of a sensor; a failure to read it is one line naming the sweep."""
-    try:
-        return load()
-    except ReaderError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as exc:
-        raise ReaderError(rel, "", f"cannot read the source of this sweep ({type(exc).__name__}: {exc})") from None
 
 
 def _period(times: list[float]) -> float | None:
@@ -62,7 +52,7 @@ def attach_layouts(conv: Conversion, raw: dict[str, Callable[[], RawSweep]], sca
             by_sensor.setdefault(sweep.sensor, []).append(sweep)
     for name, sweeps in by_sensor.items():
         sweeps.sort(key=lambda s: s.timestamp)
-        first = _first(raw[sweeps[0].file_path], sweeps[0].file_path)
+        first = load_sweep(raw[sweeps[0].file_path], sweeps[0].file_path)
         found = estimate(first.points[:, :3], first.ring, _period([s.timestamp for s in sweeps]), scan_order)
         models = conv.log.extra.setdefault("source", {}).setdefault("lidar_models", {})
         if found.model is None:
