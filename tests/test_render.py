@@ -147,6 +147,12 @@ def test_track_bank_poses_every_actor_as_its_own_track_does():
         torch.testing.assert_close(rot[k], r_ref, atol=1e-5, rtol=0)  # float32 slerp, same formula
         torch.testing.assert_close(trans[k], t_ref, atol=1e-5, rtol=0)
     assert TrackBank(tracks).at(torch.zeros(0, dtype=torch.float64))[0].shape == (5, 0, 3, 3)  # empty batch
+    # a one-frame log: every track has one entry (crashed once: interpolation read past the single column)
+    single = [track([0.3]), track([0.3], static=True)]
+    rot, trans, present = TrackBank(single).at(t)
+    for k, tr in enumerate(single):
+        assert torch.equal(present[k], tr.at(t)[2])
+        torch.testing.assert_close(trans[k], tr.at(t)[1], atol=1e-5, rtol=0)
 
 
 def _perturbed_actor_fields(cfg, sizes, seed: int):

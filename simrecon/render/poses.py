@@ -76,7 +76,7 @@ class TrackBank:
 
     def __init__(self, tracks: list[TrackTensor]):
         lengths = [t.times.shape[0] for t in tracks]
-        n = max(lengths)
+        n = max(2, max(lengths))  # two columns at least: interpolation reads entry i0 + 1 (a one-frame log)
 
         def pad(x: torch.Tensor) -> torch.Tensor:  # repeat the last entry: searchsorted stays well defined
             return torch.cat([x, x[-1:].expand(n - x.shape[0], *x.shape[1:])]) if x.shape[0] < n else x
