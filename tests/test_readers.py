@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fixtures_readers import (
     DGP_BOX,
+    DGP_CAM_IN_VEHICLE,
     DGP_K,
     KT_P2,
     ODO_P0,
@@ -294,6 +295,9 @@ def test_dgp_fixture_projects_box_centre(tmp_path):
     # lidar point 0 is the box centre
     pts = log.lidar[1].load_world(log.root)
     assert pts[0] == pytest.approx(car.track.poses[1][:3, 3], abs=1e-4)
+    # the LIDAR's extrinsic is the identity (points in the vehicle frame): rays start at the cameras' centre
+    for s, ego in zip(log.lidar, log.ego.poses):
+        assert s.s2w[:3, 3] == pytest.approx((ego @ DGP_CAM_IN_VEHICLE)[:3, 3], abs=1e-6)
     assert np.load(tmp_path / "out" / log.lidar[0].file_path).dtype == np.float32
 
 

@@ -10,7 +10,10 @@ columns in ``point_format``); ``bounding_box_3d/<LIDAR>/<ts>.json`` (boxes in th
 ``box.pose`` centre, ``length``/``width``/``height`` along box x/y/z, ``instance_id``).
 
 Cameras are OpenCV (x right, y down, z forward); each image datum's own pose is used. The ego pose is
-the LIDAR datum pose times the inverse LIDAR extrinsic (identity in DDAD). The world is shifted so that
+the LIDAR datum pose times the inverse LIDAR extrinsic (identity in DDAD). A lidar whose extrinsic is the
+identity holds its points in the vehicle frame (DDAD's merged clouds: the ground lies at z = 0), so rays cast
+from that origin would skim the ground; its sweeps are written from the centre of the calibrated cameras
+instead (``lidar_origin``), with the points moved to match (the same world points). The world is shifted so that
 the first ego position is the origin (axes unchanged, z up); the shift is recorded in ``source``.
 ``--frames`` selects samples. SRC may be a scene folder, a scene JSON, or a dataset folder with a
 single scene.
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import invert_pose, opencv_to_opengl
+from ..geometry import invert_pose, make_pose, opencv_to_opengl
 from ..model import Frame, LidarSweep
 from ._common import (
     ActorBuilder,
@@ -280,7 +283,7 @@ def _read_sample(scene: _Scene, s: int, calib: _Calibration, keep: set[str], ski
             if datum.name in keep:
                 _add_image(scene, calib, datum, skip_missing, got)
         elif "point_cloud" in datum.body:
-            s2w = _add_sweep(scene, datum, got)
+            s2w = _add_sweep(scene, datum, got, lidar_origin(calib, datum.name))
             if not lidar_done:  # ego (and boxes) from the first lidar of the sample
                 lidar_done = True
                 _add_ego(calib, datum, s2w, got)
@@ -326,8 +329,38 @@ def _add_image(scene: _Scene, calib: _Calibration, datum: _Datum, skip_missing: 
     got.frames.append((datum.t_us, Frame(rel, opencv_to_opengl(s2w), intr, name, 0.0)))
 
 
-def _add_sweep(scene: _Scene, datum: _Datum, got: _Collected) -> np.ndarray:
-    """Adds the point cloud datum as a sweep; returns its sensor-to-world pose."""
+def lidar_origin(calib: _Calibration, name: str) -> np.ndarray | None:
+    """Where rays of lidar ``name`` start, in its frame, when its frame is the vehicle's (an identity or missing
+    extrinsic): the mean position of the calibrated cameras (the roof); None when the lidar has an extrinsic of
+    its own, or no camera is calibrated."""
+    pose = _vehicle_pose(calib, name)
+    if pose is not None and not np.allclose(pose, np.eye(4), atol=1e-6):
+        return None
+    cams = [_vehicle_pose(calib, n) for n in calib.names if n != name and not str(n).upper().startswith("LIDAR")]
+    cams = [c[:3, 3] for c in cams if c is not None and not np.allclose(c, np.eye(4), atol=1e-6)]
+    return np.mean(cams, axis=0) if cams else None
+
+
+def _vehicle_pose(calib: _Calibration, name: str) -> np.ndarray | None:
+    if name not in calib.names:
+        return None
+    i = calib.names.index(name)
+    return _quat_pose(calib.extrinsics[i], calib.file, f"extrinsics[{i}]") if i < len(calib.extrinsics) else None
+
+
+def _shifted(load, origin: np.ndarray):
+    """``load``'s points in a frame moved to ``origin`` (same axes)."""
+    def shifted() -> RawSweep:
+        raw = load()
+        raw.points[:, :3] -= origin.astype(np.float32)
+        return raw
+
+    return shifted
+
+
+def _add_sweep(scene: _Scene, datum: _Datum, got: _Collected, origin: np.ndarray | None) -> np.ndarray:
+    """Adds the point cloud datum as a sweep (from ``origin`` in its frame when given); returns the datum's
+    sensor-to-world pose."""
     file, pc = scene.file, datum.body["point_cloud"]
     pw = f"{datum.where}.datum.point_cloud"
     s2w = _quat_pose(get(pc, "pose", file, pw, dict), file, f"{pw}.pose")
@@ -336,8 +369,12 @@ def _add_sweep(scene: _Scene, datum: _Datum, got: _Collected) -> np.ndarray:
     if not path.is_file():
         raise ReaderError(file, f"{pw}.filename", f"point cloud {rel_src!r} does not exist")
     rel = f"lidar/{datum.name}/{path.stem}.npy"
-    got.lidar_files[rel] = _load_points(path, list(pc.get("point_format") or []))
-    got.sweeps.append((datum.t_us, LidarSweep(rel, s2w, 0.0, datum.name)))
+    load = _load_points(path, list(pc.get("point_format") or []))
+    pose = s2w
+    if origin is not None:
+        load, pose = _shifted(load, origin), s2w @ make_pose(np.eye(3), origin)
+    got.lidar_files[rel] = load
+    got.sweeps.append((datum.t_us, LidarSweep(rel, pose, 0.0, datum.name)))
     return s2w
 
 
