@@ -53,6 +53,16 @@ def test_corrections_interpolate_in_time_and_act_in_the_box_frame():
     assert np.allclose(m[:3, 3], [0.0, 0.3, 0.0]) and np.allclose(m[:3, :3], yaw_matrix(torch.tensor(0.05)).numpy())
 
 
+def test_a_one_frame_log_has_corrections_too():
+    still = _tracks()[1:]  # every track with one keyframe (crashed once: interpolation read a second column)
+    fix = TrackCorrections(still)
+    with torch.no_grad():
+        fix.trans[0, 0] = torch.tensor([0.5, 0.0, 0.0])
+    trans, yaw = fix.at(torch.tensor([-1.0, 0.0, 4.0], dtype=torch.float64))
+    assert torch.allclose(trans[0], torch.tensor([0.5, 0.0, 0.0]).expand(3, 3)) and torch.equal(yaw, torch.zeros(1, 3))
+    assert fix.regulariser(1.0, 1.0).item() == pytest.approx(0.25)  # over the one keyframe, not the padding
+
+
 def test_the_regulariser_counts_real_keyframes_and_rewards_smooth_paths():
     fix = TrackCorrections(_tracks())
     assert fix.regulariser(1.0, 1.0).item() == 0.0

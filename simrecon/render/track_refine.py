@@ -59,7 +59,7 @@ class TrackCorrections(nn.Module):
 
     def __init__(self, tracks: list[TrackTensor]):
         super().__init__()
-        n = max(t.times.shape[0] for t in tracks)
+        n = max(2, max(t.times.shape[0] for t in tracks))  # interpolation reads entry i0 + 1 (a one-frame log)
         pad = lambda x: torch.cat([x, x[-1:].expand(n - len(x))]) if len(x) < n else x  # noqa: E731
         self.register_buffer("times", torch.stack([pad(t.times) for t in tracks]))  # [A, T] float64
         self.register_buffer("length", torch.tensor([t.times.shape[0] for t in tracks]))  # [A]
