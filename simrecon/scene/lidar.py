@@ -61,8 +61,9 @@ def ray_range(out: RenderResult, how: str) -> torch.Tensor:
     crosses it. Compositing treats an interval as holding one density, so the light it stops falls off
     exponentially from its near edge: with the sample's opacity alpha (its weight over the light reaching it) and
     the share f of its weight needed to reach the half, the median lies ``ln(1 - f alpha) / ln(1 - alpha)`` of
-    the way across (near the near edge for an opaque interval). Interval edges are taken halfway between
-    neighbouring sample middles. "median_sample": the crossing sample's middle (quantised to the sample spacing)."""
+    the way across (near the near edge for an opaque interval). The interval is centred on the sample, half the gap
+    to its nearer neighbour wide on each side (the renderer keeps no edges once samples of several fields are
+    merged). "median_sample": the crossing sample's middle (quantised to the sample spacing)."""
     if how == "expected":
         return out.depth
     if how not in ("median", "median_sample"):
@@ -82,8 +83,11 @@ def ray_range(out: RenderResult, how: str) -> torch.Tensor:
     last = mids.shape[1] - 1
     prev = mids.gather(1, (k - 1).clamp(min=0))[:, 0]
     nxt = mids.gather(1, (k + 1).clamp(max=last))[:, 0]
-    lo = torch.where(k[:, 0] > 0, (prev + mid) / 2, mid - (nxt - mid) / 2)
-    hi = torch.where(k[:, 0] < last, (mid + nxt) / 2, mid + (mid - prev) / 2)
+    # half the nearer neighbour's gap on both sides: a neighbour far away (empty space, the far plane) would
+    # otherwise stretch the interval; the first and last samples keep their middle
+    inner = (k[:, 0] > 0) & (k[:, 0] < last)
+    half_width = torch.where(inner, torch.minimum(mid - prev, nxt - mid) / 2, torch.zeros_like(mid))
+    lo, hi = mid - half_width, mid + half_width
     return lo + across * (hi - lo)
 
 
