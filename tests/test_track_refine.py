@@ -152,3 +152,33 @@ def test_scenes_keep_corrections_and_placements_use_them(track_noisy, tmp_path):
     off.model.tracks.refine = "off"
     reconstruct(track_noisy / "log", tmp_path / "off", off)
     assert load_scene(tmp_path / "off").model.track_fix is None
+
+
+def test_a_one_timestamp_log_with_moving_actors_trains_and_evaluates(xs_log, tmp_path):
+    """PandaSet's one-frame sample crashed training twice (the track bank and the corrections read a second
+    keyframe column): a log cut to its first timestamp, moving actors and all, trains and evaluates."""
+    import shutil
+
+    from helpers import edit_log
+
+    from simrecon.scene.evaluate import evaluate
+
+    root = tmp_path / "log"
+    shutil.copytree(xs_log, root)
+
+    def first_only(data):
+        t0 = min(f["timestamp"] for f in data["frames"])
+        keep = lambda items: [x for x in items if abs(x["timestamp"] - t0) < 1e-9]  # noqa: E731
+        data["frames"], data["lidar"], data["ego"] = keep(data["frames"]), keep(data["lidar"]), keep(data["ego"])
+        for a in data["actors"]:
+            a["track"] = keep(a["track"]) or a["track"][:1]
+        data["tracks_exact"] = False  # track refinement on: the corrections are what crashed
+
+    edit_log(root, first_only)
+    assert all(len(a.track.timestamps) == 1 for a in load_log(root).actors)
+    cfg = tiny_files(2)
+    result = reconstruct(root, tmp_path / "scene", cfg)
+    assert result.status == "complete"
+    scene = load_scene(tmp_path / "scene", device="cpu")
+    assert scene.model.track_fix is not None
+    assert "lidar_depth" in evaluate(scene)
