@@ -20,6 +20,7 @@ from fixtures_readers import (
 )
 
 from simrecon.data import validate_log
+from simrecon.data.geometry import make_pose, rot_z
 from simrecon.data.readers import ReaderError, convert, read
 
 pytest.importorskip("pandas")
@@ -180,3 +181,23 @@ def test_pandaset_without_pandas_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(ReaderError) as exc:
         read("pandaset", seq)
     assert "needs pandas" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_lidar_pose_at_the_vehicle_base_is_raised_to_the_pandar64(tmp_path):
+    """PandaSet's lidar/poses.json is the vehicle's base near the ground (devkit issue 60): the sweeps start at the
+    front camera's height instead (the static calibration puts it within 5 cm of the Pandar64)."""
+    import json
+
+    from fixtures_readers import PANDA_CAM_IN_VEHICLE, _panda_pose, panda_vehicle
+
+    seq = write_pandaset(tmp_path / "seq" / "001", n=2)
+    base = make_pose(rot_z(math.pi / 2), np.zeros(3))  # the lidar pose on the ground, the fixture's lidar axes
+    (seq / "lidar" / "poses.json").write_text(json.dumps([_panda_pose(panda_vehicle(i) @ base) for i in range(2)]))
+    log = convert("pandaset", seq, tmp_path / "out")
+    for s, cam in zip(log.lidar, log.cameras["front_camera"]):
+        assert s.s2w[2, 3] == pytest.approx(cam.c2w[2, 3], abs=1e-6)  # at the front camera's height
+        vehicle = panda_vehicle(0)[2, 3] - log.extra["source"]["world_offset"][2]  # the vehicle base, shifted
+        assert s.s2w[2, 3] - vehicle == pytest.approx(PANDA_CAM_IN_VEHICLE["front_camera"][2, 3], abs=1e-6)
+    assert "lidar_origin" in log.extra["source"]
+    car = log.actors[0]
+    assert log.lidar[1].load_world(log.root)[0] == pytest.approx(car.track.poses[1][:3, 3], abs=1e-4)  # same points

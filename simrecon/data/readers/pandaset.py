@@ -12,7 +12,9 @@ as the devkit's ``_heading_position_to_mat``). Cameras follow OpenCV (the devkit
 with ``K · inv(camera pose)`` and keeps z > 0): x right, y down, z forward; intrinsics ``{fx, fy, cx, cy}``
 have OpenCV pixel centres (cx + 0.5 here) and no distortion. Lidar ``.pkl.gz`` files are pickled pandas
 DataFrames with columns x, y, z (WORLD coordinates), i (0..255), t, d (0 = Pandar64 360°, 1 = PandarGT);
-points of d = 0 are converted into the frame of ``lidar/poses.json`` (the Pandar64 pose). Cuboids: one
+points of d = 0 are converted into the frame of ``lidar/poses.json`` raised to the front camera's height: that
+pose is the vehicle's base near the ground (devkit issue 60), and the devkit's static calibration puts the front
+camera within 5 cm of the Pandar64, whose rays start there. Cuboids: one
 DataFrame per frame, ``position.x/y/z`` (world box centre), ``dimensions.x`` (width), ``dimensions.y``
 (length), ``dimensions.z`` (height), ``yaw`` about world z with yaw 0 pointing the length side along
 world +y (devkit ``center_box_to_corners``: R = Rz(yaw) applied to dimensions x/y/z), ``uuid`` (track
@@ -222,6 +224,7 @@ class _Lidar:
     sweeps: list[LidarSweep] = field(default_factory=list)
     files: dict = field(default_factory=dict)
     times: list[float] | None = None
+    height: float | None = None  # metres the sweeps' origin was raised above lidar/poses.json (None: not)
 
 
 def read(src: Path, cameras: list[str] | None = None, frames: slice = slice(None),
@@ -302,6 +305,18 @@ def _ego(seq: _Sequence, warnings: list[str]) -> Track:
     return ego
 
 
+def _pandar_height(seq: _Sequence, lposes: list[np.ndarray]) -> float | None:
+    """How far the Pandar64 sits above the pose of ``lidar/poses.json`` (which is the vehicle's base, near the
+    ground: scaleapi/pandaset-devkit issue 60): the front camera's median height in that pose's frame, since the
+    devkit's static calibration puts the front camera within 5 cm of the Pandar64. None without a front camera
+    or for an implausible height (outside 0.5-3 m)."""
+    cam = seq.poses.get("front_camera")
+    if not cam:
+        return None
+    h = float(np.median([(invert_pose(lposes[i]) @ cam[i])[2, 3] for i in seq.indices if i < len(cam)]))
+    return h if 0.5 <= h <= 3.0 else None
+
+
 def _lidar(seq: _Sequence, skip_missing: bool, warnings: list[str]) -> _Lidar:
     out = _Lidar()
     lidar_dir = seq.root / "lidar"
@@ -309,9 +324,13 @@ def _lidar(seq: _Sequence, skip_missing: bool, warnings: list[str]) -> _Lidar:
         return out
     lposes = _poses(lidar_dir / "poses.json")
     out.times = _timestamps(lidar_dir / "timestamps.json", len(lposes))
+    if any(i >= len(lposes) for i in seq.indices):
+        raise ReaderError(lidar_dir / "poses.json", "", f"expected a pose for frame {max(seq.indices)}, got "
+                                                        f"{len(lposes)}")
+    out.height = _pandar_height(seq, lposes)
+    lift = make_pose(np.eye(3), np.array([0.0, 0.0, out.height or 0.0]))
+    lposes = [pose @ lift for pose in lposes]
     for i in seq.indices:
-        if i >= len(lposes):
-            raise ReaderError(lidar_dir / "poses.json", "", f"expected a pose for frame {i}, got {len(lposes)}")
         path = _data_file(lidar_dir, i)
         if path is None:
             if skip_missing:
@@ -379,6 +398,9 @@ def _assemble(seq: _Sequence, cams: CameraFrames, ego: Track, lidar: _Lidar, act
         gps = read_json(gps_file)
         if isinstance(gps, list) and len(gps) > indices[0] and isinstance(gps[indices[0]], dict):
             extra["gps_first_frame"] = gps[indices[0]]
+    if lidar.height is not None:
+        extra["lidar_origin"] = (f"{lidar.height:.2f} m above lidar/poses.json (the vehicle base), at the front "
+                                 "camera's height: the Pandar64 sits there")
     log = finish_log("pandaset", root, cams.frames, lidar.sweeps, actors, ego, offset=ego.poses[0, :3, 3].copy(),
                      t0=min(times), extra=extra)
     conv = Conversion(log, cams.images, {})
