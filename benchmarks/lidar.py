@@ -98,7 +98,16 @@ def sweep_time(scene, log, repeats: int = 3) -> float:
     return best
 
 
-def _prepare(args) -> tuple[Path, Path]:
+def street_args(ap: argparse.ArgumentParser, out: str, minutes: float) -> None:
+    """The options saying which street and scene to measure (shared with benchmarks/lidar_heads.py)."""
+    ap.add_argument("--out", type=Path, default=Path(out))
+    ap.add_argument("--street", type=Path, help="a `simrecon synth` folder (with log/); default: synthesised")
+    ap.add_argument("--scene", type=Path, help="a reconstruction of STREET/log; default: trained here")
+    ap.add_argument("--minutes", type=float, default=minutes, help="training budget when training here (min)")
+    ap.add_argument("--preset", default="fast")
+
+
+def prepare(args) -> tuple[Path, Path]:
     """(street folder, scene folder): given, or synthesised and trained here."""
     street = args.street or args.out / "street"
     if not (street / "log").is_dir():
@@ -115,18 +124,14 @@ def _prepare(args) -> tuple[Path, Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/simrecon-bench-lidar"))
-    ap.add_argument("--street", type=Path, help="a `simrecon synth` folder (with log/); default: synthesised")
-    ap.add_argument("--scene", type=Path, help="a reconstruction of STREET/log; default: trained here")
-    ap.add_argument("--minutes", type=float, default=2.0, help="training budget when training here (min)")
-    ap.add_argument("--preset", default="fast")
+    street_args(ap, "/tmp/simrecon-bench-lidar", 2.0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--renderer", default="fast", choices=("fast", "reference"))
     ap.add_argument("--sweeps", type=int, default=6, help="sweeps per set at most")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    street, scene_dir = _prepare(args)
+    street, scene_dir = prepare(args)
     gt = GroundTruthScene.from_log(street / "log")
     scene = load_scene(scene_dir, device=args.device, renderer=args.renderer)
     rows = [score_set(scene, gt, kind, args.sweeps) for kind in ("held-out", "shift +2m", "logged")]

@@ -21,7 +21,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see s
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -36,8 +35,9 @@ from simrecon.scene.evaluate import held_out_sweeps  # noqa: E402
 from simrecon.scene.folder import training_sweeps  # noqa: E402
 from simrecon.scene.lidar import NeuralLidarConfig, render_sweep  # noqa: E402
 from simrecon.scene.lidar_eval import SweepComparison, recorded_range_image  # noqa: E402
-from simrecon.synth import GroundTruthScene, SynthConfig, generate  # noqa: E402
-from simrecon.train import preset, reconstruct  # noqa: E402
+from simrecon.synth import GroundTruthScene  # noqa: E402
+
+from lidar import prepare, street_args  # noqa: E402  (benchmarks/lidar.py: the same street and scene options)
 
 
 def _between(log, n: int) -> list[tuple]:
@@ -84,25 +84,12 @@ def measure(scene, gt, sweeps: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/simrecon-bench-lidar-heads"))
-    ap.add_argument("--street", type=Path, help="a `simrecon synth` folder (with log/); default: synthesised")
-    ap.add_argument("--scene", type=Path, help="a reconstruction of STREET/log; default: trained here")
-    ap.add_argument("--minutes", type=float, default=1.5, help="training budget when training here (min)")
-    ap.add_argument("--preset", default="fast")
+    street_args(ap, "/tmp/simrecon-bench-lidar-heads", 1.5)
     ap.add_argument("--sweeps", type=int, default=4, help="sweeps per set at most")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    street = args.street or args.out / "street"
-    if not (street / "log").is_dir():
-        generate(street, SynthConfig(), force=True)
-    scene_dir = args.scene
-    if scene_dir is None:
-        scene_dir = args.out / "scene"
-        cfg = preset(args.preset)
-        cfg.budget.minutes = args.minutes
-        shutil.rmtree(scene_dir, ignore_errors=True)  # this benchmark's own output folder
-        reconstruct(street / "log", scene_dir, cfg)
+    street, scene_dir = prepare(args)
     scene = load_scene(scene_dir)
     rows = measure(scene, GroundTruthScene.from_log(street / "log"), args.sweeps)
     if args.json:
