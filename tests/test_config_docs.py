@@ -29,13 +29,15 @@ OLD_FLAT = {
     "log_every": 5, "checkpoint_every": 50, "seed": 3, "device": "cpu",
 }
 # Groups' settings added after the groups: they never had a flat name (not in FLAT_KEYS).
-AFTER_THE_GROUPS = {"camera_only", "lidar_head_rays", "intensity_weight", "drop_weight", "rolling_shutter"}
+AFTER_THE_GROUPS = {"camera_only", "lidar_head_rays", "intensity_weight", "drop_weight", "rolling_shutter",
+                    "lidar_margin"}
 GROUPED = {
     "budget": {"steps": 123, "minutes": 4.5, "log_every": 5, "checkpoint_every": 50},
     "sampling": {"batch_rays": 512, "lidar_rays": 64, "error_sampling": 0.25, "error_tiles": 16, "near_frac": 0.03,
                  "box_lidar_range": 60.0, "box_aspect_cap": 20.0, "rolling_shutter": True, "lidar_head_rays": 256},
     "losses": {"depth_weight": 0.1, "empty_weight": 0.05, "beyond_weight": 0.01, "floater_weight": 0.04,
-               "opacity_weight": 0.02, "interlevel_weight": 0.5, "intensity_weight": 1.0, "drop_weight": 1.0},
+               "opacity_weight": 0.02, "interlevel_weight": 0.5, "intensity_weight": 1.0, "drop_weight": 1.0,
+               "lidar_margin": 0.02},
     "schedule": {"lr": 0.02, "lr_final": 0.002, "lr_hold": 0.25, "table_lr_scale": 2.0, "exposure_lr_scale": 0.5},
 }
 
@@ -128,7 +130,9 @@ def test_an_old_flat_config_loads_with_the_same_values(caplog):
     assert cfg.priors.free_columns.weight == 0.05 and cfg.priors.free_columns.cell == 0.8
     assert (cfg.model.samples, cfg.model.background.hidden, cfg.holdout, cfg.seed, cfg.device) == (12, 24, "none", 3,
                                                                                                  "cpu")
-    assert set(saved) == {"model", "budget", "sampling", "losses", "schedule", "priors", "holdout", "seed", "device"}
+    assert set(saved) == {"model", "budget", "sampling", "losses", "schedule", "head_fit", "priors", "holdout", "seed",
+                          "device"}
+    assert saved["head_fit"] == TrainConfig().to_json()["head_fit"]  # a group added later: at its defaults
     assert TrainConfig.from_json(saved).to_json() == saved  # and it is written back grouped
     assert OLD_FLAT["steps"] == 123 and "budget" not in OLD_FLAT  # the caller's dict is left as it was
     cfg.check()
@@ -137,7 +141,8 @@ def test_an_old_flat_config_loads_with_the_same_values(caplog):
 @pytest.mark.parametrize("name", PRESETS)
 def test_each_preset_written_flat_loads_as_itself(name):
     grouped = preset(name).to_json()
-    flat = {k: v for k, v in grouped.items() if k not in ("budget", "sampling", "losses", "schedule", "priors")}
+    flat = {k: v for k, v in grouped.items() if k not in ("budget", "sampling", "losses", "schedule", "priors",
+                                                          "head_fit")}
     for group in ("budget", "sampling", "losses", "schedule", "priors"):
         flat.update(grouped[group])
     assert set(flat) - {"model", "holdout", "seed", "device"} - AFTER_THE_GROUPS == set(FLAT_KEYS)
@@ -145,6 +150,7 @@ def test_each_preset_written_flat_loads_as_itself(name):
     old = {k: v for k, v in flat.items() if k not in AFTER_THE_GROUPS}
     defaults = TrainConfig().to_json()
     expect = json.loads(json.dumps(grouped))
+    expect["head_fit"] = defaults["head_fit"]  # a group added after the flat settings: at its defaults
     for group in ("budget", "sampling", "losses", "schedule", "priors"):
         for key in AFTER_THE_GROUPS & set(expect[group]):
             expect[group][key] = defaults[group][key]

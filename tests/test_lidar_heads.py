@@ -23,7 +23,8 @@ from simrecon.scene.lidar import NeuralLidarConfig, render_sweep
 from simrecon.scene.lidar_eval import SweepComparison, recorded_range_image, score_sweeps
 from simrecon.train import TrainConfig, reconstruct
 from simrecon.train.config import parse_settings
-from simrecon.train.lidar_heads import _decide, head_losses, head_rays
+from simrecon.train.head_fit import HeadFitConfig, fit_heads
+from simrecon.train.lidar_heads import _decide, final_head_fit, head_losses, head_rays
 from simrecon.train.optim import adam
 
 STRIPE_M = 3.0  # the ground is painted in stripes this wide along world x: bright (A) and dark (B)
@@ -238,3 +239,51 @@ def test_ddp_ranks_share_the_heads_and_average_their_gradients():
     assert all(torch.equal(a, b) for a, b in zip(w0, w1)), "rank 1 takes rank 0's initial weights"
     assert all(torch.allclose(g, torch.full_like(g, 5.0 + i)) for i, g in enumerate(g0))  # (0 + 10) / 2 + i
     assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+
+
+def _fresh_heads(model) -> None:
+    """Untrained heads in ``model`` (as a scene's before any step)."""
+    from simrecon.fields.lidar_heads import LidarHeads, sample_feature_dim
+
+    torch.manual_seed(0)
+    model.lidar_heads = LidarHeads(model.cfg.lidar_heads, sample_feature_dim(model.cfg.background.geo_features))
+
+
+def test_the_last_fit_teaches_untrained_heads_the_planted_pattern_and_leaves_the_fields(planted):
+    scene_dir, plate = planted
+    scene = load_scene(scene_dir, device="cpu", renderer="reference")
+    model = scene.model
+    _plate_model(model, plate)
+    _fresh_heads(model)
+    fields = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("lidar_heads.")}
+    geometric = _metrics(scene, NeuralLidarConfig(heads=False))
+    cfg = TrainConfig()
+    cfg.head_fit = HeadFitConfig(rays=4096, steps=80, batch=1024, lr=1e-2)
+    fit = final_head_fit(model, head_rays(scene.log, set()), cfg, torch.Generator().manual_seed(0))
+    assert fit["intensity_after"] < 0.5 * fit["intensity_before"] and fit["drop_after"] < fit["drop_before"], fit
+    after = {k: v for k, v in model.state_dict().items() if not k.startswith("lidar_heads.")}
+    assert all(torch.equal(fields[k], after[k]) for k in fields), "the last fit moves the heads only"
+    model.eval()
+    learned = _metrics(scene, NeuralLidarConfig())
+    recorded = np.concatenate([s.load(scene.log.root)[:, 3] for s in scene.log.lidar])
+    assert learned.intensity_rmse < 0.4 * recorded.std(), (learned.intensity_rmse, recorded.std())
+    assert learned.drop_accuracy > geometric.drop_accuracy + 0.05, (learned.drop_accuracy, geometric.drop_accuracy)
+
+
+def test_the_last_fit_runs_once_a_run_completes_and_not_when_switched_off(planted, tmp_path, monkeypatch):
+    import simrecon.train.trainer as trainer
+
+    calls = []
+
+    def spy(model, data, cfg, gen):
+        calls.append(cfg.head_fit.rays)
+        return final_head_fit(model, data, cfg, gen)
+
+    monkeypatch.setattr(trainer, "final_head_fit", spy)
+    log_root = planted[0].parent / "log"
+    reconstruct(log_root, tmp_path / "a", tiny_files(1))
+    assert calls == [1024], "the tiny preset's last fit, once, at the end"
+    assert fit_heads(torch.nn.Linear(1, 1), lambda n: pytest.fail("nothing to render"), HeadFitConfig(rays=0),
+                     (1.0, 1.0), torch.Generator()) == {}
+    with pytest.raises(ValueError, match=r"config.head_fit: rays and steps must be >= 0, batch >= 1"):
+        HeadFitConfig(batch=0).check()

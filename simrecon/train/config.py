@@ -26,6 +26,7 @@ from ..render.exposure import exposure_mode, legacy_exposure
 from ..scene.folder import SCENE_FILE, SceneInfo
 from .camera_only import CameraOnlyConfig
 from .free_columns import FreeColumnsConfig
+from .head_fit import HeadFitConfig
 from .lidar_prior import LidarPriorConfig
 
 log = get_logger("simrecon.config")
@@ -70,6 +71,10 @@ class LossesConfig:
     depth_weight: float = doc(0.03, "lidar: L1 of the expected range against the measured one (normalised units; "
                                     "0.1-1.0 measured worse); off with the lidar prior", unit="factor")
     empty_weight: float = doc(0.02, "lidar: weight along the ray before the return (less a margin)", unit="factor")
+    # Lidar and cameras disagree by a few centimetres on real logs (calibration, timing, moving actors), and a
+    # return's range noise grows with range: weight within this margin of the return is never penalised.
+    lidar_margin: float = doc(0.02, "lidar: the margin around a return that the empty and beyond terms leave free, "
+                                    "as a fraction of the range (plus 10 % of the near plane)", unit="fraction")
     beyond_weight: float = doc(0.0, "lidar: weight past the return (plus a margin); with the lidar prior "
                                     "priors.lidar_prior.beyond_weight instead", unit="factor")
     floater_weight: float = doc(0.02, "lidar: rays opaque over the nearer half of the way to the return "
@@ -117,6 +122,8 @@ class TrainConfig:
     sampling: SamplingConfig = doc(SamplingConfig, "the rays of a training step, the near plane and the scene box")
     losses: LossesConfig = doc(LossesConfig, "weights of the losses beside the photometric one")
     schedule: ScheduleConfig = doc(ScheduleConfig, "learning rates and their decay over the budget")
+    head_fit: HeadFitConfig = doc(HeadFitConfig, "the learned lidar heads' last fit on the final fields "
+                                                 "(train/head_fit.py)")
     priors: PriorsConfig = doc(PriorsConfig, "priors from the lidar besides its ray losses, and the camera-only "
                                              "recipe for logs without it")
     holdout: str = doc("every:8", "frames kept out of training for eval: every:N (the middle frame of each N), "
@@ -137,6 +144,7 @@ class TrainConfig:
             raise ValueError(f"config.sampling.lidar_rays: must be >= 0 (got {s.lidar_rays})")
         if s.lidar_head_rays < 0:
             raise ValueError(f"config.sampling.lidar_head_rays: must be >= 0 (got {s.lidar_head_rays})")
+        self.head_fit.check()
         for key, value in (("budget.minutes", b.minutes), ("sampling.near_frac", s.near_frac),
                            ("sampling.box_lidar_range", s.box_lidar_range)):
             if not value > 0:
@@ -297,7 +305,8 @@ def preset(name: str) -> TrainConfig:
             proposal_samples=16, samples=8, actor_samples=4, sky_texture=8)
         # 10 minutes, as fast: no automatic lidar prior (tests that want it ask for it)
         return TrainConfig(model=model, budget=BudgetConfig(steps=20, minutes=10.0, log_every=1, checkpoint_every=5),
-                           sampling=SamplingConfig(batch_rays=256, lidar_rays=128, lidar_head_rays=128))
+                           sampling=SamplingConfig(batch_rays=256, lidar_rays=128, lidar_head_rays=128),
+                           head_fit=HeadFitConfig(rays=1024, steps=10, batch=512))
     if name == "default":
         return TrainConfig(model=SceneModelConfig(sky_texture=32), budget=BudgetConfig(minutes=60.0, steps=30000))
     if name == "quality":

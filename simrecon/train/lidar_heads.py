@@ -11,6 +11,8 @@ scene renders a sweep) and fits the heads on the render's features, those of the
 - drop: binary cross-entropy of the drop logit against "returned nothing", on rays of sweeps with a layout.
 
 Rays carry their sweep's pose and timestamp, as the other lidar losses do (a sweep's per-column times are not used).
+When a run completes, ``final_head_fit`` fits the heads once more on rays rendered with the final fields
+(train/head_fit.py).
 ``auto`` settings become ``on`` when the training sweeps carry what a head learns from (any nonzero intensity; a
 layout), ``off`` otherwise. Under torchrun every rank draws its own head rays and the heads' gradients are averaged
 over the ranks (``share_heads``, ``average_head_grads``).
@@ -31,11 +33,13 @@ from ..render import SceneModel, TrainingInputs
 from ..render.rays import Rays
 from ..scene.folder import training_sweeps
 from .config import TrainConfig
+from .head_fit import HeadTargets, fit_heads, head_loss_terms
 
 log = get_logger(__name__)
 MAX_POINTS = 32768  # returns kept per sweep without a layout (evenly strided): enough rays for the intensity head
 SWEEPS_PER_STEP = 2  # sweeps a step's head rays come from
 REPLAY_STEPS = 16  # the heads learn from the rays of this many steps (the last one's rendered afresh)
+FINAL_SWEEPS = 8  # sweeps each rendered piece of the last fit's rays comes from
 
 
 @dataclass
@@ -196,21 +200,20 @@ class _Rendered:
     """One step's head rays as the heads read them, and what the log says of them (the replay keeps a few)."""
 
     inputs: LidarHeadInputs
-    intensity: torch.Tensor  # [n] target (NaN: unknown)
-    returned: torch.Tensor  # [n] bool
-    drop_known: torch.Tensor  # [n] bool
+    targets: HeadTargets
 
 
-def _render(model: SceneModel, data: HeadRays, cfg: TrainConfig, gen: torch.Generator) -> _Rendered:
-    """``cfg.sampling.lidar_head_rays`` rays drawn with ``gen``, rendered without gradient."""
-    n, device = cfg.sampling.lidar_head_rays, model.lidar_heads.intensity_scale.device
-    b = data.sample(n, gen, float(model.scale * cfg.sampling.near_frac))
+def _render(model: SceneModel, data: HeadRays, n: int, near_frac: float, gen: torch.Generator,
+            sweeps: int = SWEEPS_PER_STEP) -> _Rendered:
+    """``n`` rays of ``sweeps`` sweeps drawn with ``gen``, rendered without gradient."""
+    device = model.lidar_heads.intensity_scale.device
+    b = data.sample(n, gen, float(model.scale * near_frac), sweeps)
     rays = b.rays.to(device)
     with torch.no_grad():
         out = model(rays, train=TrainingInputs(stratified=False, rgb_rows=torch.zeros(n, dtype=torch.bool,
                                                                                         device=device)))
-    return _Rendered(model.lidar_head_inputs(rays, out), b.intensity.to(device), b.returned.to(device),
-                     b.drop_known.to(device))
+        inputs = model.lidar_head_inputs(rays, out)
+    return _Rendered(inputs, HeadTargets(b.intensity.to(device), b.returned.to(device), b.drop_known.to(device)))
 
 
 def head_losses(model: SceneModel, data: HeadRays, cfg: TrainConfig, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -222,15 +225,28 @@ def head_losses(model: SceneModel, data: HeadRays, cfg: TrainConfig, gen: torch.
     if not cfg.sampling.lidar_head_rays or heads is None:
         return {}
     heads.intensity_scale.fill_(data.intensity_scale)
-    data.replay = (data.replay + [_render(model, data, cfg, gen)])[-REPLAY_STEPS:]
+    data.replay = (data.replay + [_render(model, data, cfg.sampling.lidar_head_rays, cfg.sampling.near_frac,
+                                          gen)])[-REPLAY_STEPS:]
     pred = heads(LidarHeadInputs.cat([r.inputs for r in data.replay]))
-    target, returned, known = (torch.cat([getattr(r, f) for r in data.replay])
-                               for f in ("intensity", "returned", "drop_known"))
-    losses: dict[str, torch.Tensor] = {}
-    rows = returned & torch.isfinite(target)
-    if pred.intensity is not None and cfg.losses.intensity_weight and bool(rows.any()):
-        losses["intensity"] = cfg.losses.intensity_weight * torch.mean((pred.intensity[rows] - target[rows]) ** 2)
-    if pred.drop_logit is not None and cfg.losses.drop_weight and bool(known.any()):
-        losses["drop"] = cfg.losses.drop_weight * torch.nn.functional.binary_cross_entropy_with_logits(
-            pred.drop_logit[known], (~returned[known]).float())
-    return losses
+    return head_loss_terms(pred, HeadTargets.cat([r.targets for r in data.replay]), cfg.losses.intensity_weight,
+                           cfg.losses.drop_weight)
+
+
+def final_head_fit(model: SceneModel, data: HeadRays, cfg: TrainConfig, gen: torch.Generator) -> dict[str, float]:
+    """The heads' last fit on the final fields (train/head_fit.py): ``cfg.head_fit.rays`` rays of the training
+    sweeps, ``FINAL_SWEEPS`` sweeps per rendered piece. Returns the fit's losses before and after."""
+    if model.lidar_heads is None:
+        return {}
+    model.lidar_heads.intensity_scale.fill_(data.intensity_scale)
+
+    def render(n: int) -> tuple[LidarHeadInputs, HeadTargets]:
+        r = _render(model, data, n, cfg.sampling.near_frac, gen, FINAL_SWEEPS)
+        return r.inputs, r.targets
+
+    was_training = model.training
+    model.train()  # the rays render as the training steps' head rays do
+    try:
+        return fit_heads(model.lidar_heads, render, cfg.head_fit,
+                         (cfg.losses.intensity_weight, cfg.losses.drop_weight), gen)
+    finally:
+        model.train(was_training)

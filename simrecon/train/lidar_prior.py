@@ -144,7 +144,8 @@ def lidar_prior_step(model: SceneModel, origins: torch.Tensor, points: torch.Ten
 
     Each return gives three points: one up to a margin behind it (occupied), one uniformly between the near
     plane and the margin before it (empty) and one within four margins before that (empty: a sharp surface).
-    The margin is the lidar losses' (2 % of the range plus a tenth of the near plane)."""
+    The margin is 2 % of the range plus a tenth of the near plane (the lidar losses' default
+    ``losses.lidar_margin``; the prior keeps 2 % whatever that setting says)."""
     if points.ndim != 2 or points.shape[1] != 3 or origins.shape != points.shape or times.shape != points.shape[:1]:
         raise ValueError(f"lidar_prior_step: origins {list(origins.shape)}, points {list(points.shape)} and times "
                          f"{list(times.shape)} must be [N, 3], [N, 3] and [N]")

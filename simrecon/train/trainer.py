@@ -38,7 +38,7 @@ from .data import TrainData, parse_holdout, scene_box
 from .decisions import decide
 from .error_map import ErrorMap
 from .free_columns import FreeColumns, free_columns_of
-from .lidar_heads import HeadRays, average_head_grads, head_losses, setup_lidar_heads, share_heads
+from .lidar_heads import HeadRays, average_head_grads, final_head_fit, head_losses, setup_lidar_heads, share_heads
 from .lidar_prior import train_lidar_prior
 from .optim import adam
 from .pose_refine import refine_decision, track_refine_decision, training_rig
@@ -128,7 +128,7 @@ def compute_losses(model: SceneModel, out: RenderResult, target: torch.Tensor, n
         depth = out.depth[n_cam:]
         acc = out.acc[n_cam:]
         mids = out.samples.mids[n_cam:]
-        margin = 0.02 * ranges[:, None] + 0.1 * s * cfg.sampling.near_frac  # lidar noise grows with range
+        margin = cfg.losses.lidar_margin * ranges[:, None] + 0.1 * s * cfg.sampling.near_frac
         depth_weight, beyond_weight = cfg.lidar_loss_weights()
         if depth_weight:
             losses["depth"] = depth_weight * torch.mean(torch.abs(depth - ranges) / s)
@@ -636,10 +636,24 @@ def reconstruct(log_path: Path | None, scene_dir: Path, cfg: TrainConfig, resume
     return Trainer(log_path, scene_dir, cfg, resume, on_log, overrides).run()
 
 
+def _fit_heads(run: TrainState, on_log: Callable[[dict], None] | None) -> None:
+    """The learned lidar heads' last fit on the final fields (train/head_fit.py), logged with its losses."""
+    if on_log:
+        on_log({"stage": "lidar heads: last fit"})
+    start = time.time()
+    gen = torch.Generator().manual_seed(run.cfg.seed * 1000 + 999)
+    fit = final_head_fit(run.model, run.heads, run.cfg, gen)
+    if fit:
+        log.info("lidar heads' last fit (%d rays, %d steps, %.1f s): %s", run.cfg.head_fit.rays,
+                 run.cfg.head_fit.steps, time.time() - start, ", ".join(f"{k} {v:.4g}" for k, v in fit.items()))
+
+
 def _finish(run: TrainState, status: str, on_log: Callable[[dict], None] | None = None) -> TrainResult:
     """The last checkpoint, the weights, their occupancy grids (a complete run: what the fast renderer reads)
     and scene.json; TrainingInterrupted when the run was stopped."""
     elapsed = run.elapsed()
+    if status == "complete" and run.heads is not None and run.rank == 0:
+        _fit_heads(run, on_log)
     run.checkpoint()
     if run.rank == 0:
         save_atomic(run.model.state_dict(), run.scene_dir / MODEL_FILE)
