@@ -53,7 +53,7 @@ def test_scene_folder_and_step_budget(tiny_scene):
     assert steps == [1, 2, 3, 4, 5, 6]
     assert all(np.isfinite(m["loss"]) and m["rays_per_s"] > 0 for m in _metrics(tiny_scene))
     assert {"rgb", "depth", "empty", "opacity", "interlevel"} <= set(_metrics(tiny_scene)[0])
-    assert "beyond" not in _metrics(tiny_scene)[0]  # beyond_weight 0 without the lidar prior
+    assert "beyond" in _metrics(tiny_scene)[0]  # losses.beyond_weight, without the lidar prior too
 
 
 def test_training_reduces_the_loss(synth_small, tmp_path):
@@ -398,9 +398,12 @@ def test_lidar_weight_terms_count_weight_before_and_past_the_return_but_not_at_i
                        samples=RaySamples(mids=mids, weights=weights, tau=torch.zeros(2, 4)),
                        proposal=ProposalSamples(mids=mids, tau=torch.zeros(2, 4), interlevel=torch.zeros(())))
     model = type("M", (), {"scale": 1.0})()
-    # Without the prior: the expected-range L1 (100 m on ray 0, its weight leaked far), no beyond term.
+    # Without the prior: the expected-range L1 (100 m on ray 0, its weight leaked far) and losses.beyond_weight.
     losses = compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
-    assert losses["depth"].item() == pytest.approx(cfg.losses.depth_weight * 90.0 / 2) and "beyond" not in losses
+    assert losses["depth"].item() == pytest.approx(cfg.losses.depth_weight * 90.0 / 2)
+    assert losses["beyond"].item() == pytest.approx(cfg.losses.beyond_weight * 0.2 / 2)
+    cfg.losses.beyond_weight = 0.0
+    assert "beyond" not in compute_losses(model, out, torch.zeros(0, 3), 0, ranges, cfg)
     assert losses["empty"].item() == pytest.approx(cfg.losses.empty_weight * 0.1 / 2)
     # With the prior: the weight past the return replaces the L1, for the whole run.
     cfg.priors.lidar_prior.steps = 60

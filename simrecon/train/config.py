@@ -75,8 +75,10 @@ class LossesConfig:
     # return's range noise grows with range: weight within this margin of the return is never penalised.
     lidar_margin: float = doc(0.02, "lidar: the margin around a return that the empty and beyond terms leave free, "
                                     "as a fraction of the range (plus 10 % of the near plane)", unit="fraction")
-    beyond_weight: float = doc(0.0, "lidar: weight past the return (plus a margin); with the lidar prior "
-                                    "priors.lidar_prior.beyond_weight instead", unit="factor")
+    # 0.005 bounds the weight on both sides of the return, as the prior's runs do: without it the empty-space
+    # term alone pushed the surfaces ~5 cm behind the returns (benchmarks/RESULTS.md, 2026-12-07)
+    beyond_weight: float = doc(0.005, "lidar: weight past the return (plus a margin); with the lidar prior "
+                                      "priors.lidar_prior.beyond_weight instead", unit="factor")
     floater_weight: float = doc(0.02, "lidar: rays opaque over the nearer half of the way to the return "
                                       "(background and proposal)", unit="factor")
     opacity_weight: float = doc(0.01, "lidar: the ray's opacity must reach 1 (the ray ends at the return)",

@@ -23,7 +23,7 @@ from ..fields.lidar_heads import LidarHeadInputs, LidarHeadOutput
 class HeadFitConfig:
     rays: int = doc(65536, "rays of the training sweeps rendered once with the final fields for the heads' last "
                            "fit (0: no last fit)", unit="rays")
-    steps: int = doc(300, "Adam steps of the last fit, on the heads alone", unit="steps")
+    steps: int = doc(1000, "Adam steps of the last fit, on the heads alone", unit="steps")
     batch: int = doc(8192, "rays per step of the last fit", unit="rays")
     lr: float = doc(3e-3, "learning rate of the last fit", unit="step size")
 

@@ -639,7 +639,7 @@ def reconstruct(log_path: Path | None, scene_dir: Path, cfg: TrainConfig, resume
 def _fit_heads(run: TrainState, on_log: Callable[[dict], None] | None) -> None:
     """The learned lidar heads' last fit on the final fields (train/head_fit.py), logged with its losses."""
     if on_log:
-        on_log({"stage": "lidar heads: last fit"})
+        on_log({"stage": "learned lidar heads: last fit"})
     start = time.time()
     gen = torch.Generator().manual_seed(run.cfg.seed * 1000 + 999)
     fit = final_head_fit(run.model, run.heads, run.cfg, gen)
